@@ -1,0 +1,230 @@
+//! The one pool model every source maps into: what a source saw in one sample, and the figures
+//! derived from a window of samples. "Not visible from this source" is `None`, never 0.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Extra labels on every series of a pool (dataset, role, …), sorted so output is deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+/// Which kind of system a target is; the `type` of a target in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Pgbouncer,
+    Postgres,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 2] = [SourceKind::Pgbouncer, SourceKind::Postgres];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Pgbouncer => "pgbouncer",
+            SourceKind::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The limits the spec tunes, in the spec's words. Each one may come from the source (PgBouncer
+/// knows its pool_size) or from the config (an application pool behind PostgreSQL does not show
+/// its own pool_size to the server).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PoolLimits {
+    pub pool_size: Option<u64>,
+    pub max_overflow: Option<u64>,
+    /// Seconds a caller waits for a connection before giving up.
+    pub timeout_seconds: Option<f64>,
+    /// Seconds after which the pool replaces a connection.
+    pub recycle_seconds: Option<f64>,
+}
+
+impl PoolLimits {
+    /// Each limit from `self` where set, otherwise from `fallback`.
+    pub fn or(self, fallback: PoolLimits) -> PoolLimits {
+        PoolLimits {
+            pool_size: self.pool_size.or(fallback.pool_size),
+            max_overflow: self.max_overflow.or(fallback.max_overflow),
+            timeout_seconds: self.timeout_seconds.or(fallback.timeout_seconds),
+            recycle_seconds: self.recycle_seconds.or(fallback.recycle_seconds),
+        }
+    }
+
+    /// The most connections the pool may open: pool_size plus overflow.
+    pub fn max_connections(&self) -> Option<u64> {
+        Some(self.pool_size? + self.max_overflow.unwrap_or(0))
+    }
+}
+
+/// Monotonic counters a source keeps for a pool; rates come from their deltas across the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PoolTotals {
+    pub transactions: Option<u64>,
+    /// Times a waiting client was handed a connection (the divisor of the average wait).
+    pub assignments: Option<u64>,
+    pub wait_seconds: Option<f64>,
+    pub usage_seconds: Option<f64>,
+    pub connections_opened: Option<u64>,
+    pub connections_closed: Option<u64>,
+    pub connection_errors: Option<u64>,
+    pub timeouts: Option<u64>,
+}
+
+/// One pool as one source saw it at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PoolSample {
+    /// `db.client.connection.pool.name`.
+    pub pool: String,
+    /// Labels the source can tell (a dataset from an `mdm_<dataset>` database name).
+    pub labels: Labels,
+    /// Connections checked out: the spec's active connections.
+    pub used: Option<u64>,
+    pub idle: Option<u64>,
+    /// Callers waiting for a connection.
+    pub pending: Option<u64>,
+    /// How long the longest-waiting caller has waited.
+    pub oldest_wait_seconds: Option<f64>,
+    pub oldest_connection_age_seconds: Option<f64>,
+    /// Connections of the pool waiting on a lock.
+    pub lock_waits: Option<u64>,
+    /// Used connections that sit inside a transaction doing nothing: the typical leak.
+    pub idle_in_transaction: Option<u64>,
+    pub limits: PoolLimits,
+    pub totals: PoolTotals,
+}
+
+/// Figures about the server behind a target, shared by all its pools.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServerSample {
+    /// PostgreSQL `max_connections`.
+    pub max_connections: Option<u64>,
+    /// PostgreSQL `superuser_reserved_connections`.
+    pub reserved_connections: Option<u64>,
+    /// Every client connection the server holds, across all pools (the agent's own included).
+    pub connections: Option<u64>,
+    /// PgBouncer `max_client_conn`.
+    pub max_client_connections: Option<u64>,
+    /// Clients connected to PgBouncer, across all pools.
+    pub client_connections: Option<u64>,
+}
+
+impl ServerSample {
+    /// Connections still free for ordinary users:
+    /// `max_connections − superuser_reserved_connections − all connections`.
+    pub fn headroom(&self) -> Option<i64> {
+        let max = i64::try_from(self.max_connections?).ok()?;
+        let reserved = i64::try_from(self.reserved_connections.unwrap_or(0)).ok()?;
+        let used = i64::try_from(self.connections?).ok()?;
+        Some(max - reserved - used)
+    }
+}
+
+/// What one sample of one target returns: its pools, its server, and problems that did not stop
+/// the sample (a column this PgBouncer version lacks, say).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TargetSample {
+    pub pools: Vec<PoolSample>,
+    pub server: ServerSample,
+    pub warnings: Vec<String>,
+}
+
+/// A pool's figures over the window: the latest sample plus what needs more than one sample.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PoolFigures {
+    #[serde(flatten)]
+    pub latest: PoolSample,
+    /// used / pool_size.
+    pub utilization: Option<f64>,
+    /// Connections beyond pool_size / max_overflow.
+    pub overflow_utilization: Option<f64>,
+    /// Seconds a caller waited for a connection, on average over the rate window.
+    pub avg_wait_time_seconds: Option<f64>,
+    /// Seconds a connection was held per transaction, on average over the rate window.
+    pub avg_usage_time_seconds: Option<f64>,
+    /// Connections opened plus closed per minute over the rate window.
+    pub churn_per_minute: Option<f64>,
+}
+
+impl PoolFigures {
+    /// Derives the ratios that need only the latest sample; the store adds the rates.
+    pub fn from_latest(latest: PoolSample) -> PoolFigures {
+        let used = latest.used.map(|v| v as f64);
+        let pool_size = latest.limits.pool_size.filter(|&s| s > 0).map(|s| s as f64);
+        let utilization = used.zip(pool_size).map(|(u, s)| u / s);
+        let overflow_utilization = match (used, pool_size, latest.limits.max_overflow) {
+            (Some(u), Some(s), Some(o)) if o > 0 => Some((u - s).max(0.0) / o as f64),
+            _ => None,
+        };
+        PoolFigures {
+            latest,
+            utilization,
+            overflow_utilization,
+            ..PoolFigures::default()
+        }
+    }
+}
+
+/// The dataset an MDM database belongs to: MDM names a dataset's database `mdm_<dataset>`.
+pub fn dataset_of_database(database: &str) -> Option<&str> {
+    database.strip_prefix("mdm_").filter(|d| !d.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utilization_needs_both_used_and_pool_size() {
+        let mut sample = PoolSample {
+            used: Some(5),
+            ..PoolSample::default()
+        };
+        assert_eq!(PoolFigures::from_latest(sample.clone()).utilization, None);
+        sample.limits.pool_size = Some(5);
+        assert_eq!(PoolFigures::from_latest(sample.clone()).utilization, Some(1.0));
+        sample.used = None;
+        assert_eq!(PoolFigures::from_latest(sample).utilization, None);
+    }
+
+    #[test]
+    fn overflow_utilization_counts_only_beyond_pool_size() {
+        let sample = |used| PoolSample {
+            used: Some(used),
+            limits: PoolLimits {
+                pool_size: Some(10),
+                max_overflow: Some(4),
+                ..PoolLimits::default()
+            },
+            ..PoolSample::default()
+        };
+        assert_eq!(PoolFigures::from_latest(sample(8)).overflow_utilization, Some(0.0));
+        assert_eq!(PoolFigures::from_latest(sample(12)).overflow_utilization, Some(0.5));
+    }
+
+    #[test]
+    fn headroom_subtracts_reserved_and_all_connections() {
+        let server = ServerSample {
+            max_connections: Some(100),
+            reserved_connections: Some(3),
+            connections: Some(40),
+            ..ServerSample::default()
+        };
+        assert_eq!(server.headroom(), Some(57));
+        assert_eq!(ServerSample::default().headroom(), None);
+    }
+
+    #[test]
+    fn dataset_comes_from_mdm_database_names_only() {
+        assert_eq!(dataset_of_database("mdm_images"), Some("images"));
+        assert_eq!(dataset_of_database("mdm_"), None);
+        assert_eq!(dataset_of_database("postgres"), None);
+    }
+}

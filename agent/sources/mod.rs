@@ -1,0 +1,88 @@
+//! Sources: each one samples one target into the pool model. A source knows its system and
+//! nothing of cadence, deadlines or telemetry: the scheduler owns those.
+
+pub mod churn;
+pub mod pgbouncer;
+pub mod postgres;
+pub mod rows;
+pub mod session;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::config::{SourceConfig, Target};
+use crate::model::TargetSample;
+
+/// Why a sample failed; the `kind` label of `poolwatch_target_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The target could not be reached or closed the connection.
+    Connect,
+    /// The target refused our credentials.
+    Auth,
+    /// A query failed on the server.
+    Query,
+    /// The answer had a shape we cannot read.
+    Protocol,
+    /// The sample did not finish before its deadline.
+    Timeout,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Connect,
+        ErrorKind::Auth,
+        ErrorKind::Query,
+        ErrorKind::Protocol,
+        ErrorKind::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Query => "query",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// A failed sample. The message is already free of secrets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for SampleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for SampleError {}
+
+pub type SampleFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<TargetSample, SampleError>> + Send + 'a>>;
+
+/// One target's sampler.
+pub trait Source: Send {
+    /// Takes one sample. May be cancelled at any await point (the deadline passed).
+    fn sample(&mut self) -> SampleFuture<'_>;
+
+    /// Closes the connection, after a cancelled or failed sample; the next sample reconnects.
+    fn reset(&mut self);
+}
+
+/// Builds the source a target's config declares.
+pub fn build(target: &Target, timeout: Duration) -> Box<dyn Source> {
+    match &target.source {
+        SourceConfig::Pgbouncer => Box::new(pgbouncer::PgBouncer::new(target, timeout)),
+        SourceConfig::Postgres { pool_key } => {
+            Box::new(postgres::Postgres::new(target, *pool_key, timeout))
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The PostgreSQL server's own view of its clients: `pg_stat_activity` grouped by a pool key
+//! (database, user or application_name), read through one read-only session with statement,
+//! lock and idle-in-transaction timeouts so the agent can never hold up the server.
+//!
+//! used = active + idle in transaction (+ aborted, + fastpath), idle = idle; pending requests
+//! live inside the application and are absent here, never 0.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use super::churn::ChurnTracker;
+use super::rows::{Column, Rows, Unit, column};
+use super::session::{Session, Startup};
+use super::{ErrorKind, SampleError, SampleFuture, Source};
+use crate::config::{PoolKey, Target};
+use crate::model::{Labels, PoolSample, PoolTotals, ServerSample, TargetSample, dataset_of_database};
+
+/// Client backends only (no autovacuum, walsender…); our own session is marked so it can be
+/// counted in the server's total but left out of every pool.
+const ACTIVITY: &str = "SELECT pid, datname, usename, application_name, state, wait_event_type, \
+     extract(epoch FROM now() - backend_start) AS age_seconds, \
+     (pid = pg_backend_pid()) AS is_self \
+     FROM pg_stat_activity WHERE backend_type = 'client backend'";
+
+const SETTINGS: &str = "SELECT current_setting('max_connections') AS max_connections, \
+     current_setting('superuser_reserved_connections') AS superuser_reserved_connections";
+
+const SETTINGS_COLUMNS: &[Column] = &[
+    column(&["max_connections"], Unit::Count),
+    column(&["superuser_reserved_connections"], Unit::Count),
+];
+
+pub struct Postgres {
+    session: Session,
+    pool_key: PoolKey,
+    churn: ChurnTracker,
+}
+
+impl Postgres {
+    pub fn new(target: &Target, pool_key: PoolKey, timeout: Duration) -> Postgres {
+        let millis = timeout.as_millis().max(1).to_string();
+        let startup = Startup {
+            settings: vec![
+                ("default_transaction_read_only".into(), "on".into()),
+                ("statement_timeout".into(), millis.clone()),
+                ("lock_timeout".into(), millis.clone()),
+                ("idle_in_transaction_session_timeout".into(), millis),
+            ],
+        };
+        Postgres {
+            session: Session::new(target.connection.clone(), startup, timeout),
+            pool_key,
+            churn: ChurnTracker::default(),
+        }
+    }
+}
+
+impl Source for Postgres {
+    fn sample(&mut self) -> SampleFuture<'_> {
+        Box::pin(async move {
+            let activity = self.session.query(ACTIVITY).await?;
+            let settings = self.session.query(SETTINGS).await?;
+            map(&activity, &settings, self.pool_key, &mut self.churn)
+        })
+    }
+
+    fn reset(&mut self) {
+        self.session.reset();
+        self.churn.reset();
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    used: u64,
+    idle: u64,
+    idle_in_transaction: u64,
+    lock_waits: u64,
+    hidden: u64,
+    oldest_age: Option<f64>,
+    database: Option<String>,
+    single_database: bool,
+    pids: HashSet<String>,
+}
+
+/// Maps `pg_stat_activity` rows and server settings to pools (pure but for the churn baseline).
+pub fn map(
+    activity: &Rows,
+    settings: &Rows,
+    pool_key: PoolKey,
+    churn: &mut ChurnTracker,
+) -> Result<TargetSample, SampleError> {
+    let mut tallies: HashMap<String, Tally> = HashMap::new();
+    let mut connections = 0;
+    for row in activity.iter() {
+        connections += 1;
+        if row.text(&["is_self"]) == Some("t") {
+            continue;
+        }
+        let key = row.text(&[pool_key.column()]).unwrap_or_default().to_string();
+        let tally = tallies.entry(key).or_insert_with(|| Tally {
+            single_database: true,
+            ..Tally::default()
+        });
+        match row.text(&["state"]) {
+            Some("idle") => tally.idle += 1,
+            Some("idle in transaction") => {
+                tally.used += 1;
+                tally.idle_in_transaction += 1;
+            }
+            Some("active" | "idle in transaction (aborted)" | "fastpath function call") => {
+                tally.used += 1
+            }
+            // NULL: the monitoring role may not see other users' sessions (grant pg_monitor).
+            _ => tally.hidden += 1,
+        }
+        if row.text(&["wait_event_type"]) == Some("Lock") {
+            tally.lock_waits += 1;
+        }
+        if let Some(age) = row.text(&["age_seconds"]).and_then(|a| a.parse::<f64>().ok()) {
+            tally.oldest_age = Some(tally.oldest_age.map_or(age, |o: f64| o.max(age)));
+        }
+        let database = row.text(&["datname"]).map(str::to_string);
+        if tally.database.is_none() {
+            tally.database = database;
+        } else if tally.database != database {
+            tally.single_database = false;
+        }
+        if let Some(pid) = row.text(&["pid"]) {
+            tally.pids.insert(pid.to_string());
+        }
+    }
+    churn.observe(
+        tallies
+            .iter()
+            .map(|(pool, t)| (pool.clone(), t.pids.clone()))
+            .collect(),
+    );
+    let Some(server) = settings.iter().next().map(|r| r.read(SETTINGS_COLUMNS)) else {
+        return Err(SampleError {
+            kind: ErrorKind::Protocol,
+            message: "the server returned no settings row".into(),
+        });
+    };
+    let mut warnings = Vec::new();
+    let mut pools: Vec<PoolSample> = tallies
+        .into_iter()
+        .map(|(pool, t)| {
+            let (opened, closed) = churn.totals(&pool);
+            let visible = t.hidden == 0;
+            if !visible {
+                warnings.push(format!(
+                    "pool {pool}: the state of {} connections is hidden from the monitoring \
+                     role (grant it pg_monitor); used and idle are left absent",
+                    t.hidden
+                ));
+            }
+            let dataset = t
+                .database
+                .as_deref()
+                .filter(|_| t.single_database)
+                .and_then(dataset_of_database)
+                .map(|d| Labels::from([("dataset".to_string(), d.to_string())]));
+            PoolSample {
+                labels: dataset.unwrap_or_default(),
+                used: visible.then_some(t.used),
+                idle: visible.then_some(t.idle),
+                pending: None,
+                oldest_connection_age_seconds: t.oldest_age,
+                lock_waits: Some(t.lock_waits),
+                idle_in_transaction: visible.then_some(t.idle_in_transaction),
+                totals: PoolTotals {
+                    connections_opened: Some(opened),
+                    connections_closed: Some(closed),
+                    ..PoolTotals::default()
+                },
+                pool,
+                ..PoolSample::default()
+            }
+        })
+        .collect();
+    pools.sort_by(|a, b| a.pool.cmp(&b.pool));
+    Ok(TargetSample {
+        pools,
+        server: ServerSample {
+            max_connections: server.count("max_connections"),
+            reserved_connections: server.count("superuser_reserved_connections"),
+            connections: Some(connections),
+            ..ServerSample::default()
+        },
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLUMNS: &[&str] = &[
+        "pid", "datname", "usename", "application_name", "state", "wait_event_type",
+        "age_seconds", "is_self",
+    ];
+
+    fn settings() -> Rows {
+        Rows::new(&["max_connections", "superuser_reserved_connections"], &[&["100", "3"]])
+    }
+
+    #[test]
+    fn groups_by_key_and_counts_states() {
+        let activity = Rows::new(
+            COLUMNS,
+            &[
+                &["1", "mdm_images", "mdm", "api", "active", "", "10.5", "f"],
+                &["2", "mdm_images", "mdm", "api", "idle in transaction", "", "3", "f"],
+                &["3", "mdm_images", "mdm", "api", "active", "Lock", "4", "f"],
+                &["4", "mdm_images", "mdm", "api", "idle", "Client", "99", "f"],
+                &["5", "postgres", "monitor", "poolwatch", "active", "", "1", "t"],
+            ],
+        );
+        let sample = map(&activity, &settings(), PoolKey::Database, &mut ChurnTracker::default())
+            .unwrap();
+        assert_eq!(sample.pools.len(), 1, "our own session is no pool");
+        let pool = &sample.pools[0];
+        assert_eq!(pool.pool, "mdm_images");
+        assert_eq!((pool.used, pool.idle, pool.pending), (Some(3), Some(1), None));
+        assert_eq!((pool.lock_waits, pool.idle_in_transaction), (Some(1), Some(1)));
+        assert_eq!(pool.oldest_connection_age_seconds, Some(99.0));
+        assert_eq!(pool.labels.get("dataset").map(String::as_str), Some("images"));
+        assert_eq!(sample.server.connections, Some(5));
+        assert_eq!(sample.server.headroom(), Some(92));
+    }
+
+    #[test]
+    fn hidden_states_make_used_and_idle_absent() {
+        // An empty state stands for NULL here: it is not one of the known states.
+        let activity = Rows::new(
+            COLUMNS,
+            &[&["1", "d", "u", "a", "active", "", "1", "f"], &["2", "d", "u", "a", "", "", "1", "f"]],
+        );
+        let sample = map(&activity, &settings(), PoolKey::User, &mut ChurnTracker::default())
+            .unwrap();
+        assert_eq!((sample.pools[0].used, sample.pools[0].idle), (None, None));
+        assert_eq!(sample.warnings.len(), 1);
+    }
+
+    #[test]
+    fn churn_follows_backend_pids() {
+        let mut churn = ChurnTracker::default();
+        let at = |pids: &[&str]| {
+            let owned: Vec<[String; 8]> = pids
+                .iter()
+                .map(|p| {
+                    [p.to_string(), "d".into(), "u".into(), "app".into(), "idle".into(), "".into(), "1".into(), "f".into()]
+                })
+                .collect();
+            let refs: Vec<Vec<&str>> = owned.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
+            let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+            Rows::new(COLUMNS, &slices)
+        };
+        map(&at(&["1", "2"]), &settings(), PoolKey::ApplicationName, &mut churn).unwrap();
+        let sample = map(&at(&["2", "3", "4"]), &settings(), PoolKey::ApplicationName, &mut churn).unwrap();
+        let totals = sample.pools[0].totals;
+        assert_eq!((totals.connections_opened, totals.connections_closed), (Some(2), Some(1)));
+    }
+}

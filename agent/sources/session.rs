@@ -1,0 +1,133 @@
+//! The one connection a source holds to its target: opened lazily, with a connect timeout and
+//! keepalives, closed for good on `reset` (its I/O task is aborted, so a hung peer cannot keep a
+//! second connection alive behind our back). Errors come back classified and scrubbed.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use super::rows::Rows;
+use super::{ErrorKind, SampleError};
+use crate::secret::Connection;
+
+/// What the session asks of the server at startup.
+#[derive(Clone, Debug, Default)]
+pub struct Startup {
+    /// PostgreSQL `-c name=value` settings: read-only, statement timeout… PgBouncer's admin
+    /// console refuses `options`, so its sessions send none.
+    pub settings: Vec<(String, String)>,
+}
+
+pub struct Session {
+    connection: Connection,
+    startup: Startup,
+    timeout: Duration,
+    open: Option<(Client, JoinHandle<()>)>,
+}
+
+impl Session {
+    pub fn new(connection: Connection, startup: Startup, timeout: Duration) -> Session {
+        Session {
+            connection,
+            startup,
+            timeout,
+            open: None,
+        }
+    }
+
+    /// Runs one simple-protocol query (the only protocol PgBouncer's console speaks).
+    pub async fn query(&mut self, sql: &str) -> Result<Rows, SampleError> {
+        if self.open.as_ref().is_some_and(|(c, _)| c.is_closed()) {
+            self.reset();
+        }
+        if self.open.is_none() {
+            self.open = Some(self.connect().await?);
+        }
+        let Some((client, _)) = &self.open else {
+            unreachable!("connected just above");
+        };
+        match client.simple_query(sql).await {
+            Ok(messages) => Ok(Rows::from_messages(messages)),
+            Err(e) => {
+                let error = self.classify(&e);
+                if client.is_closed() {
+                    self.reset();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Closes the connection now.
+    pub fn reset(&mut self) {
+        if let Some((_, task)) = self.open.take() {
+            task.abort();
+        }
+    }
+
+    async fn connect(&self) -> Result<(Client, JoinHandle<()>), SampleError> {
+        let mut config = self.connection.driver_config().clone();
+        config
+            .connect_timeout(self.timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("poolwatch");
+        if !self.startup.settings.is_empty() {
+            let mut options = config.get_options().unwrap_or_default().to_string();
+            for (name, value) in &self.startup.settings {
+                options.push_str(&format!(" -c {name}={value}"));
+            }
+            config.options(options.trim());
+        }
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| self.classify(&e))?;
+        let task = tokio::spawn(async move {
+            // The connection ends when the client is dropped or the peer goes; either way the
+            // next query notices through `is_closed`.
+            let _ = connection.await;
+        });
+        Ok((client, task))
+    }
+
+    fn classify(&self, error: &tokio_postgres::Error) -> SampleError {
+        let kind = match error.code() {
+            Some(c) if *c == SqlState::INVALID_PASSWORD => ErrorKind::Auth,
+            Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => ErrorKind::Auth,
+            Some(_) => ErrorKind::Query,
+            None if error.is_closed() => ErrorKind::Connect,
+            None => {
+                let text = error.to_string();
+                if text.contains("timed out") {
+                    ErrorKind::Timeout
+                } else if text.contains("password") || text.contains("authentication") {
+                    ErrorKind::Auth
+                } else if text.starts_with("error connecting") || text.contains("connection") {
+                    ErrorKind::Connect
+                } else {
+                    ErrorKind::Protocol
+                }
+            }
+        };
+        let mut message = error.to_string();
+        if let Some(db) = error.as_db_error() {
+            message = format!("{}: {}", db.code().code(), db.message());
+        } else if let Some(source) = std::error::Error::source(error) {
+            message = format!("{message}: {source}");
+        }
+        SampleError {
+            kind,
+            message: format!(
+                "{} ({})",
+                self.connection.scrub(&message),
+                self.connection.endpoint()
+            ),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.reset();
+    }
+}
