@@ -2,9 +2,17 @@
 //! when a pool is too small, leaking, starving or misconfigured — and what to change.
 //!
 //! One flow: `sources` sample a target into the one pool `model`; the `store` keeps a window of
-//! samples per pool and derives rates; `health` judges each pool; `exporters` serve it all.
+//! samples per pool and derives rates; `health` judges each pool; the `scheduler` runs it all
+//! and publishes a `status` snapshot that the `exporters` serve.
 
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod exporters;
+pub mod health;
 pub mod model;
+pub mod scheduler;
 pub mod secret;
 pub mod sources;
+pub mod status;
+pub mod store;

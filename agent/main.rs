@@ -1,1 +1,23 @@
-fn main(){}
+//! The `poolwatch` binary: parse, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = poolwatch::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("POOLWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match poolwatch::cli::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("poolwatch: {error:#}");
+            ExitCode::from(3)
+        }
+    }
+}

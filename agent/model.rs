@@ -151,6 +151,8 @@ pub struct PoolFigures {
     pub avg_usage_time_seconds: Option<f64>,
     /// Connections opened plus closed per minute over the rate window.
     pub churn_per_minute: Option<f64>,
+    /// Failed connection attempts over the rate window.
+    pub connection_errors: Option<u64>,
 }
 
 impl PoolFigures {
@@ -189,7 +191,10 @@ mod tests {
         };
         assert_eq!(PoolFigures::from_latest(sample.clone()).utilization, None);
         sample.limits.pool_size = Some(5);
-        assert_eq!(PoolFigures::from_latest(sample.clone()).utilization, Some(1.0));
+        assert_eq!(
+            PoolFigures::from_latest(sample.clone()).utilization,
+            Some(1.0)
+        );
         sample.used = None;
         assert_eq!(PoolFigures::from_latest(sample).utilization, None);
     }
@@ -205,8 +210,14 @@ mod tests {
             },
             ..PoolSample::default()
         };
-        assert_eq!(PoolFigures::from_latest(sample(8)).overflow_utilization, Some(0.0));
-        assert_eq!(PoolFigures::from_latest(sample(12)).overflow_utilization, Some(0.5));
+        assert_eq!(
+            PoolFigures::from_latest(sample(8)).overflow_utilization,
+            Some(0.0)
+        );
+        assert_eq!(
+            PoolFigures::from_latest(sample(12)).overflow_utilization,
+            Some(0.5)
+        );
     }
 
     #[test]

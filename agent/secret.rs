@@ -64,14 +64,20 @@ impl Connection {
 
 fn endpoint_of(config: &tokio_postgres::Config) -> String {
     use tokio_postgres::config::Host;
-    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(path)) => path.display().to_string(),
         None => "localhost".to_string(),
     };
-    let db = config.get_dbname().or(config.get_user()).unwrap_or_default();
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or_default();
     format!("postgres://{user}{host}:{port}/{db}")
 }
 

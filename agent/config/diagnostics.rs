@@ -30,7 +30,11 @@ impl fmt::Display for Diagnostic {
         let origin = self.origin.display();
         match self.line {
             0 => write!(f, "{origin}: {}: {}", self.field, self.message),
-            line => write!(f, "{origin}:{line}:{}: {}: {}", self.column, self.field, self.message),
+            line => write!(
+                f,
+                "{origin}:{line}:{}: {}: {}",
+                self.column, self.field, self.message
+            ),
         }
     }
 }
@@ -85,7 +89,10 @@ pub fn deserialize_all<T: DeserializeOwned>(
             return (None, found);
         };
         let (line, column) = (location.line() as usize, location.column() as usize);
-        if found.iter().any(|d| (d.line, d.column) == (line as u64, column as u64)) {
+        if found
+            .iter()
+            .any(|d| (d.line, d.column) == (line as u64, column as u64))
+        {
             // No progress (a syntax error reported again): what we have is all we can tell.
             return (None, found);
         }
@@ -266,9 +273,10 @@ fn field_path(lines: &[String], line: usize, column: usize, missing: Option<&str
             parts.extend(key_at(&lines[row], col).map(str::to_string));
             continue;
         }
-        let Some(above) = (0..row).rev().find(|&r| {
-            !is_blank_or_comment(&lines[r]) && indent_of(&lines[r]) < col
-        }) else {
+        let Some(above) = (0..row)
+            .rev()
+            .find(|&r| !is_blank_or_comment(&lines[r]) && indent_of(&lines[r]) < col)
+        else {
             break;
         };
         row = above;
@@ -288,7 +296,11 @@ fn field_path(lines: &[String], line: usize, column: usize, missing: Option<&str
         }
         out.push_str(&part);
     }
-    if out.is_empty() { "(document)".into() } else { out }
+    if out.is_empty() {
+        "(document)".into()
+    } else {
+        out
+    }
 }
 
 /// The column of the `-` that opens the sequence item whose first key is at `col`, if any.
@@ -365,7 +377,10 @@ mod tests {
     #[test]
     fn a_truly_missing_field_is_reported_and_its_item_dropped() {
         let (doc, errors) = run("items:\n  - port: 1\n  - name: ok\n");
-        assert_eq!(errors, vec!["c.yaml:2:5: items[0].name: missing field `name`"]);
+        assert_eq!(
+            errors,
+            vec!["c.yaml:2:5: items[0].name: missing field `name`"]
+        );
         assert_eq!(doc.map(|d| d.items.len()), Some(1));
     }
 

@@ -209,7 +209,9 @@ impl Config {
         let mut names: HashSet<String> = self.targets.iter().map(|t| t.name.clone()).collect();
         for spec in specs {
             let Some((kind, url)) = spec.split_once('=') else {
-                problems.push(arg_problem("expected TYPE=URL, as in pgbouncer=postgres://…"));
+                problems.push(arg_problem(
+                    "expected TYPE=URL, as in pgbouncer=postgres://…",
+                ));
                 continue;
             };
             let source = match kind {
@@ -380,7 +382,11 @@ impl Checker<'_> {
         let text = match std::fs::read_to_string(&full) {
             Ok(t) => t,
             Err(e) => {
-                self.problem(path, "pool_templates", format!("cannot read {}: {e}", full.display()));
+                self.problem(
+                    path,
+                    "pool_templates",
+                    format!("cannot read {}: {e}", full.display()),
+                );
                 return None;
             }
         };
@@ -419,7 +425,11 @@ impl Checker<'_> {
         };
         if !names.insert(name.clone()) {
             let at = entry.name.as_ref().unwrap_or(&entry.url);
-            self.problem(at, &field("name"), format!("another target is already named `{name}`"));
+            self.problem(
+                at,
+                &field("name"),
+                format!("another target is already named `{name}`"),
+            );
         }
         let mut connection = match Connection::parse(&entry.url.value) {
             Ok(c) => Some(c),
@@ -432,7 +442,11 @@ impl Checker<'_> {
         if let (Some(c), Some(pw)) = (connection.as_mut(), password) {
             c.set_password(&pw);
         }
-        let labels = entry.labels.as_ref().map(|l| l.value.clone()).unwrap_or_default();
+        let labels = entry
+            .labels
+            .as_ref()
+            .map(|l| l.value.clone())
+            .unwrap_or_default();
         if let Some(at) = &entry.labels {
             for key in labels.keys() {
                 if let Err(why) = check_label_name(key) {
@@ -448,7 +462,10 @@ impl Checker<'_> {
                 SourceConfig::Pgbouncer
             }
             SourceKind::Postgres => SourceConfig::Postgres {
-                pool_key: entry.pool_key.as_ref().map_or(PoolKey::Database, |k| k.value),
+                pool_key: entry
+                    .pool_key
+                    .as_ref()
+                    .map_or(PoolKey::Database, |k| k.value),
             },
         };
         let limits = self.limits(&entry, &field, kind, template);
@@ -469,14 +486,26 @@ impl Checker<'_> {
     ) -> Option<String> {
         let in_url = connection.is_some_and(Connection::has_password);
         if let (true, Some(at)) = (in_url, &entry.password_file) {
-            self.problem(at, &field("password_file"), "the url already holds a password");
+            self.problem(
+                at,
+                &field("password_file"),
+                "the url already holds a password",
+            );
         }
         if let (true, Some(at)) = (in_url, &entry.password_env) {
-            self.problem(at, &field("password_env"), "the url already holds a password");
+            self.problem(
+                at,
+                &field("password_env"),
+                "the url already holds a password",
+            );
         }
         match (&entry.password_file, &entry.password_env) {
             (Some(_), Some(env)) => {
-                self.problem(env, &field("password_env"), "give password_file or password_env, not both");
+                self.problem(
+                    env,
+                    &field("password_env"),
+                    "give password_file or password_env, not both",
+                );
                 None
             }
             (Some(file), None) => {
@@ -484,7 +513,11 @@ impl Checker<'_> {
                 match std::fs::read_to_string(&path) {
                     Ok(pw) => Some(pw.trim_end_matches(['\n', '\r']).to_string()),
                     Err(e) => {
-                        self.problem(file, &field("password_file"), format!("cannot read {}: {e}", path.display()));
+                        self.problem(
+                            file,
+                            &field("password_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        );
                         None
                     }
                 }
@@ -492,7 +525,11 @@ impl Checker<'_> {
             (None, Some(var)) => match (self.env)(&var.value) {
                 Some(pw) => Some(pw),
                 None => {
-                    self.problem(var, &field("password_env"), format!("environment variable `{}` is not set", var.value));
+                    self.problem(
+                        var,
+                        &field("password_env"),
+                        format!("environment variable `{}` is not set", var.value),
+                    );
                     None
                 }
             },
@@ -509,10 +546,9 @@ impl Checker<'_> {
     ) -> Option<PoolLimits> {
         let empty = LimitsEntry::default();
         let given = entry.limits.as_ref().map_or(&empty, |l| &l.value);
-        let section = given
-            .template
-            .clone()
-            .or_else(|| (kind == SourceKind::Postgres && template.is_some()).then(|| "postgresql".into()));
+        let section = given.template.clone().or_else(|| {
+            (kind == SourceKind::Postgres && template.is_some()).then(|| "postgresql".into())
+        });
         let from_template = match (&section, template) {
             (Some(name), Some(t)) => match t.get(name) {
                 Some(s) => s.limits(),
@@ -527,7 +563,11 @@ impl Checker<'_> {
             },
             (Some(_), None) => {
                 if let Some(at) = &entry.limits {
-                    self.problem(at, &field("limits.template"), "needs `pool_templates` at the top level");
+                    self.problem(
+                        at,
+                        &field("limits.template"),
+                        "needs `pool_templates` at the top level",
+                    );
                 }
                 PoolLimits::default()
             }
@@ -550,9 +590,16 @@ impl Checker<'_> {
 }
 
 fn check_label_name(name: &str) -> Result<(), &'static str> {
-    const RESERVED: [&str; 4] = ["db_client_connection_pool_name", "db_client_connection_state", "target", "source"];
+    const RESERVED: [&str; 4] = [
+        "db_client_connection_pool_name",
+        "db_client_connection_state",
+        "target",
+        "source",
+    ];
     let mut chars = name.chars();
-    let valid_start = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !valid_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err("is not a valid Prometheus label name");
     }
@@ -573,7 +620,9 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Duration>>
     let raw = Spanned::<Raw>::deserialize(d)?;
     let value = match raw.value {
         Raw::Seconds(s) if s >= 0.0 && s.is_finite() => Duration::from_secs_f64(s),
-        Raw::Seconds(s) => return Err(serde::de::Error::custom(format!("`{s}` is not a duration"))),
+        Raw::Seconds(s) => {
+            return Err(serde::de::Error::custom(format!("`{s}` is not a duration")));
+        }
         Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
             serde::de::Error::custom(format!("`{t}` is not a duration like 10s or 1m30s ({e})"))
         })?,

@@ -64,7 +64,11 @@ mod tests {
         assert_eq!(t.totals("a"), (2, 1));
         assert_eq!(t.totals("b"), (1, 0));
         t.observe(seen(&[("a", &["2", "3", "4"])]));
-        assert_eq!(t.totals("b"), (1, 1), "a vanished pool closes its connections");
+        assert_eq!(
+            t.totals("b"),
+            (1, 1),
+            "a vanished pool closes its connections"
+        );
     }
 
     #[test]

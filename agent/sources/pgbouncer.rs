@@ -131,12 +131,15 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             });
         };
         let v = row.read(POOLS);
-        client_connections += v.count("cl_active").unwrap_or(0) + v.count("cl_waiting").unwrap_or(0);
+        client_connections +=
+            v.count("cl_active").unwrap_or(0) + v.count("cl_waiting").unwrap_or(0);
         if database == ADMIN_DATABASE {
             continue;
         }
         if v.get("sv_active").is_none() {
-            warnings.push(format!("SHOW POOLS for {database}/{user} has no sv_active column"));
+            warnings.push(format!(
+                "SHOW POOLS for {database}/{user} has no sv_active column"
+            ));
         }
         let pool = format!("{database}/{user}");
         let db = databases.get(database);
@@ -144,7 +147,9 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             pool_size: db.and_then(|d| d.count("pool_size")),
             max_overflow: db.and_then(|d| d.count("reserve_pool_size")),
             timeout_seconds: None,
-            recycle_seconds: db.and_then(|d| d.get("server_lifetime")).filter(|v| *v > 0.0),
+            recycle_seconds: db
+                .and_then(|d| d.get("server_lifetime"))
+                .filter(|v| *v > 0.0),
         }
         .or(defaults);
         let st = stats.get(database);
@@ -233,7 +238,9 @@ fn server_ids(servers: &Rows) -> HashMap<String, HashSet<String>> {
                 row.text(&["remote_pid"]).unwrap_or_default()
             ),
         };
-        out.entry(format!("{database}/{user}")).or_default().insert(id);
+        out.entry(format!("{database}/{user}"))
+            .or_default()
+            .insert(id);
     }
     out
 }

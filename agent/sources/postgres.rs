@@ -13,7 +13,9 @@ use super::rows::{Column, Rows, Unit, column};
 use super::session::{Session, Startup};
 use super::{ErrorKind, SampleError, SampleFuture, Source};
 use crate::config::{PoolKey, Target};
-use crate::model::{Labels, PoolSample, PoolTotals, ServerSample, TargetSample, dataset_of_database};
+use crate::model::{
+    Labels, PoolSample, PoolTotals, ServerSample, TargetSample, dataset_of_database,
+};
 
 /// Client backends only (no autovacuum, walsender…); our own session is marked so it can be
 /// counted in the server's total but left out of every pool.
@@ -97,7 +99,10 @@ pub fn map(
         if row.text(&["is_self"]) == Some("t") {
             continue;
         }
-        let key = row.text(&[pool_key.column()]).unwrap_or_default().to_string();
+        let key = row
+            .text(&[pool_key.column()])
+            .unwrap_or_default()
+            .to_string();
         let tally = tallies.entry(key).or_insert_with(|| Tally {
             single_database: true,
             ..Tally::default()
@@ -117,7 +122,10 @@ pub fn map(
         if row.text(&["wait_event_type"]) == Some("Lock") {
             tally.lock_waits += 1;
         }
-        if let Some(age) = row.text(&["age_seconds"]).and_then(|a| a.parse::<f64>().ok()) {
+        if let Some(age) = row
+            .text(&["age_seconds"])
+            .and_then(|a| a.parse::<f64>().ok())
+        {
             tally.oldest_age = Some(tally.oldest_age.map_or(age, |o: f64| o.max(age)));
         }
         let database = row.text(&["datname"]).map(str::to_string);
@@ -197,12 +205,21 @@ mod tests {
     use super::*;
 
     const COLUMNS: &[&str] = &[
-        "pid", "datname", "usename", "application_name", "state", "wait_event_type",
-        "age_seconds", "is_self",
+        "pid",
+        "datname",
+        "usename",
+        "application_name",
+        "state",
+        "wait_event_type",
+        "age_seconds",
+        "is_self",
     ];
 
     fn settings() -> Rows {
-        Rows::new(&["max_connections", "superuser_reserved_connections"], &[&["100", "3"]])
+        Rows::new(
+            &["max_connections", "superuser_reserved_connections"],
+            &[&["100", "3"]],
+        )
     }
 
     #[test]
@@ -211,21 +228,53 @@ mod tests {
             COLUMNS,
             &[
                 &["1", "mdm_images", "mdm", "api", "active", "", "10.5", "f"],
-                &["2", "mdm_images", "mdm", "api", "idle in transaction", "", "3", "f"],
+                &[
+                    "2",
+                    "mdm_images",
+                    "mdm",
+                    "api",
+                    "idle in transaction",
+                    "",
+                    "3",
+                    "f",
+                ],
                 &["3", "mdm_images", "mdm", "api", "active", "Lock", "4", "f"],
                 &["4", "mdm_images", "mdm", "api", "idle", "Client", "99", "f"],
-                &["5", "postgres", "monitor", "poolwatch", "active", "", "1", "t"],
+                &[
+                    "5",
+                    "postgres",
+                    "monitor",
+                    "poolwatch",
+                    "active",
+                    "",
+                    "1",
+                    "t",
+                ],
             ],
         );
-        let sample = map(&activity, &settings(), PoolKey::Database, &mut ChurnTracker::default())
-            .unwrap();
+        let sample = map(
+            &activity,
+            &settings(),
+            PoolKey::Database,
+            &mut ChurnTracker::default(),
+        )
+        .unwrap();
         assert_eq!(sample.pools.len(), 1, "our own session is no pool");
         let pool = &sample.pools[0];
         assert_eq!(pool.pool, "mdm_images");
-        assert_eq!((pool.used, pool.idle, pool.pending), (Some(3), Some(1), None));
-        assert_eq!((pool.lock_waits, pool.idle_in_transaction), (Some(1), Some(1)));
+        assert_eq!(
+            (pool.used, pool.idle, pool.pending),
+            (Some(3), Some(1), None)
+        );
+        assert_eq!(
+            (pool.lock_waits, pool.idle_in_transaction),
+            (Some(1), Some(1))
+        );
         assert_eq!(pool.oldest_connection_age_seconds, Some(99.0));
-        assert_eq!(pool.labels.get("dataset").map(String::as_str), Some("images"));
+        assert_eq!(
+            pool.labels.get("dataset").map(String::as_str),
+            Some("images")
+        );
         assert_eq!(sample.server.connections, Some(5));
         assert_eq!(sample.server.headroom(), Some(92));
     }
@@ -235,10 +284,18 @@ mod tests {
         // An empty state stands for NULL here: it is not one of the known states.
         let activity = Rows::new(
             COLUMNS,
-            &[&["1", "d", "u", "a", "active", "", "1", "f"], &["2", "d", "u", "a", "", "", "1", "f"]],
+            &[
+                &["1", "d", "u", "a", "active", "", "1", "f"],
+                &["2", "d", "u", "a", "", "", "1", "f"],
+            ],
         );
-        let sample = map(&activity, &settings(), PoolKey::User, &mut ChurnTracker::default())
-            .unwrap();
+        let sample = map(
+            &activity,
+            &settings(),
+            PoolKey::User,
+            &mut ChurnTracker::default(),
+        )
+        .unwrap();
         assert_eq!((sample.pools[0].used, sample.pools[0].idle), (None, None));
         assert_eq!(sample.warnings.len(), 1);
     }
@@ -250,16 +307,43 @@ mod tests {
             let owned: Vec<[String; 8]> = pids
                 .iter()
                 .map(|p| {
-                    [p.to_string(), "d".into(), "u".into(), "app".into(), "idle".into(), "".into(), "1".into(), "f".into()]
+                    [
+                        p.to_string(),
+                        "d".into(),
+                        "u".into(),
+                        "app".into(),
+                        "idle".into(),
+                        "".into(),
+                        "1".into(),
+                        "f".into(),
+                    ]
                 })
                 .collect();
-            let refs: Vec<Vec<&str>> = owned.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
+            let refs: Vec<Vec<&str>> = owned
+                .iter()
+                .map(|r| r.iter().map(String::as_str).collect())
+                .collect();
             let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
             Rows::new(COLUMNS, &slices)
         };
-        map(&at(&["1", "2"]), &settings(), PoolKey::ApplicationName, &mut churn).unwrap();
-        let sample = map(&at(&["2", "3", "4"]), &settings(), PoolKey::ApplicationName, &mut churn).unwrap();
+        map(
+            &at(&["1", "2"]),
+            &settings(),
+            PoolKey::ApplicationName,
+            &mut churn,
+        )
+        .unwrap();
+        let sample = map(
+            &at(&["2", "3", "4"]),
+            &settings(),
+            PoolKey::ApplicationName,
+            &mut churn,
+        )
+        .unwrap();
         let totals = sample.pools[0].totals;
-        assert_eq!((totals.connections_opened, totals.connections_closed), (Some(2), Some(1)));
+        assert_eq!(
+            (totals.connections_opened, totals.connections_closed),
+            (Some(2), Some(1))
+        );
     }
 }

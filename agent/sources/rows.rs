@@ -37,8 +37,11 @@ impl Rows {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
                     }
-                    out.rows
-                        .push((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect());
+                    out.rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    );
                 }
                 _ => {}
             }
@@ -157,7 +160,12 @@ mod tests {
     #[test]
     fn aliases_units_unknown_and_missing_columns() {
         let rows = Rows::new(
-            &["name", "reserve_pool", "total_wait_time", "brand_new_column"],
+            &[
+                "name",
+                "reserve_pool",
+                "total_wait_time",
+                "brand_new_column",
+            ],
             &[&["db", "3", "2500000", "x"]],
         );
         let values = rows.iter().next().unwrap().read(TABLE);
@@ -169,7 +177,14 @@ mod tests {
     #[test]
     fn null_and_garbage_are_absent() {
         let mut rows = Rows::new(&["total_wait_time"], &[&["not a number"]]);
-        assert_eq!(rows.iter().next().unwrap().read(TABLE).get("total_wait_time"), None);
+        assert_eq!(
+            rows.iter()
+                .next()
+                .unwrap()
+                .read(TABLE)
+                .get("total_wait_time"),
+            None
+        );
         rows.rows[0][0] = None;
         assert_eq!(rows.iter().next().unwrap().text(&["total_wait_time"]), None);
     }

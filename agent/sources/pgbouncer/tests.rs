@@ -13,66 +13,228 @@ struct Shape {
 }
 
 const POOLS_1_12: &[&str] = &[
-    "database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "sv_tested",
-    "sv_login", "maxwait", "maxwait_us", "pool_mode",
+    "database",
+    "user",
+    "cl_active",
+    "cl_waiting",
+    "sv_active",
+    "sv_idle",
+    "sv_used",
+    "sv_tested",
+    "sv_login",
+    "maxwait",
+    "maxwait_us",
+    "pool_mode",
 ];
 const POOLS_1_18: &[&str] = &[
-    "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
-    "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle",
-    "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us", "pool_mode",
+    "database",
+    "user",
+    "cl_active",
+    "cl_waiting",
+    "cl_active_cancel_req",
+    "cl_waiting_cancel_req",
+    "sv_active",
+    "sv_active_cancel",
+    "sv_being_canceled",
+    "sv_idle",
+    "sv_used",
+    "sv_tested",
+    "sv_login",
+    "maxwait",
+    "maxwait_us",
+    "pool_mode",
 ];
 const POOLS_1_24: &[&str] = &[
-    "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
-    "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle",
-    "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us", "pool_mode",
+    "database",
+    "user",
+    "cl_active",
+    "cl_waiting",
+    "cl_active_cancel_req",
+    "cl_waiting_cancel_req",
+    "sv_active",
+    "sv_active_cancel",
+    "sv_being_canceled",
+    "sv_idle",
+    "sv_used",
+    "sv_tested",
+    "sv_login",
+    "maxwait",
+    "maxwait_us",
+    "pool_mode",
     "load_balance_hosts",
 ];
 const STATS_1_12: &[&str] = &[
-    "database", "total_xact_count", "total_query_count", "total_received", "total_sent",
-    "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_count", "avg_query_count",
-    "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time",
+    "database",
+    "total_xact_count",
+    "total_query_count",
+    "total_received",
+    "total_sent",
+    "total_xact_time",
+    "total_query_time",
+    "total_wait_time",
+    "avg_xact_count",
+    "avg_query_count",
+    "avg_recv",
+    "avg_sent",
+    "avg_xact_time",
+    "avg_query_time",
+    "avg_wait_time",
 ];
 const STATS_1_24: &[&str] = &[
-    "database", "total_server_assignment_count", "total_xact_count", "total_query_count",
-    "total_received", "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
-    "total_client_parse_count", "total_server_parse_count", "total_bind_count",
-    "avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
-    "avg_xact_time", "avg_query_time", "avg_wait_time", "avg_client_parse_count",
-    "avg_server_parse_count", "avg_bind_count",
+    "database",
+    "total_server_assignment_count",
+    "total_xact_count",
+    "total_query_count",
+    "total_received",
+    "total_sent",
+    "total_xact_time",
+    "total_query_time",
+    "total_wait_time",
+    "total_client_parse_count",
+    "total_server_parse_count",
+    "total_bind_count",
+    "avg_server_assignment_count",
+    "avg_xact_count",
+    "avg_query_count",
+    "avg_recv",
+    "avg_sent",
+    "avg_xact_time",
+    "avg_query_time",
+    "avg_wait_time",
+    "avg_client_parse_count",
+    "avg_server_parse_count",
+    "avg_bind_count",
 ];
 const DATABASES_1_12: &[&str] = &[
-    "name", "host", "port", "database", "force_user", "pool_size", "reserve_pool", "pool_mode",
-    "max_connections", "current_connections", "paused", "disabled",
+    "name",
+    "host",
+    "port",
+    "database",
+    "force_user",
+    "pool_size",
+    "reserve_pool",
+    "pool_mode",
+    "max_connections",
+    "current_connections",
+    "paused",
+    "disabled",
 ];
 const DATABASES_1_18: &[&str] = &[
-    "name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
-    "reserve_pool", "pool_mode", "max_connections", "current_connections", "paused", "disabled",
+    "name",
+    "host",
+    "port",
+    "database",
+    "force_user",
+    "pool_size",
+    "min_pool_size",
+    "reserve_pool",
+    "pool_mode",
+    "max_connections",
+    "current_connections",
+    "paused",
+    "disabled",
 ];
 const DATABASES_1_24: &[&str] = &[
-    "name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
-    "reserve_pool_size", "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections",
-    "current_connections", "max_client_connections", "current_client_connections", "paused",
+    "name",
+    "host",
+    "port",
+    "database",
+    "force_user",
+    "pool_size",
+    "min_pool_size",
+    "reserve_pool_size",
+    "server_lifetime",
+    "pool_mode",
+    "load_balance_hosts",
+    "max_connections",
+    "current_connections",
+    "max_client_connections",
+    "current_client_connections",
+    "paused",
     "disabled",
 ];
 const SERVERS_1_12: &[&str] = &[
-    "type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
-    "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
-    "remote_pid", "tls",
+    "type",
+    "user",
+    "database",
+    "state",
+    "addr",
+    "port",
+    "local_addr",
+    "local_port",
+    "connect_time",
+    "request_time",
+    "wait",
+    "wait_us",
+    "close_needed",
+    "ptr",
+    "link",
+    "remote_pid",
+    "tls",
 ];
 const SERVERS_1_18: &[&str] = &[
-    "type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
-    "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
-    "remote_pid", "tls", "application_name",
+    "type",
+    "user",
+    "database",
+    "state",
+    "addr",
+    "port",
+    "local_addr",
+    "local_port",
+    "connect_time",
+    "request_time",
+    "wait",
+    "wait_us",
+    "close_needed",
+    "ptr",
+    "link",
+    "remote_pid",
+    "tls",
+    "application_name",
 ];
 const SERVERS_1_21: &[&str] = &[
-    "type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
-    "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
-    "remote_pid", "tls", "application_name", "prepared_statements",
+    "type",
+    "user",
+    "database",
+    "state",
+    "addr",
+    "port",
+    "local_addr",
+    "local_port",
+    "connect_time",
+    "request_time",
+    "wait",
+    "wait_us",
+    "close_needed",
+    "ptr",
+    "link",
+    "remote_pid",
+    "tls",
+    "application_name",
+    "prepared_statements",
 ];
 const SERVERS_1_24: &[&str] = &[
-    "type", "user", "database", "replication", "state", "addr", "port", "local_addr",
-    "local_port", "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr",
-    "link", "remote_pid", "tls", "application_name", "prepared_statements", "id",
+    "type",
+    "user",
+    "database",
+    "replication",
+    "state",
+    "addr",
+    "port",
+    "local_addr",
+    "local_port",
+    "connect_time",
+    "request_time",
+    "wait",
+    "wait_us",
+    "close_needed",
+    "ptr",
+    "link",
+    "remote_pid",
+    "tls",
+    "application_name",
+    "prepared_statements",
+    "id",
 ];
 const CONFIG_1_12: &[&str] = &["key", "value", "changeable"];
 const CONFIG_1_18: &[&str] = &["key", "value", "default", "changeable"];
@@ -122,7 +284,10 @@ fn rows(columns: &[&str], scenario: &[HashMap<&str, &str>]) -> Rows {
         .iter()
         .map(|r| columns.iter().map(|c| value(c, r)).collect())
         .collect();
-    let refs: Vec<Vec<&str>> = owned.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
+    let refs: Vec<Vec<&str>> = owned
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
     let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
     Rows::new(columns, &slices)
 }
@@ -130,7 +295,11 @@ fn rows(columns: &[&str], scenario: &[HashMap<&str, &str>]) -> Rows {
 /// 5 servers busy, 1 idle, 7 clients waiting for 2.5 s; 100 transactions that waited 3 s in all.
 fn show(shape: &Shape, server_ids: &[&str]) -> Show {
     let pools = [
-        HashMap::from([("database", "pgbouncer"), ("user", "pgbouncer"), ("cl_active", "1")]),
+        HashMap::from([
+            ("database", "pgbouncer"),
+            ("user", "pgbouncer"),
+            ("cl_active", "1"),
+        ]),
         HashMap::from([
             ("database", "mdm_images"),
             ("user", "mdm"),
@@ -151,7 +320,12 @@ fn show(shape: &Shape, server_ids: &[&str]) -> Show {
         ("total_wait_time", "3000000"),
     ])];
     let databases = [
-        HashMap::from([("name", "mdm_images"), ("pool_size", "5"), ("reserve_pool", "2"), ("reserve_pool_size", "2")]),
+        HashMap::from([
+            ("name", "mdm_images"),
+            ("pool_size", "5"),
+            ("reserve_pool", "2"),
+            ("reserve_pool_size", "2"),
+        ]),
         HashMap::from([("name", "pgbouncer"), ("pool_size", "2")]),
     ];
     let servers: Vec<HashMap<&str, &str>> = server_ids
@@ -189,14 +363,30 @@ fn every_version_maps_to_the_same_pool() {
         let mut churn = ChurnTracker::default();
         let sample = map(&show(shape, &["1", "2", "3", "4", "5", "6"]), &mut churn).unwrap();
         let v = shape.version;
-        assert_eq!(sample.pools.len(), 1, "{v}: the admin pseudo-database is not a pool");
+        assert_eq!(
+            sample.pools.len(),
+            1,
+            "{v}: the admin pseudo-database is not a pool"
+        );
         let pool = &sample.pools[0];
         assert_eq!(pool.pool, "mdm_images/mdm", "{v}");
-        assert_eq!(pool.labels.get("dataset").map(String::as_str), Some("images"), "{v}");
-        assert_eq!((pool.used, pool.idle, pool.pending), (Some(5), Some(1), Some(7)), "{v}");
+        assert_eq!(
+            pool.labels.get("dataset").map(String::as_str),
+            Some("images"),
+            "{v}"
+        );
+        assert_eq!(
+            (pool.used, pool.idle, pool.pending),
+            (Some(5), Some(1), Some(7)),
+            "{v}"
+        );
         assert_eq!(pool.oldest_wait_seconds, Some(2.5), "{v}");
         assert_eq!(pool.limits.pool_size, Some(5), "{v}");
-        assert_eq!(pool.limits.max_overflow, Some(2), "{v}: reserve_pool under either name");
+        assert_eq!(
+            pool.limits.max_overflow,
+            Some(2),
+            "{v}: reserve_pool under either name"
+        );
         assert_eq!(pool.limits.timeout_seconds, Some(120.0), "{v}");
         assert_eq!(pool.limits.recycle_seconds, Some(3600.0), "{v}");
         assert_eq!(pool.totals.transactions, Some(100), "{v}");
@@ -204,9 +394,16 @@ fn every_version_maps_to_the_same_pool() {
         assert_eq!(pool.totals.usage_seconds, Some(50.0), "{v}");
         let assignments = if v == "1.24" { 80 } else { 100 };
         assert_eq!(pool.totals.assignments, Some(assignments), "{v}");
-        assert_eq!(pool.lock_waits, None, "{v}: PgBouncer cannot see lock waits");
+        assert_eq!(
+            pool.lock_waits, None,
+            "{v}: PgBouncer cannot see lock waits"
+        );
         assert_eq!(sample.server.max_client_connections, Some(500), "{v}");
-        assert_eq!(sample.server.client_connections, Some(13), "{v}: 12 pool clients + admin");
+        assert_eq!(
+            sample.server.client_connections,
+            Some(13),
+            "{v}: 12 pool clients + admin"
+        );
     }
 }
 
@@ -232,7 +429,11 @@ fn settings_fill_what_databases_lacks_and_zero_disables() {
     show.databases = Rows::new(&["name"], &[&["mdm_images"]]);
     show.config = Rows::new(
         &["key", "value"],
-        &[&["default_pool_size", "20"], &["reserve_pool_size", "3"], &["query_wait_timeout", "0"]],
+        &[
+            &["default_pool_size", "20"],
+            &["reserve_pool_size", "3"],
+            &["query_wait_timeout", "0"],
+        ],
     );
     let sample = map(&show, &mut ChurnTracker::default()).unwrap();
     let limits = sample.pools[0].limits;

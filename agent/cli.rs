@@ -1,0 +1,95 @@
+//! The command line: arguments parsed once into a validated form, one function per command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::config::{self, Config, Diagnostics};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "poolwatch",
+    version,
+    about = "Watches database connection pools and says what to change before users notice."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health.
+    Run {
+        #[command(flatten)]
+        targets: TargetArgs,
+        /// Address to serve on (overrides `listen` in the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a config file and print every problem in it.
+    Validate {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Sample every pool over a short window, print its health; exit 0 healthy, 1 warnings,
+    /// 2 unhealthy, 3 could not check.
+    Check {
+        #[command(flatten)]
+        targets: TargetArgs,
+        /// Time between the two samples rates are computed from.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// Where the targets come from: a config file, `--target` arguments, or both.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The config file (see config/poolwatch.yaml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// A target without a config file: TYPE=URL, TYPE is pgbouncer or postgres
+    /// (e.g. pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer). Repeatable.
+    #[arg(long = "target", value_name = "TYPE=URL")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+impl TargetArgs {
+    /// The config these arguments describe.
+    pub fn load(&self) -> Result<Config, Diagnostics> {
+        let env: config::Env = &config::process_env;
+        let mut config = match &self.config {
+            Some(path) => Config::load(path, env)?,
+            None => Config::from_targets(&[], env)?,
+        };
+        config.add_targets(&self.targets, env)?;
+        Ok(config)
+    }
+}
+
+/// Runs the parsed command; the process exit code comes back.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { targets, listen } => commands::run::run(&targets, listen),
+        Command::Validate { config } => Ok(commands::validate::validate(&config)),
+        Command::Check {
+            targets,
+            window,
+            format,
+        } => commands::check::check(&targets, window, format),
+    }
+}

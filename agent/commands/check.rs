@@ -1,0 +1,119 @@
+//! `poolwatch check`: two samples of every target, `window` apart so rates exist, then each
+//! pool's health. Exit code: 0 healthy, 1 warnings, 2 unhealthy, 3 could not check.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::{Format, TargetArgs};
+use crate::health::{HealthReport, Status};
+use crate::scheduler::Agent;
+
+pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Result<ExitCode> {
+    let mut config = match args.load() {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return Ok(ExitCode::from(Status::Unknown.exit_code()));
+        }
+    };
+    if config.targets.is_empty() {
+        eprintln!("no targets: give --config FILE or --target TYPE=URL");
+        return Ok(ExitCode::from(Status::Unknown.exit_code()));
+    }
+    let window = window.max(Duration::from_millis(100));
+    config.sample_interval = window;
+    config.sample_timeout = config.sample_timeout.min(window);
+    config.rate_window = config.rate_window.max(window);
+    config.window = config.window.max(config.rate_window);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let agent = Agent::start(&config);
+        let mut updates = agent.subscribe();
+        let enough =
+            |p: &crate::scheduler::Published| p.snapshot.targets.iter().all(|t| t.samples >= 2);
+        let limit = window * 2 + config.sample_timeout * 2 + Duration::from_secs(1);
+        let _ = tokio::time::timeout(limit, updates.wait_for(|p| enough(p))).await;
+        agent.published().health.clone()
+    });
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", table(&report)),
+    }
+    Ok(ExitCode::from(report.status.exit_code()))
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.0}%", v * 100.0))
+}
+
+fn number<T: ToString>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn seconds(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}s"))
+}
+
+/// A plain table: one line per pool, its warnings and recommendations indented below.
+pub fn table(report: &HealthReport) -> String {
+    let mut out = String::new();
+    let header = [
+        "TARGET",
+        "POOL",
+        "STATUS",
+        "USED",
+        "IDLE",
+        "PENDING",
+        "SIZE",
+        "UTIL",
+        "AVG WAIT",
+        "OLDEST WAIT",
+        "CHURN/MIN",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for pool in &report.pools {
+        let f = &pool.figures;
+        rows.push(vec![
+            pool.target.clone(),
+            pool.pool.clone(),
+            pool.status.as_str().into(),
+            number(f.latest.used),
+            number(f.latest.idle),
+            number(f.latest.pending),
+            number(f.latest.limits.pool_size),
+            percent(f.utilization),
+            seconds(f.avg_wait_time_seconds),
+            seconds(f.latest.oldest_wait_seconds),
+            f.churn_per_minute.map_or("-".into(), |c| format!("{c:.1}")),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if i == 0 {
+            continue;
+        }
+        let pool = &report.pools[i - 1];
+        for w in &pool.warnings {
+            let _ = writeln!(out, "    warning: {w}");
+        }
+        for r in &pool.recommendations {
+            let _ = writeln!(out, "    recommendation: {r}");
+        }
+    }
+    for target in &report.unreachable {
+        let _ = writeln!(out, "could not check {}: {}", target.target, target.error);
+    }
+    let _ = writeln!(out, "status: {}", report.status.as_str());
+    out
+}

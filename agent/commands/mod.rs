@@ -1,0 +1,5 @@
+//! One module per command; each turns parsed arguments into an exit code.
+
+pub mod check;
+pub mod run;
+pub mod validate;

@@ -1,0 +1,5 @@
+//! Ways out of the agent: the Prometheus exposition and the HTTP server that serves it with the
+//! JSON API.
+
+pub mod http;
+pub mod prometheus;

@@ -1,0 +1,43 @@
+//! What the agent knows right now, per target: its self-telemetry and its pools' figures. The
+//! one plain value every exporter (Prometheus, JSON API, `check`) renders.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::model::{Labels, PoolFigures, ServerSample, SourceKind};
+use crate::sources::ErrorKind;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub source: SourceKind,
+    /// The endpoint without its password.
+    pub endpoint: String,
+    /// Labels from the config, on every series of the target.
+    pub labels: Labels,
+    /// Whether the last sample succeeded.
+    pub up: bool,
+    /// Samples finished, successful or not.
+    pub samples: u64,
+    pub last_duration_seconds: Option<f64>,
+    pub last_success_unix_seconds: Option<f64>,
+    #[serde(serialize_with = "errors_by_name")]
+    pub errors: BTreeMap<ErrorKind, u64>,
+    pub last_error: Option<String>,
+    pub warnings: Vec<String>,
+    pub server: Option<ServerSample>,
+    pub pools: Vec<PoolFigures>,
+}
+
+fn errors_by_name<S: serde::Serializer>(
+    errors: &BTreeMap<ErrorKind, u64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(errors.iter().map(|(k, v)| (k.as_str(), v)))
+}

@@ -1,0 +1,225 @@
+//! The window of samples per pool, and the figures that need more than one sample: average wait
+//! and usage time from counter deltas, churn per minute. Time is passed in, never read here.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::model::{PoolFigures, PoolLimits, PoolSample, TargetSample};
+
+/// Samples of every pool of every target, for `window`.
+#[derive(Debug)]
+pub struct Store {
+    window: Duration,
+    rate_window: Duration,
+    pools: BTreeMap<(String, String), VecDeque<(Instant, PoolSample)>>,
+}
+
+impl Store {
+    pub fn new(window: Duration, rate_window: Duration) -> Store {
+        Store {
+            window,
+            rate_window,
+            pools: BTreeMap::new(),
+        }
+    }
+
+    /// Records a target's sample. Limits the source did not see come from `configured`; pools
+    /// the target no longer has are dropped.
+    pub fn record(
+        &mut self,
+        target: &str,
+        now: Instant,
+        sample: &TargetSample,
+        configured: PoolLimits,
+    ) {
+        self.pools
+            .retain(|(t, pool), _| t != target || sample.pools.iter().any(|p| &p.pool == pool));
+        for pool in &sample.pools {
+            let mut pool = pool.clone();
+            pool.limits = pool.limits.or(configured);
+            let window = self
+                .pools
+                .entry((target.to_string(), pool.pool.clone()))
+                .or_default();
+            window.push_back((now, pool));
+            while window
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.window)
+            {
+                window.pop_front();
+            }
+        }
+    }
+
+    /// The figures of a target's pools, by pool name.
+    pub fn figures(&self, target: &str) -> Vec<PoolFigures> {
+        self.pools
+            .range((target.to_string(), String::new())..)
+            .take_while(|((t, _), _)| t == target)
+            .filter_map(|(_, window)| self.figures_of(window))
+            .collect()
+    }
+
+    /// How many samples the store holds in all (for self-telemetry and benchmarks).
+    pub fn sample_count(&self) -> usize {
+        self.pools.values().map(VecDeque::len).sum()
+    }
+
+    fn figures_of(&self, window: &VecDeque<(Instant, PoolSample)>) -> Option<PoolFigures> {
+        let (now, latest) = window.back()?;
+        let mut figures = PoolFigures::from_latest(latest.clone());
+        let Some((then, first)) = window
+            .iter()
+            .find(|(t, _)| now.saturating_duration_since(*t) <= self.rate_window)
+            .filter(|(t, _)| t < now)
+        else {
+            return Some(figures);
+        };
+        let (a, b) = (&first.totals, &latest.totals);
+        let minutes = now.saturating_duration_since(*then).as_secs_f64() / 60.0;
+        let per = |num: Option<f64>, den: Option<u64>| match (num, den) {
+            (Some(n), Some(d)) if d > 0 => Some(n / d as f64),
+            _ => None,
+        };
+        figures.avg_wait_time_seconds = per(
+            delta_f64(a.wait_seconds, b.wait_seconds),
+            delta(a.assignments, b.assignments),
+        );
+        figures.avg_usage_time_seconds = per(
+            delta_f64(a.usage_seconds, b.usage_seconds),
+            delta(a.transactions, b.transactions),
+        );
+        let churn = match (
+            delta(a.connections_opened, b.connections_opened),
+            delta(a.connections_closed, b.connections_closed),
+        ) {
+            (Some(o), Some(c)) => Some((o + c) as f64),
+            _ => None,
+        };
+        figures.churn_per_minute = churn.filter(|_| minutes > 0.0).map(|c| c / minutes);
+        figures.connection_errors = delta(a.connection_errors, b.connection_errors);
+        Some(figures)
+    }
+}
+
+/// Increase of a counter; a decrease means the counter restarted (PgBouncer restarted), so the
+/// new value is the increase, as Prometheus' `increase` treats resets.
+fn delta(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    let (a, b) = (before?, after?);
+    Some(if b >= a { b - a } else { b })
+}
+
+fn delta_f64(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    let (a, b) = (before?, after?);
+    Some(if b >= a { b - a } else { b })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PoolTotals;
+
+    fn sample(wait: f64, assignments: u64, opened: u64, closed: u64) -> TargetSample {
+        TargetSample {
+            pools: vec![PoolSample {
+                pool: "p".into(),
+                used: Some(4),
+                totals: PoolTotals {
+                    wait_seconds: Some(wait),
+                    assignments: Some(assignments),
+                    transactions: Some(assignments),
+                    usage_seconds: Some(wait * 2.0),
+                    connections_opened: Some(opened),
+                    connections_closed: Some(closed),
+                    ..PoolTotals::default()
+                },
+                ..PoolSample::default()
+            }],
+            ..TargetSample::default()
+        }
+    }
+
+    fn store() -> Store {
+        Store::new(Duration::from_secs(300), Duration::from_secs(60))
+    }
+
+    #[test]
+    fn one_sample_has_no_rates() {
+        let mut s = store();
+        s.record(
+            "t",
+            Instant::now(),
+            &sample(1.0, 10, 0, 0),
+            PoolLimits::default(),
+        );
+        let f = &s.figures("t")[0];
+        assert_eq!((f.avg_wait_time_seconds, f.churn_per_minute), (None, None));
+    }
+
+    #[test]
+    fn rates_come_from_deltas_within_the_rate_window() {
+        let mut s = store();
+        let t0 = Instant::now();
+        s.record("t", t0, &sample(0.0, 0, 0, 0), PoolLimits::default());
+        s.record(
+            "t",
+            t0 + Duration::from_secs(30),
+            &sample(1.0, 10, 3, 0),
+            PoolLimits::default(),
+        );
+        s.record(
+            "t",
+            t0 + Duration::from_secs(90),
+            &sample(7.0, 20, 10, 10),
+            PoolLimits::default(),
+        );
+        let f = &s.figures("t")[0];
+        // From the sample at 30 s (the oldest within 60 s) to 90 s: 6 s of wait over 10 clients.
+        assert_eq!(f.avg_wait_time_seconds, Some(0.6));
+        assert_eq!(f.avg_usage_time_seconds, Some(1.2));
+        // 7 opened + 10 closed in one minute.
+        assert_eq!(f.churn_per_minute, Some(17.0));
+    }
+
+    #[test]
+    fn a_counter_reset_is_not_a_negative_rate() {
+        let mut s = store();
+        let t0 = Instant::now();
+        s.record("t", t0, &sample(100.0, 1000, 0, 0), PoolLimits::default());
+        s.record(
+            "t",
+            t0 + Duration::from_secs(10),
+            &sample(2.0, 4, 0, 0),
+            PoolLimits::default(),
+        );
+        assert_eq!(s.figures("t")[0].avg_wait_time_seconds, Some(0.5));
+    }
+
+    #[test]
+    fn configured_limits_fill_in_and_vanished_pools_go() {
+        let mut s = store();
+        let limits = PoolLimits {
+            pool_size: Some(8),
+            ..PoolLimits::default()
+        };
+        s.record("t", Instant::now(), &sample(0.0, 0, 0, 0), limits);
+        assert_eq!(s.figures("t")[0].utilization, Some(0.5));
+        s.record("t", Instant::now(), &TargetSample::default(), limits);
+        assert!(s.figures("t").is_empty());
+    }
+
+    #[test]
+    fn the_window_is_bounded() {
+        let mut s = Store::new(Duration::from_secs(60), Duration::from_secs(60));
+        let t0 = Instant::now();
+        for i in 0..100 {
+            s.record(
+                "t",
+                t0 + Duration::from_secs(i * 10),
+                &sample(0.0, 0, 0, 0),
+                PoolLimits::default(),
+            );
+        }
+        assert_eq!(s.sample_count(), 7);
+    }
+}
