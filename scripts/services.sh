@@ -6,7 +6,7 @@
 #   scripts/services.sh start    install what is missing, start PostgreSQL and PgBouncer
 #   scripts/services.sh stop     stop both
 #   scripts/services.sh status   say what runs where
-#   scripts/services.sh env      print the environment the tests and the demo read
+#   scripts/services.sh env      print the environment the tests and the demo read (eval it)
 #
 # Everything lives under $POOLWATCH_SERVICES_DIR (default /tmp/poolwatch-services).
 set -euo pipefail
@@ -151,6 +151,8 @@ export POOLWATCH_SERVICES_DIR=$DIR
 export POOLWATCH_PG_PORT=$PG_PORT
 export POOLWATCH_PGBOUNCER_PORT=$PGBOUNCER_PORT
 export POOLWATCH_PG_BIN=$(pg_bin)
+export POOLWATCH_PGBOUNCER_PASSWORD=$PGBOUNCER_PASSWORD
+export POOLWATCH_POSTGRES_PASSWORD=$MONITOR_PASSWORD
 EOF
 }
 

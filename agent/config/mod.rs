@@ -623,8 +623,8 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Duration>>
         Raw::Seconds(s) => {
             return Err(serde::de::Error::custom(format!("`{s}` is not a duration")));
         }
-        Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
-            serde::de::Error::custom(format!("`{t}` is not a duration like 10s or 1m30s ({e})"))
+        Raw::Text(t) => humantime::parse_duration(&t).map_err(|_| {
+            serde::de::Error::custom(format!("`{t}` is not a duration like 10s or 1m30s"))
         })?,
     };
     Ok(Some(Spanned::new(value, raw.referenced, raw.defined)))

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs and starts the real services it needs
+# (PostgreSQL, PgBouncer, promtool), then runs every unit and integration test.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test failures`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build products live outside the clone so a fresh clone reuses them.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/poolwatch/target}
+
+scripts/services.sh start
+eval "$(scripts/services.sh env)"
+cargo test --no-fail-fast "$@"

@@ -1,0 +1,151 @@
+//! What real consumers make of `/metrics`: `promtool check metrics` on a live scrape with pools
+//! from both sources, and the README's metric table kept in step with the catalogue.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{
+    Agent, PGBOUNCER_PASSWORD, agent_config, connect, monitor_url, pgbouncer_port, target,
+};
+use poolwatch::exporters::prometheus::{CATALOGUE, Kind};
+
+/// The one objection promtool has, which the OTel→Prometheus translation dictates.
+const KNOWN_OBJECTION: &str = "db_client_connection_count non-histogram and non-summary metrics should not have \"_count\" suffix";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_a_live_scrape_but_for_the_semconv_count() {
+    let bouncer_url = format!(
+        "postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
+        pgbouncer_port()
+    );
+    let agent = Agent::start(&agent_config(
+        "300ms",
+        "250ms",
+        &[
+            target("pgbouncer", "bouncer", &bouncer_url, &[]),
+            target("postgres", "pg", &monitor_url(), &[]),
+        ],
+    ));
+    // A client through the shared PgBouncer makes sure it has a pool to show.
+    let app: tokio_postgres::Config = format!(
+        "postgres://mdm:{}@127.0.0.1:{}/mdm_demo",
+        common::APP_PASSWORD,
+        pgbouncer_port()
+    )
+    .parse()
+    .unwrap();
+    let client = connect(&app).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    let m = agent.wait_metrics(Duration::from_secs(20), "pools from both sources", |m| {
+        let pools = |source: &str| {
+            m.series
+                .iter()
+                .any(|s| s.name == "db_client_connection_count" && s.labels["source"] == source)
+        };
+        (pools("pgbouncer") && pools("postgres")).then(|| m.clone())
+    });
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/services.sh start)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objections: Vec<&str> = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(objections, vec![KNOWN_OBJECTION], "promtool said:\n{said}");
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+    }
+}
+
+/// The README table the catalogue stands for.
+fn catalogue_table() -> String {
+    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for def in CATALOGUE {
+        let labels = if def.labels.is_empty() {
+            String::from("—")
+        } else {
+            def.labels
+                .split(", ")
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            def.name,
+            kind_name(def.kind),
+            labels,
+            def.help
+        ));
+    }
+    out
+}
+
+#[test]
+fn readme_metric_table_matches_the_catalogue() {
+    const BEGIN: &str = "<!-- metrics:begin -->\n";
+    const END: &str = "<!-- metrics:end -->";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let start = readme
+        .find(BEGIN)
+        .expect("README has the metrics:begin marker")
+        + BEGIN.len();
+    let end = readme.find(END).expect("README has the metrics:end marker");
+    let want = catalogue_table();
+    if std::env::var_os("POOLWATCH_BLESS").is_some() {
+        std::fs::write(
+            path,
+            format!("{}{}{}", &readme[..start], want, &readme[end..]),
+        )
+        .unwrap();
+        return;
+    }
+    assert_eq!(
+        &readme[start..end],
+        want,
+        "run with POOLWATCH_BLESS=1 to regenerate the README table"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["validate", "--help"],
+    ] {
+        let out = Command::new(common::binary()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: poolwatch"),
+            "{args:?}"
+        );
+    }
+}

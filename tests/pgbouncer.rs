@@ -1,0 +1,135 @@
+//! Against a real PgBouncer: a pool of 5 with 12 clients each holding a transaction open.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Agent, PgBouncer, agent_config, connect, target};
+
+const POOL: (&str, &str) = ("db_client_connection_pool_name", "mdm_demo/mdm");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_pool_shows_used_pending_and_utilization_then_drains() {
+    let bouncer = PgBouncer::start(5);
+    let agent = Agent::start(&agent_config(
+        "300ms",
+        "250ms",
+        &[target("pgbouncer", "bouncer", &bouncer.admin_url(), &[])],
+    ));
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let config = bouncer.app_config();
+        let mut released = released.clone();
+        clients.push(tokio::spawn(async move {
+            let client = connect(&config).await;
+            // In transaction pooling a server stays with the client until COMMIT: the first
+            // five hold all of pool_size, the other seven wait inside this BEGIN.
+            client.simple_query("BEGIN").await.expect("BEGIN");
+            released.wait_for(|r| *r).await.expect("release");
+            client.simple_query("COMMIT").await.expect("COMMIT");
+        }));
+    }
+
+    let state = ("db_client_connection_state", "used");
+    let metrics = agent.wait_metrics(Duration::from_secs(20), "used=5 and pending=7", |m| {
+        let used = m.get("db_client_connection_count", &[POOL, state])?;
+        let pending = m.get("db_client_connection_pending_requests", &[POOL])?;
+        let waited = m.get("poolwatch_pool_oldest_wait_seconds", &[POOL])?;
+        (used == 5.0 && pending == 7.0 && waited > 0.0).then(|| m.clone())
+    });
+    assert_eq!(
+        metrics.get("poolwatch_pool_utilization_ratio", &[POOL]),
+        Some(1.0)
+    );
+    assert_eq!(metrics.get("poolwatch_pool_size", &[POOL]), Some(5.0));
+    assert_eq!(metrics.get("db_client_connection_max", &[POOL]), Some(5.0));
+    assert_eq!(
+        metrics.get(
+            "db_client_connection_count",
+            &[POOL, ("db_client_connection_state", "idle")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metrics.get("poolwatch_pool_idle_in_transaction_connections", &[POOL]),
+        None,
+        "PgBouncer cannot see it"
+    );
+
+    let (_, health) = agent.get("/api/v1/health").unwrap();
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let pool = &health["pools"][0];
+    assert_eq!(pool["status"], "degraded");
+    assert_eq!(
+        pool["recommendations"][0],
+        "Increase pool_size from 5 to 15 (demand 12 keeps utilization at or below 80%)"
+    );
+
+    release.send(true).unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    agent.wait_metrics(Duration::from_secs(20), "used=0 and pending=0", |m| {
+        let used = m.get("db_client_connection_count", &[POOL, state])?;
+        let pending = m.get("db_client_connection_pending_requests", &[POOL])?;
+        (used == 0.0 && pending == 0.0).then_some(())
+    });
+    let after = agent.metrics();
+    assert_eq!(
+        after.get("poolwatch_pool_utilization_ratio", &[POOL]),
+        Some(0.0)
+    );
+    assert!(
+        after
+            .get("poolwatch_pool_transactions_total", &[POOL])
+            .unwrap()
+            >= 12.0
+    );
+}
+
+#[test]
+fn check_exits_1_and_names_the_new_pool_size() {
+    // `check` on a pool whose clients wait: the exit code and the table carry the verdict.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bouncer = PgBouncer::start(2);
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let config = bouncer.app_config();
+        let mut released = released.clone();
+        clients.push(runtime.spawn(async move {
+            let client = connect(&config).await;
+            client.simple_query("BEGIN").await.unwrap();
+            released.wait_for(|r| *r).await.unwrap();
+            client.simple_query("COMMIT").await.unwrap();
+        }));
+    }
+    let admin = bouncer.admin_url();
+    let output = common::wait_for(
+        Duration::from_secs(20),
+        "check to see the waiting client",
+        || {
+            let output = std::process::Command::new(common::binary())
+                .args([
+                    "check",
+                    "--window",
+                    "300ms",
+                    "--target",
+                    &format!("pgbouncer={admin}"),
+                ])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+            stdout
+                .contains("Increase pool_size from 2 to 4")
+                .then_some((output.status.code(), stdout))
+        },
+    );
+    assert_eq!(output.0, Some(1), "{}", output.1);
+    assert!(output.1.contains("status: degraded"), "{}", output.1);
+    release.send(true).unwrap();
+    for client in clients {
+        runtime.block_on(client).unwrap();
+    }
+}
