@@ -117,69 +117,32 @@ fn assert_other_target_unaffected(agent: &Agent, since: f64, latencies: &mut Vec
     );
 }
 
-#[test]
-fn killed_pgbouncer_is_down_then_back() {
+/// Breaks PgBouncer, checks the agent copes, mends it, checks it recovers.
+fn outage(break_it: fn(&mut PgBouncer), hung: bool, error_kind: &str, mend: fn(&mut PgBouncer)) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut bouncer = PgBouncer::start(5);
     let agent = watch_both(&bouncer);
     let mut latencies = Vec::new();
     let pg_before = last_success(&agent.metrics(), PG);
 
-    bouncer.kill();
-    let m = wait_up(&agent, BOUNCER, 0.0, detection_limit(false), &mut latencies);
-    assert!(
-        m.get(
-            "poolwatch_target_errors_total",
-            &[BOUNCER, ("kind", "connect")]
-        )
-        .unwrap()
-            >= 1.0
-    );
-    assert_eq!(
-        m.get("db_client_connection_count", &[BOUNCER]),
-        None,
-        "no stale pool figures"
-    );
+    break_it(&mut bouncer);
+    let m = wait_up(&agent, BOUNCER, 0.0, detection_limit(hung), &mut latencies);
+    let errors = m.get("poolwatch_target_errors_total", &[BOUNCER, ("kind", error_kind)]);
+    assert!(errors.unwrap() >= 1.0, "{error_kind} errors: {errors:?}");
+    assert_eq!(m.get("db_client_connection_count", &[BOUNCER]), None, "no stale pool figures");
     assert_other_target_unaffected(&agent, pg_before, &mut latencies);
     assert_fast(&mut latencies);
 
-    bouncer.restart();
-    wait_up(
-        &agent,
-        BOUNCER,
-        1.0,
-        Duration::from_secs(10),
-        &mut latencies,
-    );
+    mend(&mut bouncer);
+    wait_up(&agent, BOUNCER, 1.0, Duration::from_secs(10), &mut latencies);
+}
+
+#[test]
+fn killed_pgbouncer_is_down_then_back() {
+    outage(PgBouncer::kill, false, "connect", PgBouncer::restart);
 }
 
 #[test]
 fn stopped_pgbouncer_times_out_then_comes_back() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bouncer = PgBouncer::start(5);
-    let agent = watch_both(&bouncer);
-    let mut latencies = Vec::new();
-    let pg_before = last_success(&agent.metrics(), PG);
-
-    bouncer.pause();
-    let m = wait_up(&agent, BOUNCER, 0.0, detection_limit(true), &mut latencies);
-    assert!(
-        m.get(
-            "poolwatch_target_errors_total",
-            &[BOUNCER, ("kind", "timeout")]
-        )
-        .unwrap()
-            >= 1.0
-    );
-    assert_other_target_unaffected(&agent, pg_before, &mut latencies);
-    assert_fast(&mut latencies);
-
-    bouncer.resume();
-    wait_up(
-        &agent,
-        BOUNCER,
-        1.0,
-        Duration::from_secs(10),
-        &mut latencies,
-    );
+    outage(|b| b.pause(), true, "timeout", |b| b.resume());
 }

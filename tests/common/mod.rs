@@ -109,24 +109,6 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Optio
     }
 }
 
-/// The async twin of [`wait_for`], for tests that hold connections on a runtime.
-pub async fn wait_for_async<T>(
-    limit: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn postgres_ids() -> Option<(u32, u32)> {
     if !nix::unistd::Uid::effective().is_root() {
         return None;
