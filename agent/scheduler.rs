@@ -17,6 +17,9 @@ use crate::sources::{self, ErrorKind, SampleError};
 use crate::status::{Snapshot, TargetStatus};
 use crate::store::Store;
 
+/// The longest a report waits for the other targets of its tick before it is published.
+const COALESCE_LIMIT: Duration = Duration::from_millis(250);
+
 /// Everything the exporters serve, rendered once per change.
 #[derive(Debug)]
 pub struct Published {
@@ -70,7 +73,8 @@ impl Agent {
             targets,
             publish,
         };
-        tasks.push(tokio::spawn(aggregator.run(inbox)));
+        let coalesce = (config.sample_interval / 10).min(COALESCE_LIMIT);
+        tasks.push(tokio::spawn(aggregator.run(inbox, coalesce)));
         Agent { published, tasks }
     }
 
@@ -167,17 +171,35 @@ struct Aggregator {
 }
 
 impl Aggregator {
-    async fn run(mut self, mut inbox: mpsc::Receiver<Report>) {
+    /// Applies reports and publishes. Targets sampled on the same tick report close together,
+    /// and rendering costs far more than a sample, so after a report it waits up to `coalesce`
+    /// for the other targets and renders once for all of them, off the async workers.
+    async fn run(mut self, mut inbox: mpsc::Receiver<Report>, coalesce: Duration) {
+        let mut reported = vec![false; self.targets.len()];
         while let Some(report) = inbox.recv().await {
+            reported[report.index] = true;
             self.apply(report);
-            // Fold in whatever else arrived meanwhile before rendering once.
-            while let Ok(report) = inbox.try_recv() {
-                self.apply(report);
+            let deadline = tokio::time::Instant::now() + coalesce;
+            while reported.iter().any(|r| !r) {
+                match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                    Ok(Some(report)) => {
+                        reported[report.index] = true;
+                        self.apply(report);
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
             }
+            reported.fill(false);
             let snapshot = Snapshot {
                 targets: self.targets.clone(),
             };
-            self.publish.send_replace(Arc::new(Published::of(snapshot)));
+            match tokio::task::spawn_blocking(move || Published::of(snapshot)).await {
+                Ok(published) => {
+                    self.publish.send_replace(Arc::new(published));
+                }
+                Err(error) => tracing::error!(%error, "rendering the snapshot failed"),
+            }
         }
     }
 

@@ -87,6 +87,7 @@ EOF
     fi
     local psql=("$bin/psql" -h "$DIR" -p "$PG_PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1)
     as_postgres "${psql[@]}" <<EOF
+SET client_min_messages = warning;
 SELECT 'CREATE ROLE monitor LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'monitor')\gexec
 ALTER ROLE monitor PASSWORD '$MONITOR_PASSWORD';
 GRANT pg_monitor TO monitor;

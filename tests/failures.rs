@@ -127,14 +127,27 @@ fn outage(break_it: fn(&mut PgBouncer), hung: bool, error_kind: &str, mend: fn(&
 
     break_it(&mut bouncer);
     let m = wait_up(&agent, BOUNCER, 0.0, detection_limit(hung), &mut latencies);
-    let errors = m.get("poolwatch_target_errors_total", &[BOUNCER, ("kind", error_kind)]);
+    let errors = m.get(
+        "poolwatch_target_errors_total",
+        &[BOUNCER, ("kind", error_kind)],
+    );
     assert!(errors.unwrap() >= 1.0, "{error_kind} errors: {errors:?}");
-    assert_eq!(m.get("db_client_connection_count", &[BOUNCER]), None, "no stale pool figures");
+    assert_eq!(
+        m.get("db_client_connection_count", &[BOUNCER]),
+        None,
+        "no stale pool figures"
+    );
     assert_other_target_unaffected(&agent, pg_before, &mut latencies);
     assert_fast(&mut latencies);
 
     mend(&mut bouncer);
-    wait_up(&agent, BOUNCER, 1.0, Duration::from_secs(10), &mut latencies);
+    wait_up(
+        &agent,
+        BOUNCER,
+        1.0,
+        Duration::from_secs(10),
+        &mut latencies,
+    );
 }
 
 #[test]

@@ -358,12 +358,14 @@ fn write_target(out: &Out, target: &TargetStatus) {
 
 fn write_pool(out: &Out, target: &TargetStatus, f: &PoolFigures) {
     let p = &f.latest;
-    let labels = |extra: &[(&'static str, &str)]| {
-        let mut all = vec![(POOL, p.pool.as_str())];
-        all.extend_from_slice(extra);
-        labels_of(target, &all, &p.labels)
+    // Built once per pool: most of the rendering cost is label handling.
+    let base = labels_of(target, &[(POOL, p.pool.as_str())], &p.labels);
+    let state = |s: &'static str| {
+        let mut all = base.clone();
+        let at = all.partition_point(|l| l.key() < "db_client_connection_state");
+        all.insert(at, Label::new("db_client_connection_state", s));
+        all
     };
-    let state = |s: &'static str| labels(&[("db_client_connection_state", s)]);
     let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
     let gauges = [
         (
@@ -411,7 +413,7 @@ fn write_pool(out: &Out, target: &TargetStatus, f: &PoolFigures) {
     }
     for (name, value) in gauges {
         if let Some(v) = value {
-            out.gauge(name, labels(&[]), v);
+            out.gauge(name, base.clone(), v);
         }
     }
     let counters = [
@@ -432,7 +434,7 @@ fn write_pool(out: &Out, target: &TargetStatus, f: &PoolFigures) {
     ];
     for (name, value) in counters {
         if let Some(v) = value {
-            out.counter(name, labels(&[]), v);
+            out.counter(name, base.clone(), v);
         }
     }
 }

@@ -127,7 +127,16 @@ pub struct PgBouncer {
 
 impl PgBouncer {
     pub fn start(pool_size: u32) -> PgBouncer {
+        PgBouncer::with_pools(pool_size, 0)
+    }
+
+    /// As [`PgBouncer::start`], plus `extra` databases `mdm_bench_N` (aliases of `mdm_demo`):
+    /// each is a pool of its own once a client has used it.
+    pub fn with_pools(pool_size: u32, extra: usize) -> PgBouncer {
         let pg = pg_port();
+        let aliases: String = (0..extra)
+            .map(|i| format!("mdm_bench_{i} = host=127.0.0.1 port={pg} dbname=mdm_demo pool_size={pool_size}\n"))
+            .collect();
         let dir = tempfile::Builder::new()
             .prefix("poolwatch-pgbouncer")
             .tempdir()
@@ -144,11 +153,12 @@ impl PgBouncer {
             format!(
                 "[databases]\n\
                  mdm_demo = host=127.0.0.1 port={pg} dbname=mdm_demo pool_size={pool_size}\n\
+                 {aliases}\
                  [pgbouncer]\n\
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                  auth_type = scram-sha-256\nauth_file = {d}/userlist.txt\n\
                  admin_users = pgbouncer\npool_mode = transaction\n\
-                 reserve_pool_size = 0\nmax_client_conn = 200\nlogfile = {d}/pgbouncer.log\n"
+                 reserve_pool_size = 0\nmax_client_conn = 400\nlogfile = {d}/pgbouncer.log\n"
             ),
         )
         .unwrap();
@@ -200,8 +210,13 @@ impl PgBouncer {
 
     /// An application connection through this PgBouncer to `mdm_demo`.
     pub fn app_config(&self) -> tokio_postgres::Config {
+        self.app_config_for("mdm_demo")
+    }
+
+    /// An application connection through this PgBouncer to one of its databases.
+    pub fn app_config_for(&self, database: &str) -> tokio_postgres::Config {
         format!(
-            "postgres://mdm:{APP_PASSWORD}@127.0.0.1:{}/mdm_demo",
+            "postgres://mdm:{APP_PASSWORD}@127.0.0.1:{}/{database}",
             self.port
         )
         .parse()
@@ -246,33 +261,38 @@ pub fn binary() -> &'static str {
 /// The agent binary running `poolwatch run`, its log kept in a file. Killed when dropped.
 pub struct Agent {
     pub addr: SocketAddr,
-    child: Child,
+    pub child: Child,
     dir: tempfile::TempDir,
 }
 
 impl Agent {
     /// Runs the agent on `config` (YAML; `listen` is set here).
     pub fn start(config: &str) -> Agent {
+        Agent::start_logging(config, "debug")
+    }
+
+    /// As [`Agent::start`], logging at `level` (benchmarks log less).
+    pub fn start_logging(config: &str, level: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("poolwatch.yaml");
         std::fs::write(&path, config).unwrap();
-        Agent::start_with(dir, &["run", "--config", path.to_str().unwrap()])
+        Agent::start_with(dir, &["run", "--config", path.to_str().unwrap()], level)
     }
 
     /// Runs `poolwatch run` with these arguments (plus `--listen`).
     pub fn start_args(args: &[&str]) -> Agent {
         let mut all = vec!["run"];
         all.extend_from_slice(args);
-        Agent::start_with(tempfile::tempdir().unwrap(), &all)
+        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug")
     }
 
-    fn start_with(dir: tempfile::TempDir, args: &[&str]) -> Agent {
+    fn start_with(dir: tempfile::TempDir, args: &[&str], level: &str) -> Agent {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         let child = Command::new(binary())
             .args(args)
             .args(["--listen", &addr.to_string()])
-            .env("POOLWATCH_LOG", "debug")
+            .env("POOLWATCH_LOG", level)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -1,0 +1,241 @@
+//! The agent's footprint beside the exporter people run today.
+//!
+//! One PgBouncer holding 100 pools plus one PostgreSQL target. The bench measures:
+//! - poolwatch's RSS and CPU time per sample cycle;
+//! - `/metrics` latency (median, p99) and CPU per scrape, under the same scrape loop that is run
+//!   against Debian's `prometheus-postgres-exporter` on the same PostgreSQL.
+//!
+//! Then it prints the figures and the ratios. Run it with `scripts/bench.sh` (which starts the
+//! services), or `cargo bench --bench footprint` when they already run. It prints; it asserts
+//! nothing.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Agent, PgBouncer, agent_config, connect, monitor_url, target};
+use indicatif::{ProgressBar, ProgressStyle};
+
+const POOLS: usize = 100;
+const SCRAPES: usize = 500;
+const CYCLES: u32 = 20;
+const INTERVAL: Duration = Duration::from_millis(500);
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc_sysconf_clk_tck() };
+    ticks / per_second
+}
+
+unsafe fn libc_sysconf_clk_tck() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64
+}
+
+/// Resident and peak resident memory in MiB, from /proc/PID/status.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct ScrapeFigures {
+    median: Duration,
+    p99: Duration,
+    cpu_per_scrape: f64,
+    bytes: usize,
+}
+
+fn scrape_loop(name: &str, addr: SocketAddr, pid: u32) -> ScrapeFigures {
+    let bar = ProgressBar::new(SCRAPES as u64).with_style(
+        ProgressStyle::with_template("{msg:>20} {bar:40} {pos}/{len} scrapes").unwrap(),
+    );
+    bar.set_message(name.to_string());
+    let url = format!("http://{addr}/metrics");
+    let cpu_before = cpu_seconds(pid);
+    let mut latencies = Vec::with_capacity(SCRAPES);
+    let mut bytes = 0;
+    for _ in 0..SCRAPES {
+        let start = Instant::now();
+        let body = ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        latencies.push(start.elapsed());
+        bytes = body.len();
+        bar.inc(1);
+    }
+    bar.finish();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    latencies.sort();
+    ScrapeFigures {
+        median: latencies[SCRAPES / 2],
+        p99: latencies[SCRAPES * 99 / 100],
+        cpu_per_scrape: cpu / SCRAPES as f64,
+        bytes,
+    }
+}
+
+struct Exporter {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_postgres_exporter() -> Exporter {
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let dsn = format!(
+        "postgresql://monitor:{}@127.0.0.1:{}/postgres?sslmode=disable",
+        common::MONITOR_PASSWORD,
+        common::pg_port()
+    );
+    let child = Command::new("prometheus-postgres-exporter")
+        .arg(format!("--web.listen-address={addr}"))
+        .env("DATA_SOURCE_NAME", dsn)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-postgres-exporter is installed (scripts/services.sh start)");
+    common::wait_for(
+        Duration::from_secs(20),
+        "postgres_exporter to answer",
+        || ureq::get(&format!("http://{addr}/metrics")).call().ok(),
+    );
+    Exporter { child, addr }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benches; this one needs services, so list none.
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    eprintln!("starting PgBouncer with {POOLS} pools and opening them");
+    let bouncer = PgBouncer::with_pools(5, POOLS);
+    let clients = runtime.block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..POOLS {
+            let client = connect(&bouncer.app_config_for(&format!("mdm_bench_{i}"))).await;
+            client.simple_query("SELECT 1").await.unwrap();
+            clients.push(client);
+        }
+        clients
+    });
+
+    let agent = Agent::start_logging(
+        &agent_config(
+            &format!("{}ms", INTERVAL.as_millis()),
+            "400ms",
+            &[
+                target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
+                target("postgres", "pg", &monitor_url(), &[]),
+            ],
+        ),
+        "warn",
+    );
+    let pid = agent.child.id();
+    agent.wait_metrics(Duration::from_secs(30), "all pools", |m| {
+        let pools = m
+            .series
+            .iter()
+            .filter(|s| s.name == "poolwatch_pool_size" && s.labels["source"] == "pgbouncer")
+            .count();
+        (pools >= POOLS).then_some(())
+    });
+
+    let bar = ProgressBar::new(u64::from(CYCLES)).with_style(
+        ProgressStyle::with_template("{msg:>20} {bar:40} {pos}/{len} sample cycles").unwrap(),
+    );
+    bar.set_message("poolwatch idle");
+    let cpu_before = cpu_seconds(pid);
+    for _ in 0..CYCLES {
+        std::thread::sleep(INTERVAL);
+        bar.inc(1);
+    }
+    bar.finish();
+    let cpu_per_cycle = (cpu_seconds(pid) - cpu_before) / f64::from(CYCLES);
+    let ours = scrape_loop("poolwatch", agent.addr, pid);
+    let (rss, peak) = memory_mib(pid);
+
+    let exporter = start_postgres_exporter();
+    let theirs = scrape_loop("postgres_exporter", exporter.addr, exporter.child.id());
+    let (their_rss, their_peak) = memory_mib(exporter.child.id());
+    drop(clients);
+
+    println!();
+    println!(
+        "poolwatch: one PgBouncer with {POOLS} pools + one PostgreSQL, sampled every {INTERVAL:?}"
+    );
+    println!("  CPU per sample cycle   {:.3} ms", cpu_per_cycle * 1000.0);
+    println!("  RSS / peak RSS         {rss:.1} / {peak:.1} MiB");
+    println!();
+    println!(
+        "{:<24}{:>16}{:>20}{:>10}",
+        "", "poolwatch", "postgres_exporter", "ratio"
+    );
+    let row = |what: &str, a: f64, b: f64, unit: &str| {
+        println!(
+            "{what:<24}{:>13.3} {unit:<2}{:>17.3} {unit:<2}{:>10.1}x",
+            a,
+            b,
+            b / a
+        );
+    };
+    row("RSS", rss, their_rss, "MiB");
+    row("peak RSS", peak, their_peak, "MiB");
+    row(
+        "CPU per scrape",
+        ours.cpu_per_scrape * 1000.0,
+        theirs.cpu_per_scrape * 1000.0,
+        "ms",
+    );
+    row(
+        "scrape median",
+        ours.median.as_secs_f64() * 1000.0,
+        theirs.median.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    row(
+        "scrape p99",
+        ours.p99.as_secs_f64() * 1000.0,
+        theirs.p99.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    println!(
+        "exposition size: poolwatch {} bytes ({} pools), postgres_exporter {} bytes; latencies {} / {}",
+        ours.bytes,
+        POOLS,
+        theirs.bytes,
+        ms(ours.median),
+        ms(theirs.median)
+    );
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The footprint benchmark: poolwatch beside Debian's prometheus-postgres-exporter on the same
+# PostgreSQL, one PgBouncer with 100 pools. Prints figures and ratios; asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/poolwatch/target}
+
+scripts/services.sh start
+eval "$(scripts/services.sh env)"
+cargo bench --bench footprint "$@"
