@@ -7,7 +7,7 @@
 //! checked against it by a test.
 
 use metrics::{Key, Label, Metadata, Recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::model::{Labels, PoolFigures};
 use crate::sources::ErrorKind;
@@ -214,8 +214,37 @@ pub const CATALOGUE: &[MetricDef] = &[
     ),
 ];
 
+/// One exported sample: what `/metrics` shows and what rules evaluate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportedSample {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Sorted by name.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Every sample the snapshot exports, in catalogue names.
+pub fn samples(snapshot: &Snapshot) -> Vec<ExportedSample> {
+    let mut out = Out::default();
+    out.gauge(
+        "poolwatch_build_info",
+        vec![("version".into(), env!("CARGO_PKG_VERSION").into())],
+        1.0,
+    );
+    for target in &snapshot.targets {
+        write_target(&mut out, target);
+    }
+    out.samples
+}
+
 /// Renders the snapshot in the Prometheus text format, families and series sorted.
 pub fn render(snapshot: &Snapshot) -> String {
+    render_samples(&samples(snapshot))
+}
+
+/// Renders samples through metrics-exporter-prometheus, families and series sorted.
+pub fn render_samples(samples: &[ExportedSample]) -> String {
     let recorder = PrometheusBuilder::new().build_recorder();
     for def in CATALOGUE {
         match def.kind {
@@ -223,50 +252,53 @@ pub fn render(snapshot: &Snapshot) -> String {
             Kind::Counter => recorder.describe_counter(def.name.into(), None, def.help.into()),
         }
     }
-    let out = Out {
-        recorder: &recorder,
-    };
-    out.gauge(
-        "poolwatch_build_info",
-        vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
-        1.0,
-    );
-    for target in &snapshot.targets {
-        write_target(&out, target);
+    for sample in samples {
+        let labels: Vec<Label> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| Label::new(k.clone(), v.clone()))
+            .collect();
+        let key = Key::from_parts(sample.name, labels);
+        match sample.kind {
+            Kind::Gauge => recorder.register_gauge(&key, &METADATA).set(sample.value),
+            Kind::Counter => recorder
+                .register_counter(&key, &METADATA)
+                .absolute(sample.value as u64),
+        }
     }
     canonical(&recorder.handle().render())
 }
 
-struct Out<'a> {
-    recorder: &'a PrometheusRecorder,
+#[derive(Default)]
+struct Out {
+    samples: Vec<ExportedSample>,
 }
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
-impl Out<'_> {
-    fn gauge(&self, name: &'static str, labels: Vec<Label>, value: f64) {
+type LabelPairs = Vec<(String, String)>;
+
+impl Out {
+    fn push(&mut self, name: &'static str, kind: Kind, labels: LabelPairs, value: f64) {
         debug_assert!(
-            CATALOGUE
-                .iter()
-                .any(|d| d.name == name && d.kind == Kind::Gauge),
+            CATALOGUE.iter().any(|d| d.name == name && d.kind == kind),
             "{name}"
         );
-        self.recorder
-            .register_gauge(&Key::from_parts(name, labels), &METADATA)
-            .set(value);
+        self.samples.push(ExportedSample {
+            name,
+            kind,
+            labels,
+            value,
+        });
     }
 
-    fn counter(&self, name: &'static str, labels: Vec<Label>, value: u64) {
-        debug_assert!(
-            CATALOGUE
-                .iter()
-                .any(|d| d.name == name && d.kind == Kind::Counter),
-            "{name}"
-        );
-        self.recorder
-            .register_counter(&Key::from_parts(name, labels), &METADATA)
-            .absolute(value);
+    fn gauge(&mut self, name: &'static str, labels: LabelPairs, value: f64) {
+        self.push(name, Kind::Gauge, labels, value);
+    }
+
+    fn counter(&mut self, name: &'static str, labels: LabelPairs, value: u64) {
+        self.push(name, Kind::Counter, labels, value as f64);
     }
 }
 
@@ -274,7 +306,7 @@ fn labels_of(
     target: &TargetStatus,
     extra: &[(&'static str, &str)],
     pool_labels: &Labels,
-) -> Vec<Label> {
+) -> LabelPairs {
     let mut all: Labels = target.labels.clone();
     for (k, v) in pool_labels {
         // Config labels win over what a source derives (a dataset name, say).
@@ -285,10 +317,10 @@ fn labels_of(
     for (k, v) in extra {
         all.insert(k.to_string(), v.to_string());
     }
-    all.into_iter().map(|(k, v)| Label::new(k, v)).collect()
+    all.into_iter().collect()
 }
 
-fn write_target(out: &Out, target: &TargetStatus) {
+fn write_target(out: &mut Out, target: &TargetStatus) {
     let none = Labels::new();
     let labels = |extra: &[(&'static str, &str)]| labels_of(target, extra, &none);
     out.gauge(
@@ -356,14 +388,14 @@ fn write_target(out: &Out, target: &TargetStatus) {
     }
 }
 
-fn write_pool(out: &Out, target: &TargetStatus, f: &PoolFigures) {
+fn write_pool(out: &mut Out, target: &TargetStatus, f: &PoolFigures) {
     let p = &f.latest;
     // Built once per pool: most of the rendering cost is label handling.
     let base = labels_of(target, &[(POOL, p.pool.as_str())], &p.labels);
     let state = |s: &'static str| {
         let mut all = base.clone();
-        let at = all.partition_point(|l| l.key() < "db_client_connection_state");
-        all.insert(at, Label::new("db_client_connection_state", s));
+        let at = all.partition_point(|(k, _)| k.as_str() < "db_client_connection_state");
+        all.insert(at, ("db_client_connection_state".into(), s.into()));
         all
     };
     let as_f64 = |v: Option<u64>| v.map(|v| v as f64);

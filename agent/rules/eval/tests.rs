@@ -1,0 +1,172 @@
+//! The evaluator against hand-computed Prometheus answers.
+
+use super::*;
+
+const MIN: Millis = 60_000;
+
+fn labels(pairs: &[(&str, &str)]) -> SeriesLabels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Appends `values` one minute apart from 0.
+fn store(series: &[(&[(&str, &str)], &[f64])]) -> SeriesStore {
+    let mut store = SeriesStore::new(60 * MIN);
+    for (l, values) in series {
+        for (i, v) in values.iter().enumerate() {
+            store.append(labels(l), i as Millis * MIN, *v);
+        }
+    }
+    store
+}
+
+fn query(store: &SeriesStore, expr: &str, t: Millis) -> Vec<(SeriesLabels, f64)> {
+    let expr = parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let mut out: Vec<_> = eval_vector(&expr, store, t)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.labels, s.value))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn one(store: &SeriesStore, expr: &str, t: Millis) -> f64 {
+    let out = query(store, expr, t);
+    assert_eq!(out.len(), 1, "{expr}: {out:?}");
+    out[0].1
+}
+
+const UP_A: &[(&str, &str)] = &[("__name__", "up"), ("pool", "a"), ("target", "t")];
+const UP_B: &[(&str, &str)] = &[("__name__", "up"), ("pool", "b"), ("target", "t")];
+
+#[test]
+fn instant_selection_uses_the_five_minute_lookback() {
+    let s = store(&[(UP_A, &[1.0, 2.0])]);
+    assert_eq!(one(&s, "up", 90_000), 2.0);
+    assert_eq!(one(&s, "up", MIN + 5 * MIN), 2.0, "exactly 5 minutes back still counts");
+    assert!(query(&s, "up", MIN + 5 * MIN + 1).is_empty());
+    assert!(query(&s, "up{pool=\"b\"}", MIN).is_empty());
+    assert_eq!(one(&s, "up{pool=~\"a|c\"}", MIN), 2.0);
+}
+
+#[test]
+fn a_staleness_marker_ends_a_series_at_once() {
+    let mut s = store(&[(UP_A, &[1.0])]);
+    s.append(labels(UP_A), MIN, crate::series::stale_marker());
+    assert!(query(&s, "up", MIN + 1000).is_empty());
+}
+
+#[test]
+fn rate_and_increase_extrapolate_as_prometheus() {
+    // 0+10x10 one minute apart: rate over 5m at 10m is 50 / 300 s.
+    let values: Vec<f64> = (0..=10).map(|i| f64::from(i) * 10.0).collect();
+    let s = store(&[(&[("__name__", "x_total"), ("pool", "a")], &values)]);
+    assert!((one(&s, "rate(x_total[5m])", 10 * MIN) - 50.0 / 300.0).abs() < 1e-12);
+    assert!((one(&s, "increase(x_total[5m])", 10 * MIN) - 50.0).abs() < 1e-9);
+    // Half a step off the samples: 40 over the 240 s sampled, extrapolated 30 s to each edge.
+    let shifted = one(&s, "increase(x_total[5m])", 10 * MIN + 30_000);
+    assert!((shifted - 40.0 * (300.0 / 240.0)).abs() < 1e-9, "{shifted}");
+    // The metric name goes, the other labels stay.
+    assert_eq!(query(&s, "rate(x_total[5m])", 10 * MIN)[0].0, labels(&[("pool", "a")]));
+}
+
+#[test]
+fn counter_resets_are_corrected() {
+    let s = store(&[(&[("__name__", "x_total")], &[5.0, 10.0, 2.0, 7.0])]);
+    // 5 → 10, reset, 2 → 7: an increase of 5 + 10 + ... = 12 over 3 minutes, from a counter
+    // whose first value 5 limits extrapolation towards zero.
+    let v = one(&s, "increase(x_total[3m])", 3 * MIN);
+    assert!((v - 12.0).abs() < 1e-9, "{v}");
+    let d = one(&s, "delta(x_total[3m])", 3 * MIN);
+    assert!((d - 2.0).abs() < 1e-9, "delta does not correct resets: {d}");
+}
+
+#[test]
+fn over_time_functions_and_regression() {
+    let s = store(&[(&[("__name__", "g")], &[1.0, 3.0, 5.0, 7.0])]);
+    assert_eq!(one(&s, "avg_over_time(g[3m])", 3 * MIN), 4.0);
+    assert_eq!(one(&s, "min_over_time(g[2m])", 3 * MIN), 3.0);
+    assert_eq!(one(&s, "max_over_time(g[10m])", 3 * MIN), 7.0);
+    assert!((one(&s, "deriv(g[3m])", 3 * MIN) - 2.0 / 60.0).abs() < 1e-12);
+    // Two per minute onwards: 7 now, 7 + 2 * 10 in ten minutes.
+    assert!((one(&s, "predict_linear(g[3m], 600)", 3 * MIN) - 27.0).abs() < 1e-9);
+}
+
+#[test]
+fn aggregations_group_by_and_without() {
+    let s = store(&[(UP_A, &[1.0]), (UP_B, &[3.0])]);
+    assert_eq!(one(&s, "sum(up)", 0), 4.0);
+    assert_eq!(one(&s, "avg(up)", 0), 2.0);
+    assert_eq!(one(&s, "count(up)", 0), 2.0);
+    assert_eq!(one(&s, "min(up)", 0), 1.0);
+    assert_eq!(one(&s, "max by (target) (up)", 0), 3.0);
+    assert_eq!(query(&s, "sum by (target) (up)", 0), vec![(labels(&[("target", "t")]), 4.0)]);
+    let without = query(&s, "sum without (target) (up)", 0);
+    assert_eq!(without.len(), 2);
+    assert_eq!(without[0].0, labels(&[("pool", "a")]));
+}
+
+#[test]
+fn binary_operators_match_like_prometheus() {
+    let used = &[("__name__", "used"), ("pool", "a"), ("state", "used")][..];
+    let size = &[("__name__", "size"), ("pool", "a")][..];
+    let s = store(&[(used, &[4.0]), (size, &[5.0]), (UP_A, &[1.0])]);
+    assert_eq!(query(&s, "used / ignoring(state) size", 0), vec![(labels(&[("pool", "a")]), 0.8)]);
+    assert_eq!(query(&s, "used / on(pool) size", 0), vec![(labels(&[("pool", "a")]), 0.8)]);
+    assert!(query(&s, "used / size", 0).is_empty(), "label sets differ without on/ignoring");
+    // A filter keeps the metric name and the left value; `bool` answers 0/1 without it.
+    assert_eq!(query(&s, "size > 4", 0), vec![(labels(size), 5.0)]);
+    assert_eq!(query(&s, "size > bool 9", 0), vec![(labels(&[("pool", "a")]), 0.0)]);
+    assert_eq!(query(&s, "2 < size", 0), vec![(labels(size), 5.0)]);
+    assert_eq!(one(&s, "size - 1", 0), 4.0);
+    assert_eq!(one(&s, "-size", 0), -5.0);
+    assert_eq!(one(&s, "2 ^ 3 + size % 3", 0), 10.0);
+}
+
+#[test]
+fn set_operators() {
+    let s = store(&[(UP_A, &[1.0]), (UP_B, &[0.0]), (&[("__name__", "busy"), ("pool", "a"), ("target", "t")], &[1.0])]);
+    assert_eq!(query(&s, "up and busy", 0).len(), 1);
+    assert_eq!(query(&s, "up unless busy", 0)[0].0["pool"], "b");
+    assert_eq!(query(&s, "busy or up", 0).len(), 2);
+    assert_eq!(query(&s, "up == 0 and on(target) busy", 0)[0].0["pool"], "b");
+}
+
+#[test]
+fn absent_and_clamps() {
+    let s = store(&[(UP_A, &[7.0])]);
+    assert_eq!(query(&s, "absent(nope{target=\"x\", a=~\"y\"})", 0), vec![(labels(&[("target", "x")]), 1.0)]);
+    assert!(query(&s, "absent(up)", 0).is_empty());
+    assert_eq!(one(&s, "clamp_max(up, 5)", 0), 5.0);
+    assert_eq!(one(&s, "clamp_min(up, 9)", 0), 9.0);
+    assert_eq!(one(&s, "ceil(up / 2)", 0), 4.0);
+}
+
+#[test]
+fn one_to_one_matching_refuses_duplicates() {
+    let s = store(&[(UP_A, &[1.0]), (UP_B, &[1.0]), (&[("__name__", "one"), ("target", "t")], &[1.0])]);
+    let expr = parse("one + on(target) up").unwrap();
+    assert!(eval(&expr, &s, 0).is_err());
+}
+
+#[test]
+fn constructs_outside_the_subset_are_named() {
+    for (expr, why) in [
+        ("rate(x[5m] offset 1m)", "offset"),
+        ("max_over_time(rate(x[1m])[5m:1m])", "subquer"),
+        ("topk(3, x)", "topk"),
+        ("histogram_quantile(0.9, x)", "histogram_quantile"),
+        ("x * on(a) group_left(b) y", "group_left"),
+        ("x @ 100", "@ modifier"),
+        ("label_replace(x, \"a\", \"b\", \"c\", \"d\")", "label_replace"),
+    ] {
+        let err = parse(expr).unwrap_err();
+        assert!(err.contains(why), "{expr}: {err}");
+    }
+}
+
+#[test]
+fn metric_names_are_collected() {
+    let expr = parse("sum(rate(a_total[5m])) / on() b and {__name__=\"c\"}").unwrap();
+    assert_eq!(metric_names(&expr), vec!["a_total", "b", "c"]);
+}

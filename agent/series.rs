@@ -1,0 +1,144 @@
+//! The window of exported series, as Prometheus would hold them after scraping the agent: what
+//! rules evaluate. Series are keyed by their full label set (`__name__` included) and indexed by
+//! name; a series that stops being exported gets a staleness marker, as after a Prometheus scrape.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
+pub type Millis = i64;
+
+/// A series' labels, `__name__` included, sorted by name.
+pub type SeriesLabels = BTreeMap<String, String>;
+
+pub const NAME_LABEL: &str = "__name__";
+
+/// Prometheus' staleness marker: a NaN with a bit pattern no computation produces.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn is_stale(value: f64) -> bool {
+    value.to_bits() == STALE_NAN
+}
+
+pub fn stale_marker() -> f64 {
+    f64::from_bits(STALE_NAN)
+}
+
+/// One series and its samples, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    pub labels: SeriesLabels,
+    pub samples: VecDeque<(Millis, f64)>,
+}
+
+/// All series within `retention` of the newest sample.
+#[derive(Debug)]
+pub struct SeriesStore {
+    retention: Millis,
+    by_name: HashMap<String, HashMap<SeriesLabels, Series>>,
+    /// Series of the previous scrape, to mark the ones that vanish as stale.
+    last_scrape: HashSet<SeriesLabels>,
+}
+
+impl SeriesStore {
+    pub fn new(retention: Millis) -> SeriesStore {
+        SeriesStore {
+            retention,
+            by_name: HashMap::new(),
+            last_scrape: HashSet::new(),
+        }
+    }
+
+    /// Appends one sample (samples must come in time order per series; older ones are dropped).
+    pub fn append(&mut self, labels: SeriesLabels, t: Millis, value: f64) {
+        let name = labels.get(NAME_LABEL).cloned().unwrap_or_default();
+        let series = self
+            .by_name
+            .entry(name)
+            .or_default()
+            .entry(labels.clone())
+            .or_insert_with(|| Series {
+                labels,
+                samples: VecDeque::new(),
+            });
+        if series.samples.back().is_some_and(|(last, _)| *last >= t) {
+            return;
+        }
+        series.samples.push_back((t, value));
+    }
+
+    /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
+    /// get a staleness marker, and everything older than the retention is dropped.
+    pub fn ingest_scrape(&mut self, t: Millis, samples: impl IntoIterator<Item = (SeriesLabels, f64)>) {
+        let mut seen = HashSet::new();
+        for (labels, value) in samples {
+            seen.insert(labels.clone());
+            self.append(labels, t, value);
+        }
+        let gone: Vec<SeriesLabels> = self.last_scrape.difference(&seen).cloned().collect();
+        for labels in gone {
+            self.append(labels, t, stale_marker());
+        }
+        self.last_scrape = seen;
+        self.prune(t);
+    }
+
+    /// Drops samples older than the retention, and series left empty.
+    pub fn prune(&mut self, now: Millis) {
+        let oldest = now - self.retention;
+        for family in self.by_name.values_mut() {
+            for series in family.values_mut() {
+                while series.samples.front().is_some_and(|(t, _)| *t < oldest) {
+                    series.samples.pop_front();
+                }
+            }
+            family.retain(|_, s| !s.samples.is_empty());
+        }
+        self.by_name.retain(|_, f| !f.is_empty());
+    }
+
+    /// Series named `name` (all series when `None`).
+    pub fn series<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
+        match name {
+            Some(name) => Box::new(self.by_name.get(name).into_iter().flat_map(|f| f.values())),
+            None => Box::new(self.by_name.values().flat_map(|f| f.values())),
+        }
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.by_name.values().map(HashMap::len).sum()
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.series(None).map(|s| s.samples.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(name: &str, pool: &str) -> SeriesLabels {
+        SeriesLabels::from([(NAME_LABEL.into(), name.into()), ("pool".into(), pool.into())])
+    }
+
+    #[test]
+    fn vanished_series_get_a_staleness_marker() {
+        let mut store = SeriesStore::new(60_000);
+        store.ingest_scrape(0, [(labels("up", "a"), 1.0), (labels("up", "b"), 1.0)]);
+        store.ingest_scrape(1000, [(labels("up", "a"), 1.0)]);
+        let b: Vec<&Series> = store.series(Some("up")).filter(|s| s.labels["pool"] == "b").collect();
+        assert!(is_stale(b[0].samples[1].1));
+        assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn retention_drops_old_samples_and_empty_series() {
+        let mut store = SeriesStore::new(10_000);
+        store.ingest_scrape(0, [(labels("up", "a"), 1.0)]);
+        store.ingest_scrape(5_000, [(labels("up", "b"), 1.0)]);
+        store.ingest_scrape(20_000, [(labels("up", "b"), 1.0)]);
+        // a: its sample at 0 and its marker at 5 s are both older than 10 s.
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.sample_count(), 1);
+    }
+}
