@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 use crate::config::{self, Config, Diagnostics};
+use crate::rules::files::RuleSet;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,12 +32,15 @@ pub enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
-    /// Check a config file and print every problem in it.
+    /// Check a config file (and the rule files it names) and print every problem in it.
     Validate {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Work with threshold rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Sample every pool over a short window, print its health; exit 0 healthy, 1 warnings,
     /// 2 unhealthy, 3 could not check.
     Check {
@@ -50,8 +54,38 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Run rule unit tests written for `promtool test rules` on poolwatch's evaluator.
+    Test {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write the rules as one Prometheus rule file (to stdout unless --output).
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Prometheus)]
+        format: ExportFormat,
+        /// Rule files or directories (default: the rules shipped in the binary).
+        #[arg(long = "rules", value_name = "PATH")]
+        rules: Vec<PathBuf>,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check rule files and print every problem.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Prometheus,
+}
+
 /// Where the targets come from: a config file, `--target` arguments, or both.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct TargetArgs {
     /// The config file (see config/poolwatch.yaml).
     #[arg(long, short)]
@@ -60,6 +94,9 @@ pub struct TargetArgs {
     /// (e.g. pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer). Repeatable.
     #[arg(long = "target", value_name = "TYPE=URL")]
     pub targets: Vec<String>,
+    /// Rule files or directories, added to the config's `rules` (default: the shipped rules).
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,17 +116,33 @@ impl TargetArgs {
         config.add_targets(&self.targets, env)?;
         Ok(config)
     }
+
+    /// The rules to evaluate and the paths they come from (none: the shipped rules).
+    pub fn rules(&self, config: &Config) -> Result<(RuleSet, Vec<PathBuf>), Diagnostics> {
+        let paths: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
+        if paths.is_empty() {
+            return Ok((RuleSet::embedded(), paths));
+        }
+        Ok((RuleSet::load(&paths)?, paths))
+    }
 }
 
 /// Runs the parsed command; the process exit code comes back.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { targets, listen } => commands::run::run(&targets, listen),
+        Command::Run { targets, listen } => commands::run::run(targets, listen),
         Command::Validate { config } => Ok(commands::validate::validate(&config)),
         Command::Check {
             targets,
             window,
             format,
         } => commands::check::check(&targets, window, format),
+        Command::Rules(RulesCommand::Test { files }) => Ok(commands::rules::test(&files)),
+        Command::Rules(RulesCommand::Export {
+            format: ExportFormat::Prometheus,
+            rules,
+            output,
+        }) => commands::rules::export(&rules, output.as_deref()),
+        Command::Rules(RulesCommand::Check { paths }) => Ok(commands::rules::check(&paths)),
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod exporters;
 pub mod health;
 pub mod model;
+pub mod reload;
 pub mod rules;
 pub mod scheduler;
 pub mod secret;

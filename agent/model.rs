@@ -153,7 +153,13 @@ pub struct PoolFigures {
     pub churn_per_minute: Option<f64>,
     /// Failed connection attempts over the rate window.
     pub connection_errors: Option<u64>,
+    /// The smallest pool_size that keeps today's demand (used + pending) at or below the spec's
+    /// 80% utilization threshold.
+    pub recommended_pool_size: Option<u64>,
 }
+
+/// The utilization the spec treats as the limit of a healthy pool.
+pub const UTILIZATION_TARGET: f64 = 0.8;
 
 impl PoolFigures {
     /// Derives the ratios that need only the latest sample; the store adds the rates.
@@ -165,10 +171,15 @@ impl PoolFigures {
             (Some(u), Some(s), Some(o)) if o > 0 => Some((u - s).max(0.0) / o as f64),
             _ => None,
         };
+        let recommended_pool_size = latest.used.map(|used| {
+            let demand = (used + latest.pending.unwrap_or(0)) as f64;
+            ((demand / UTILIZATION_TARGET).ceil() as u64).max(1)
+        });
         PoolFigures {
             latest,
             utilization,
             overflow_utilization,
+            recommended_pool_size,
             ..PoolFigures::default()
         }
     }
@@ -197,6 +208,27 @@ mod tests {
         );
         sample.used = None;
         assert_eq!(PoolFigures::from_latest(sample).utilization, None);
+    }
+
+    #[test]
+    fn recommended_size_serves_used_plus_pending_at_80_percent() {
+        let sample = |used, pending| PoolSample {
+            used: Some(used),
+            pending,
+            ..PoolSample::default()
+        };
+        assert_eq!(
+            PoolFigures::from_latest(sample(5, Some(7))).recommended_pool_size,
+            Some(15)
+        );
+        assert_eq!(
+            PoolFigures::from_latest(sample(8, None)).recommended_pool_size,
+            Some(10)
+        );
+        assert_eq!(
+            PoolFigures::from_latest(sample(0, Some(0))).recommended_pool_size,
+            Some(1)
+        );
     }
 
     #[test]

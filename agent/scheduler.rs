@@ -1,6 +1,8 @@
 //! Runs every target on its own task, each sample under a deadline, and folds the results into
-//! one published [`Published`] value. A slow or hung target delays nobody: `/metrics` serves the
-//! last published value, which is replaced whenever any target reports.
+//! one published [`Published`] value: the series window is fed, the rules evaluated, health
+//! judged and the exposition rendered. A slow or hung target delays nobody: `/metrics` serves the
+//! last published value. Rule and config reloads arrive here too; a reload that fails leaves
+//! the last good version running.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,69 +15,77 @@ use crate::config::{Config, Target};
 use crate::exporters::prometheus;
 use crate::health::{self, HealthReport};
 use crate::model::TargetSample;
+use crate::rules::alerts::{Alert, RuleEngine};
+use crate::rules::files::RuleSet;
+use crate::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore};
 use crate::sources::{self, ErrorKind, SampleError};
-use crate::status::{Snapshot, TargetStatus};
+use crate::status::{AgentStatus, Snapshot, TargetStatus};
 use crate::store::Store;
 
 /// The longest a report waits for the other targets of its tick before it is published.
 const COALESCE_LIMIT: Duration = Duration::from_millis(250);
 
 /// Everything the exporters serve, rendered once per change.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Published {
     pub snapshot: Snapshot,
     /// The Prometheus exposition of `snapshot`.
     pub metrics: String,
+    /// Pending and firing alerts.
+    pub alerts: Vec<Alert>,
     pub health: HealthReport,
 }
 
-impl Published {
-    fn of(snapshot: Snapshot) -> Published {
-        Published {
-            metrics: prometheus::render(&snapshot),
-            health: health::report(&snapshot),
-            snapshot,
-        }
-    }
+/// How the agent judges pools.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub rules: RuleSet,
+    /// Whether a rule's `for` is awaited; a one-shot `check` has no history to wait on.
+    pub hold: bool,
+}
+
+/// What can be changed while the agent runs.
+enum Control {
+    Config(Box<Config>),
+    Rules(RuleSet),
+    Failed { kind: &'static str, error: String },
 }
 
 /// The running agent; dropping it stops every task.
 pub struct Agent {
     published: watch::Receiver<Arc<Published>>,
-    tasks: Vec<JoinHandle<()>>,
+    control: mpsc::UnboundedSender<Control>,
+    task: JoinHandle<()>,
 }
 
 impl Agent {
     /// Starts sampling every target of `config` (must run inside a tokio runtime).
-    pub fn start(config: &Config) -> Agent {
-        let targets: Vec<TargetStatus> = config.targets.iter().map(initial_status).collect();
-        let (publish, published) = watch::channel(Arc::new(Published::of(Snapshot {
-            targets: targets.clone(),
-        })));
-        let (reports, inbox) = mpsc::channel(config.targets.len().max(1) * 4);
-        let mut tasks: Vec<JoinHandle<()>> = config
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(index, target)| {
-                tokio::spawn(sample_loop(
-                    index,
-                    target.clone(),
-                    config.sample_interval,
-                    config.sample_timeout,
-                    reports.clone(),
-                ))
-            })
-            .collect();
-        let aggregator = Aggregator {
+    pub fn start(config: &Config, options: Options) -> Agent {
+        let (publish, published) = watch::channel(Arc::new(Published::default()));
+        let (control, controls) = mpsc::unbounded_channel();
+        let (reports, inbox) = mpsc::channel(256);
+        let mut aggregator = Aggregator {
             store: Store::new(config.window, config.rate_window),
-            config: config.targets.clone(),
-            targets,
+            series: SeriesStore::new(config.window.as_millis() as Millis),
+            engine: RuleEngine::new(options.rules),
+            hold: options.hold,
+            config: config.clone(),
+            targets: Vec::new(),
+            tasks: Vec::new(),
+            generation: 0,
+            reports,
+            agent: AgentStatus::default(),
             publish,
         };
-        let coalesce = (config.sample_interval / 10).min(COALESCE_LIMIT);
-        tasks.push(tokio::spawn(aggregator.run(inbox, coalesce)));
-        Agent { published, tasks }
+        aggregator.agent.rules_loaded = aggregator.engine.rules().rule_count();
+        aggregator.spawn_targets(BTreeMap::new());
+        aggregator.publish_now(None);
+        let task = tokio::spawn(aggregator.run(inbox, controls));
+        Agent {
+            published,
+            control,
+            task,
+        }
     }
 
     /// The latest published state.
@@ -87,13 +97,26 @@ impl Agent {
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.published.clone()
     }
+
+    /// Applies a new config: targets restart, windows and alert states stay.
+    pub fn reload_config(&self, config: Config) {
+        let _ = self.control.send(Control::Config(Box::new(config)));
+    }
+
+    /// Swaps the rule set; unchanged rules keep their alerts.
+    pub fn reload_rules(&self, rules: RuleSet) {
+        let _ = self.control.send(Control::Rules(rules));
+    }
+
+    /// Records that a reload of `kind` (`config`, `rules`) failed; the old version stays.
+    pub fn reload_failed(&self, kind: &'static str, error: String) {
+        let _ = self.control.send(Control::Failed { kind, error });
+    }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 
@@ -115,7 +138,14 @@ fn initial_status(target: &Target) -> TargetStatus {
     }
 }
 
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 struct Report {
+    generation: u64,
     index: usize,
     at: Instant,
     duration: Duration,
@@ -123,6 +153,7 @@ struct Report {
 }
 
 async fn sample_loop(
+    generation: u64,
     index: usize,
     target: Target,
     interval: Duration,
@@ -152,6 +183,7 @@ async fn sample_loop(
             source.reset();
         }
         let report = Report {
+            generation,
             index,
             at: start,
             duration: start.elapsed(),
@@ -165,46 +197,157 @@ async fn sample_loop(
 
 struct Aggregator {
     store: Store,
-    config: Vec<Target>,
+    series: SeriesStore,
+    engine: RuleEngine,
+    hold: bool,
+    config: Config,
     targets: Vec<TargetStatus>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Bumped when targets restart, so reports of stopped tasks are ignored.
+    generation: u64,
+    reports: mpsc::Sender<Report>,
+    agent: AgentStatus,
     publish: watch::Sender<Arc<Published>>,
 }
 
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 impl Aggregator {
+    /// (Re)starts one task per target; statuses of targets that stay are kept.
+    fn spawn_targets(&mut self, mut previous: BTreeMap<String, TargetStatus>) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        self.generation += 1;
+        self.targets = self
+            .config
+            .targets
+            .iter()
+            .map(|t| {
+                let fresh = initial_status(t);
+                // A target that stays keeps its telemetry; what the config says is new.
+                match previous.remove(&t.name) {
+                    Some(old) => TargetStatus {
+                        source: fresh.source,
+                        endpoint: fresh.endpoint,
+                        labels: fresh.labels,
+                        ..old
+                    },
+                    None => fresh,
+                }
+            })
+            .collect();
+        self.tasks = self
+            .config
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(index, target)| {
+                tokio::spawn(sample_loop(
+                    self.generation,
+                    index,
+                    target.clone(),
+                    self.config.sample_interval,
+                    self.config.sample_timeout,
+                    self.reports.clone(),
+                ))
+            })
+            .collect();
+    }
+
     /// Applies reports and publishes. Targets sampled on the same tick report close together,
     /// and rendering costs far more than a sample, so after a report it waits up to `coalesce`
-    /// for the other targets and renders once for all of them, off the async workers.
-    async fn run(mut self, mut inbox: mpsc::Receiver<Report>, coalesce: Duration) {
-        let mut reported = vec![false; self.targets.len()];
-        while let Some(report) = inbox.recv().await {
-            reported[report.index] = true;
-            self.apply(report);
-            let deadline = tokio::time::Instant::now() + coalesce;
-            while reported.iter().any(|r| !r) {
-                match tokio::time::timeout_at(deadline, inbox.recv()).await {
-                    Ok(Some(report)) => {
-                        reported[report.index] = true;
-                        self.apply(report);
+    /// for the other targets and renders once for all of them.
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Report>,
+        mut controls: mpsc::UnboundedReceiver<Control>,
+    ) {
+        loop {
+            let coalesce = (self.config.sample_interval / 10).min(COALESCE_LIMIT);
+            tokio::select! {
+                report = inbox.recv() => {
+                    let Some(report) = report else { return };
+                    let mut reported = vec![false; self.targets.len()];
+                    self.apply(report, &mut reported);
+                    let deadline = tokio::time::Instant::now() + coalesce;
+                    while reported.iter().any(|r| !r) {
+                        match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                            Ok(Some(report)) => self.apply(report, &mut reported),
+                            Ok(None) => return,
+                            Err(_) => break,
+                        }
                     }
-                    Ok(None) => return,
-                    Err(_) => break,
+                    // Evaluating and rendering is CPU work: let the runtime move other tasks
+                    // (scrapes) off this worker meanwhile.
+                    tokio::task::block_in_place(|| self.publish_now(Some(unix_now())));
                 }
-            }
-            reported.fill(false);
-            let snapshot = Snapshot {
-                targets: self.targets.clone(),
-            };
-            match tokio::task::spawn_blocking(move || Published::of(snapshot)).await {
-                Ok(published) => {
-                    self.publish.send_replace(Arc::new(published));
+                control = controls.recv() => {
+                    let Some(control) = control else { return };
+                    self.control(control);
+                    self.publish_now(None);
                 }
-                Err(error) => tracing::error!(%error, "rendering the snapshot failed"),
             }
         }
     }
 
-    fn apply(&mut self, report: Report) {
-        let config = &self.config[report.index];
+    fn control(&mut self, control: Control) {
+        match control {
+            Control::Rules(rules) => {
+                tracing::info!(
+                    rules = rules.rule_count(),
+                    files = rules.files.len(),
+                    "rules reloaded"
+                );
+                self.engine.replace(rules);
+                self.agent.rules_loaded = self.engine.rules().rule_count();
+                self.reload_succeeded("rules");
+            }
+            Control::Config(config) => {
+                if config.listen != self.config.listen {
+                    tracing::warn!(listen = %config.listen, "a new listen address takes a restart");
+                }
+                tracing::info!(targets = config.targets.len(), "config reloaded");
+                let previous = self
+                    .targets
+                    .drain(..)
+                    .map(|t| (t.name.clone(), t))
+                    .collect();
+                self.config = *config;
+                self.spawn_targets(previous);
+                self.reload_succeeded("config");
+            }
+            Control::Failed { kind, error } => {
+                let status = self.agent.reloads.entry(kind).or_default();
+                status.successful = false;
+                status.last_error = Some(error);
+            }
+        }
+    }
+
+    fn reload_succeeded(&mut self, kind: &'static str) {
+        let status = self.agent.reloads.entry(kind).or_default();
+        status.successful = true;
+        status.last_error = None;
+        status.last_success_unix_seconds = Some(unix_now());
+    }
+
+    fn apply(&mut self, report: Report, reported: &mut [bool]) {
+        if report.generation != self.generation {
+            return;
+        }
+        let Some(config) = self.config.targets.get(report.index) else {
+            return;
+        };
+        if let Some(r) = reported.get_mut(report.index) {
+            *r = true;
+        }
         let status = &mut self.targets[report.index];
         status.samples += 1;
         status.last_duration_seconds = Some(report.duration.as_secs_f64());
@@ -224,10 +367,7 @@ impl Aggregator {
                     .record(&status.name, report.at, &sample, config.limits);
                 status.up = true;
                 status.last_error = None;
-                status.last_success_unix_seconds = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_secs_f64());
+                status.last_success_unix_seconds = Some(unix_now());
                 status.warnings = sample.warnings;
                 status.server = Some(sample.server);
                 status.pools = self.store.figures(&status.name);
@@ -245,5 +385,49 @@ impl Aggregator {
                 status.server = None;
             }
         }
+    }
+
+    /// Feeds the series window (when `scraped_at` is given), evaluates the rules that are due,
+    /// judges health and renders; then publishes.
+    fn publish_now(&mut self, scraped_at: Option<f64>) {
+        let mut snapshot = Snapshot {
+            targets: self.targets.clone(),
+            agent: self.agent.clone(),
+        };
+        if let Some(at) = scraped_at {
+            let t = (at * 1000.0) as Millis;
+            let samples = prometheus::samples(&snapshot);
+            self.series.ingest_scrape(
+                t,
+                samples.into_iter().map(|s| {
+                    let mut labels: SeriesLabels = s.labels.into_iter().collect();
+                    labels.insert(NAME_LABEL.into(), s.name.into());
+                    (labels, s.value)
+                }),
+            );
+            let started = Instant::now();
+            let evaluated = if self.hold {
+                self.engine
+                    .evaluate_due(&self.series, t, self.config.sample_interval)
+            } else {
+                self.engine.evaluate_all(&self.series, t, false);
+                true
+            };
+            if evaluated {
+                self.agent.rule_evaluation_seconds = Some(started.elapsed().as_secs_f64());
+                self.agent.rule_errors = self.engine.errors.clone();
+                snapshot.agent = self.agent.clone();
+            }
+        }
+        let alerts = self.engine.alerts();
+        let health = health::report(&snapshot, &alerts);
+        let alerts = alerts.into_iter().map(|(_, a)| a.clone()).collect();
+        let published = Published {
+            metrics: prometheus::render(&snapshot),
+            snapshot,
+            alerts,
+            health,
+        };
+        self.publish.send_replace(Arc::new(published));
     }
 }

@@ -68,7 +68,11 @@ impl SeriesStore {
 
     /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
     /// get a staleness marker, and everything older than the retention is dropped.
-    pub fn ingest_scrape(&mut self, t: Millis, samples: impl IntoIterator<Item = (SeriesLabels, f64)>) {
+    pub fn ingest_scrape(
+        &mut self,
+        t: Millis,
+        samples: impl IntoIterator<Item = (SeriesLabels, f64)>,
+    ) {
         let mut seen = HashSet::new();
         for (labels, value) in samples {
             seen.insert(labels.clone());
@@ -118,7 +122,10 @@ mod tests {
     use super::*;
 
     fn labels(name: &str, pool: &str) -> SeriesLabels {
-        SeriesLabels::from([(NAME_LABEL.into(), name.into()), ("pool".into(), pool.into())])
+        SeriesLabels::from([
+            (NAME_LABEL.into(), name.into()),
+            ("pool".into(), pool.into()),
+        ])
     }
 
     #[test]
@@ -126,7 +133,10 @@ mod tests {
         let mut store = SeriesStore::new(60_000);
         store.ingest_scrape(0, [(labels("up", "a"), 1.0), (labels("up", "b"), 1.0)]);
         store.ingest_scrape(1000, [(labels("up", "a"), 1.0)]);
-        let b: Vec<&Series> = store.series(Some("up")).filter(|s| s.labels["pool"] == "b").collect();
+        let b: Vec<&Series> = store
+            .series(Some("up"))
+            .filter(|s| s.labels["pool"] == "b")
+            .collect();
         assert!(is_stale(b[0].samples[1].1));
         assert_eq!(store.series_count(), 2);
     }

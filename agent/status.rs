@@ -11,6 +11,29 @@ use crate::sources::ErrorKind;
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Snapshot {
     pub targets: Vec<TargetStatus>,
+    pub agent: AgentStatus,
+}
+
+/// The agent's own state: its rules and the reloads of its input files.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AgentStatus {
+    pub rules_loaded: usize,
+    /// Seconds the last rule evaluation took.
+    pub rule_evaluation_seconds: Option<f64>,
+    /// Rules whose last evaluation failed, with why.
+    pub rule_errors: BTreeMap<String, String>,
+    /// By what was reloaded: `config`, `rules`.
+    pub reloads: BTreeMap<&'static str, ReloadStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadStatus {
+    /// Whether the last attempt to load the file(s) succeeded; on failure the previous version
+    /// keeps running.
+    pub successful: bool,
+    pub last_success_unix_seconds: Option<f64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

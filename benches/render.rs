@@ -20,6 +20,7 @@ fn snapshot(pools: usize) -> Snapshot {
             avg_usage_time_seconds: Some(0.2),
             churn_per_minute: Some(1.0),
             connection_errors: None,
+            recommended_pool_size: Some(7),
             latest: PoolSample {
                 pool: format!("mdm_dataset_{i}/mdm"),
                 labels: Labels::from([("dataset".into(), format!("dataset_{i}"))]),
@@ -59,6 +60,7 @@ fn snapshot(pools: usize) -> Snapshot {
             server: Some(ServerSample::default()),
             pools,
         }],
+        agent: Default::default(),
     }
 }
 
@@ -70,7 +72,7 @@ fn render(c: &mut Criterion) {
             b.iter(|| prometheus::render(s))
         });
         group.bench_with_input(BenchmarkId::new("health", pools), &snap, |b, s| {
-            b.iter(|| health::report(s))
+            b.iter(|| health::report(s, &[]))
         });
     }
     group.finish();

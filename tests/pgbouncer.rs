@@ -57,13 +57,10 @@ async fn saturated_pool_shows_used_pending_and_utilization_then_drains() {
         "PgBouncer cannot see it"
     );
 
-    let (_, health) = agent.get("/api/v1/health").unwrap();
-    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
-    let pool = &health["pools"][0];
-    assert_eq!(pool["status"], "degraded");
+    // The recommendation behind the alerts (tests/rules.rs): 12 callers at 80%.
     assert_eq!(
-        pool["recommendations"][0],
-        "Increase pool_size from 5 to 15 (demand 12 keeps utilization at or below 80%)"
+        metrics.get("poolwatch_pool_recommended_size", &[POOL]),
+        Some(15.0)
     );
 
     release.send(true).unwrap();
@@ -89,8 +86,10 @@ async fn saturated_pool_shows_used_pending_and_utilization_then_drains() {
 }
 
 #[test]
-fn check_exits_1_and_names_the_new_pool_size() {
-    // `check` on a pool whose clients wait: the exit code and the table carry the verdict.
+fn check_exits_unhealthy_and_names_the_new_pool_size() {
+    // `check` on a full pool with a caller waiting, judged by the shipped rules (without waiting
+    // for their `for`): utilization high (warning) and the pool exhausted (critical), so exit 2;
+    // 2 used + 1 waiting at 80% is a pool of 4.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let bouncer = PgBouncer::start(2);
     let (release, released) = tokio::sync::watch::channel(false);
@@ -105,29 +104,29 @@ fn check_exits_1_and_names_the_new_pool_size() {
             client.simple_query("COMMIT").await.unwrap();
         }));
     }
-    let admin = bouncer.admin_url();
-    let output = common::wait_for(
+    let target = format!("pgbouncer={}", bouncer.admin_url());
+    let (code, stdout) = common::wait_for(
         Duration::from_secs(20),
         "check to see the waiting client",
         || {
             let output = std::process::Command::new(common::binary())
-                .args([
-                    "check",
-                    "--window",
-                    "300ms",
-                    "--target",
-                    &format!("pgbouncer={admin}"),
-                ])
+                .args(["check", "--window", "300ms", "--target", &target])
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&output.stdout).to_string();
             stdout
-                .contains("Increase pool_size from 2 to 4")
+                .contains("status: unhealthy")
                 .then_some((output.status.code(), stdout))
         },
     );
-    assert_eq!(output.0, Some(1), "{}", output.1);
-    assert!(output.1.contains("status: degraded"), "{}", output.1);
+    assert_eq!(code, Some(2), "{stdout}");
+    for line in [
+        "warning: High pool utilization",
+        "warning: Connection pool exhaustion",
+        "recommendation: Increase pool_size to 4",
+    ] {
+        assert!(stdout.contains(line), "{line} in:\n{stdout}");
+    }
     release.send(true).unwrap();
     for client in clients {
         runtime.block_on(client).unwrap();

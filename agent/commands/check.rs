@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::cli::{Format, TargetArgs};
 use crate::health::{HealthReport, Status};
-use crate::scheduler::Agent;
+use crate::scheduler::{Agent, Options};
 
 pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Result<ExitCode> {
     let mut config = match args.load() {
@@ -23,6 +23,13 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
         eprintln!("no targets: give --config FILE or --target TYPE=URL");
         return Ok(ExitCode::from(Status::Unknown.exit_code()));
     }
+    let rules = match args.rules(&config) {
+        Ok((rules, _)) => rules,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return Ok(ExitCode::from(Status::Unknown.exit_code()));
+        }
+    };
     let window = window.max(Duration::from_millis(100));
     config.sample_interval = window;
     config.sample_timeout = config.sample_timeout.min(window);
@@ -30,7 +37,8 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
     config.window = config.window.max(config.rate_window);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(async {
-        let agent = Agent::start(&config);
+        // One look has no history to wait on: a rule counts when its condition holds now.
+        let agent = Agent::start(&config, Options { rules, hold: false });
         let mut updates = agent.subscribe();
         let enough =
             |p: &crate::scheduler::Published| p.snapshot.targets.iter().all(|t| t.samples >= 2);
@@ -108,6 +116,15 @@ pub fn table(report: &HealthReport) -> String {
             let _ = writeln!(out, "    warning: {w}");
         }
         for r in &pool.recommendations {
+            let _ = writeln!(out, "    recommendation: {r}");
+        }
+    }
+    for target in &report.targets {
+        let _ = writeln!(out, "{} ({}):", target.target, target.status.as_str());
+        for w in &target.warnings {
+            let _ = writeln!(out, "    warning: {w}");
+        }
+        for r in &target.recommendations {
             let _ = writeln!(out, "    recommendation: {r}");
         }
     }

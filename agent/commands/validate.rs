@@ -7,10 +7,30 @@ use crate::config::{self, Config};
 
 pub fn validate(path: &Path) -> ExitCode {
     match Config::load(path, &config::process_env) {
-        Ok(config) => {
-            println!("{}: ok, {} target(s)", path.display(), config.targets.len());
-            ExitCode::SUCCESS
-        }
+        Ok(config) => match crate::rules::files::RuleSet::load(&config.rules) {
+            Ok(rules) if !config.rules.is_empty() => {
+                println!(
+                    "{}: ok, {} target(s), {} rule(s)",
+                    path.display(),
+                    config.targets.len(),
+                    rules.rule_count()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(_) => {
+                println!("{}: ok, {} target(s)", path.display(), config.targets.len());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprintln!("{problems}");
+                eprintln!(
+                    "{}: {} problem(s) in its rule files",
+                    path.display(),
+                    problems.0.len()
+                );
+                ExitCode::from(2)
+            }
+        },
         Err(problems) => {
             eprintln!("{problems}");
             eprintln!("{}: {} problem(s)", path.display(), problems.0.len());

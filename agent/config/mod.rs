@@ -47,6 +47,9 @@ struct FileEntry {
     rate_window: Option<Spanned<Duration>>,
     /// The spec's pool template (`pool_config_prod.yaml`), relative to this file.
     pool_templates: Option<Spanned<PathBuf>>,
+    /// Rule files or directories of them, relative to this file. Default: the shipped rules.
+    #[serde(default)]
+    rules: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
 }
@@ -121,6 +124,8 @@ pub struct Config {
     pub sample_timeout: Duration,
     pub window: Duration,
     pub rate_window: Duration,
+    /// Rule files and directories; empty: the rules shipped in the binary.
+    pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
 }
 
@@ -358,6 +363,19 @@ impl Checker<'_> {
             self.problem(w, "window", "must be at least rate_window");
         }
         let template = file.pool_templates.as_ref().and_then(|p| self.template(p));
+        let rules = file
+            .rules
+            .iter()
+            .filter_map(|r| {
+                let path = self.base.join(&r.value);
+                if path.exists() {
+                    Some(path)
+                } else {
+                    self.problem(r, "rules", format!("{} does not exist", path.display()));
+                    None
+                }
+            })
+            .collect();
         let mut names = HashSet::new();
         let targets = file
             .targets
@@ -373,6 +391,7 @@ impl Checker<'_> {
             sample_timeout,
             window,
             rate_window,
+            rules,
             targets,
         }
     }

@@ -1,5 +1,6 @@
 //! The HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the agent itself),
-//! `/api/v1/health` (per-pool health in the spec's shape) and `/api/v1/targets` (self-telemetry).
+//! `/api/v1/health` (per-pool health in the spec's shape), `/api/v1/alerts` (pending and firing
+//! alerts) and `/api/v1/targets` (self-telemetry).
 //! Handlers only read the last published state: they never wait for a target.
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub fn router(published: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/health", get(health))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/alerts", get(alerts))
         .with_state(published)
 }
 
@@ -47,6 +49,10 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
 
 async fn health(State(state): State<Shared>) -> impl IntoResponse {
     Json(latest(&state).health.clone())
+}
+
+async fn alerts(State(state): State<Shared>) -> impl IntoResponse {
+    Json(latest(&state).alerts.clone())
 }
 
 async fn targets(State(state): State<Shared>) -> impl IntoResponse {

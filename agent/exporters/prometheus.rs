@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::model::{Labels, PoolFigures};
 use crate::sources::ErrorKind;
-use crate::status::{Snapshot, TargetStatus};
+use crate::status::{AgentStatus, Snapshot, TargetStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -96,6 +96,11 @@ pub const CATALOGUE: &[MetricDef] = &[
         "poolwatch_pool_overflow_utilization_ratio",
         POOL,
         "Connections beyond pool_size / max_overflow.",
+    ),
+    gauge(
+        "poolwatch_pool_recommended_size",
+        POOL,
+        "Smallest pool_size that keeps used + pending at or below 80% utilization.",
     ),
     gauge(
         "poolwatch_pool_avg_wait_time_seconds",
@@ -208,6 +213,31 @@ pub const CATALOGUE: &[MetricDef] = &[
         "Failed samples of the target by kind: connect, auth, query, protocol, timeout.",
     ),
     gauge(
+        "poolwatch_rules_loaded",
+        "",
+        "Alerting rules the agent evaluates.",
+    ),
+    gauge(
+        "poolwatch_rule_evaluation_duration_seconds",
+        "",
+        "How long the last evaluation of every rule took.",
+    ),
+    gauge(
+        "poolwatch_rule_evaluation_failing",
+        "",
+        "Rules whose last evaluation failed.",
+    ),
+    gauge(
+        "poolwatch_reload_successful",
+        "kind",
+        "1 if the last load of the config or rule files succeeded; 0 while a broken file is ignored.",
+    ),
+    gauge(
+        "poolwatch_reload_last_success_timestamp_seconds",
+        "kind",
+        "Unix time of the last successful load of the config or rule files.",
+    ),
+    gauge(
         "poolwatch_build_info",
         "version",
         "Always 1; the agent's version as a label.",
@@ -232,10 +262,34 @@ pub fn samples(snapshot: &Snapshot) -> Vec<ExportedSample> {
         vec![("version".into(), env!("CARGO_PKG_VERSION").into())],
         1.0,
     );
+    write_agent(&mut out, &snapshot.agent);
     for target in &snapshot.targets {
         write_target(&mut out, target);
     }
     out.samples
+}
+
+fn write_agent(out: &mut Out, agent: &AgentStatus) {
+    out.gauge("poolwatch_rules_loaded", vec![], agent.rules_loaded as f64);
+    if let Some(d) = agent.rule_evaluation_seconds {
+        out.gauge("poolwatch_rule_evaluation_duration_seconds", vec![], d);
+    }
+    out.gauge(
+        "poolwatch_rule_evaluation_failing",
+        vec![],
+        agent.rule_errors.len() as f64,
+    );
+    for (kind, reload) in &agent.reloads {
+        let labels = vec![("kind".to_string(), kind.to_string())];
+        out.gauge(
+            "poolwatch_reload_successful",
+            labels.clone(),
+            f64::from(u8::from(reload.successful)),
+        );
+        if let Some(t) = reload.last_success_unix_seconds {
+            out.gauge("poolwatch_reload_last_success_timestamp_seconds", labels, t);
+        }
+    }
 }
 
 /// Renders the snapshot in the Prometheus text format, families and series sorted.
@@ -413,6 +467,10 @@ fn write_pool(out: &mut Out, target: &TargetStatus, f: &PoolFigures) {
         (
             "poolwatch_pool_overflow_utilization_ratio",
             f.overflow_utilization,
+        ),
+        (
+            "poolwatch_pool_recommended_size",
+            as_f64(f.recommended_pool_size),
         ),
         (
             "poolwatch_pool_avg_wait_time_seconds",

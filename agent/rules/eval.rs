@@ -59,7 +59,11 @@ pub enum Value {
 
 /// Parses an expression and checks it stays within the subset.
 pub fn parse(text: &str) -> Result<Expr, String> {
-    let expr = promql_parser::parser::parse(text)?;
+    // The parser is not ours: a panic in it on some odd input must not take the agent down
+    // (a rule file is reloaded while the agent runs).
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(text))
+        .map_err(|_| "the PromQL parser failed on this expression".to_string())?;
+    let expr = parsed?;
     check_supported(&expr)?;
     Ok(expr)
 }
@@ -315,7 +319,11 @@ impl Evaluator<'_> {
                 let bound = self.scalar(arg(1)?)?;
                 let samples = self.vector(arg(0)?)?;
                 Ok(Value::Vector(map_values(samples, |v| {
-                    if name == "clamp_min" { v.max(bound) } else { v.min(bound) }
+                    if name == "clamp_min" {
+                        v.max(bound)
+                    } else {
+                        v.min(bound)
+                    }
                 })))
             }
             "ceil" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::ceil))),
@@ -325,7 +333,13 @@ impl Evaluator<'_> {
         }
     }
 
-    fn range_function(&self, name: &str, points: &[(Millis, f64)], range_ms: Millis, param: Option<f64>) -> Option<f64> {
+    fn range_function(
+        &self,
+        name: &str,
+        points: &[(Millis, f64)],
+        range_ms: Millis,
+        param: Option<f64>,
+    ) -> Option<f64> {
         let (start, end) = (self.t - range_ms, self.t);
         match name {
             "rate" => extrapolated_rate(points, start, end, true, true),
@@ -346,8 +360,14 @@ impl Evaluator<'_> {
                 }
                 Some(mean)
             }
-            "min_over_time" => points.iter().map(|p| p.1).reduce(|a, b| if b < a || a.is_nan() { b } else { a }),
-            "max_over_time" => points.iter().map(|p| p.1).reduce(|a, b| if b > a || a.is_nan() { b } else { a }),
+            "min_over_time" => points
+                .iter()
+                .map(|p| p.1)
+                .reduce(|a, b| if b < a || a.is_nan() { b } else { a }),
+            "max_over_time" => points
+                .iter()
+                .map(|p| p.1)
+                .reduce(|a, b| if b > a || a.is_nan() { b } else { a }),
             _ => None,
         }
     }
@@ -408,10 +428,18 @@ impl Evaluator<'_> {
         match (lhs, rhs) {
             (Value::Scalar(l), Value::Scalar(r)) => {
                 let (value, keep) = elem_binop(&op, l, r);
-                Ok(Value::Scalar(if comparison { f64::from(u8::from(keep)) } else { value }))
+                Ok(Value::Scalar(if comparison {
+                    f64::from(u8::from(keep))
+                } else {
+                    value
+                }))
             }
-            (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(&op, v, s, false, return_bool))),
-            (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(&op, v, s, true, return_bool))),
+            (Value::Vector(v), Value::Scalar(s)) => {
+                Ok(Value::Vector(vector_scalar(&op, v, s, false, return_bool)))
+            }
+            (Value::Scalar(s), Value::Vector(v)) => {
+                Ok(Value::Vector(vector_scalar(&op, v, s, true, return_bool)))
+            }
             (Value::Vector(l), Value::Vector(r)) => {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
                 match op.as_str() {
@@ -476,11 +504,21 @@ fn elem_binop(op: &str, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
-fn vector_scalar(op: &str, v: Vec<Sample>, scalar: f64, scalar_left: bool, return_bool: bool) -> Vec<Sample> {
+fn vector_scalar(
+    op: &str,
+    v: Vec<Sample>,
+    scalar: f64,
+    scalar_left: bool,
+    return_bool: bool,
+) -> Vec<Sample> {
     let comparison = is_comparison(op);
     v.into_iter()
         .filter_map(|s| {
-            let (l, r) = if scalar_left { (scalar, s.value) } else { (s.value, scalar) };
+            let (l, r) = if scalar_left {
+                (scalar, s.value)
+            } else {
+                (s.value, scalar)
+            };
             let (mut value, mut keep) = elem_binop(op, l, r);
             // A comparison always answers with the vector's value, whichever side it is on.
             if comparison && scalar_left {
@@ -491,7 +529,11 @@ fn vector_scalar(op: &str, v: Vec<Sample>, scalar: f64, scalar_left: bool, retur
                 keep = true;
             }
             keep.then(|| Sample {
-                labels: if !comparison || return_bool { drop_name(s.labels) } else { s.labels },
+                labels: if !comparison || return_bool {
+                    drop_name(s.labels)
+                } else {
+                    s.labels
+                },
                 value,
             })
         })
@@ -504,22 +546,38 @@ fn signature(labels: &SeriesLabels, matching: Option<&LabelModifier>) -> Vec<(St
         .iter()
         .filter(|(k, _)| match matching {
             Some(LabelModifier::Include(on)) => on.labels.contains(k),
-            Some(LabelModifier::Exclude(ignoring)) => k.as_str() != NAME_LABEL && !ignoring.labels.contains(k),
+            Some(LabelModifier::Exclude(ignoring)) => {
+                k.as_str() != NAME_LABEL && !ignoring.labels.contains(k)
+            }
             None => k.as_str() != NAME_LABEL,
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
-fn set_op(op: &str, l: Vec<Sample>, r: Vec<Sample>, matching: Option<&LabelModifier>) -> Vec<Sample> {
+fn set_op(
+    op: &str,
+    l: Vec<Sample>,
+    r: Vec<Sample>,
+    matching: Option<&LabelModifier>,
+) -> Vec<Sample> {
     let right: HashSet<_> = r.iter().map(|s| signature(&s.labels, matching)).collect();
     match op {
-        "and" => l.into_iter().filter(|s| right.contains(&signature(&s.labels, matching))).collect(),
-        "unless" => l.into_iter().filter(|s| !right.contains(&signature(&s.labels, matching))).collect(),
+        "and" => l
+            .into_iter()
+            .filter(|s| right.contains(&signature(&s.labels, matching)))
+            .collect(),
+        "unless" => l
+            .into_iter()
+            .filter(|s| !right.contains(&signature(&s.labels, matching)))
+            .collect(),
         _ => {
             let left: HashSet<_> = l.iter().map(|s| signature(&s.labels, matching)).collect();
             let mut out = l;
-            out.extend(r.into_iter().filter(|s| !left.contains(&signature(&s.labels, matching))));
+            out.extend(
+                r.into_iter()
+                    .filter(|s| !left.contains(&signature(&s.labels, matching))),
+            );
             out
         }
     }
@@ -546,7 +604,9 @@ fn vector_vector(
     let mut out = Vec::new();
     for s in l {
         let sig = signature(&s.labels, matching);
-        let Some(other) = right.get(&sig) else { continue };
+        let Some(other) = right.get(&sig) else {
+            continue;
+        };
         if !matched.insert(sig.clone()) {
             return Err(format!(
                 "multiple matches for labels {sig:?}: many-to-one matching must be explicit"
@@ -566,7 +626,9 @@ fn vector_vector(
         }
         match matching {
             Some(LabelModifier::Include(on)) => labels.retain(|k, _| on.labels.contains(k)),
-            Some(LabelModifier::Exclude(ignoring)) => labels.retain(|k, _| !ignoring.labels.contains(k)),
+            Some(LabelModifier::Exclude(ignoring)) => {
+                labels.retain(|k, _| !ignoring.labels.contains(k))
+            }
             None => {}
         }
         out.push(Sample { labels, value });
@@ -576,7 +638,13 @@ fn vector_vector(
 
 /// Prometheus' extrapolatedRate (2.42): the increase between the first and last sample in the
 /// range, corrected for counter resets and extrapolated towards the range's edges.
-fn extrapolated_rate(points: &[(Millis, f64)], start: Millis, end: Millis, counter: bool, rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    points: &[(Millis, f64)],
+    start: Millis,
+    end: Millis,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
@@ -605,8 +673,16 @@ fn extrapolated_rate(points: &[(Millis, f64)], start: Millis, end: Millis, count
     }
     let threshold = average_step * 1.1;
     let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { average_step / 2.0 };
-    interval += if to_end < threshold { to_end } else { average_step / 2.0 };
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        average_step / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        average_step / 2.0
+    };
     result *= interval / sampled;
     if rate {
         result /= (end - start) as f64 / 1000.0;

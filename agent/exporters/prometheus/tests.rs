@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::model::{PoolLimits, PoolSample, PoolTotals, ServerSample, SourceKind};
+use crate::status::AgentStatus;
 
 fn snapshot() -> Snapshot {
     let pool = PoolFigures {
@@ -14,6 +15,7 @@ fn snapshot() -> Snapshot {
         avg_usage_time_seconds: Some(0.5),
         churn_per_minute: Some(3.0),
         connection_errors: None,
+        recommended_pool_size: Some(15),
         latest: PoolSample {
             pool: "mdm_images/mdm".into(),
             labels: Labels::from([("dataset".into(), "images".into())]),
@@ -72,6 +74,19 @@ fn snapshot() -> Snapshot {
     };
     Snapshot {
         targets: vec![up, down],
+        agent: AgentStatus {
+            rules_loaded: 12,
+            rule_evaluation_seconds: Some(0.002),
+            rule_errors: BTreeMap::new(),
+            reloads: BTreeMap::from([(
+                "rules",
+                crate::status::ReloadStatus {
+                    successful: false,
+                    last_success_unix_seconds: Some(1_800_000_000.0),
+                    last_error: Some("r.yaml:3:1: broken".into()),
+                },
+            )]),
+        },
     }
 }
 

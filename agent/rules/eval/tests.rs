@@ -5,11 +5,16 @@ use super::*;
 const MIN: Millis = 60_000;
 
 fn labels(pairs: &[(&str, &str)]) -> SeriesLabels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-/// Appends `values` one minute apart from 0.
-fn store(series: &[(&[(&str, &str)], &[f64])]) -> SeriesStore {
+/// A series' labels and its values, one minute apart from 0.
+type Input<'a> = (&'a [(&'a str, &'a str)], &'a [f64]);
+
+fn store(series: &[Input]) -> SeriesStore {
     let mut store = SeriesStore::new(60 * MIN);
     for (l, values) in series {
         for (i, v) in values.iter().enumerate() {
@@ -43,7 +48,11 @@ const UP_B: &[(&str, &str)] = &[("__name__", "up"), ("pool", "b"), ("target", "t
 fn instant_selection_uses_the_five_minute_lookback() {
     let s = store(&[(UP_A, &[1.0, 2.0])]);
     assert_eq!(one(&s, "up", 90_000), 2.0);
-    assert_eq!(one(&s, "up", MIN + 5 * MIN), 2.0, "exactly 5 minutes back still counts");
+    assert_eq!(
+        one(&s, "up", MIN + 5 * MIN),
+        2.0,
+        "exactly 5 minutes back still counts"
+    );
     assert!(query(&s, "up", MIN + 5 * MIN + 1).is_empty());
     assert!(query(&s, "up{pool=\"b\"}", MIN).is_empty());
     assert_eq!(one(&s, "up{pool=~\"a|c\"}", MIN), 2.0);
@@ -67,7 +76,10 @@ fn rate_and_increase_extrapolate_as_prometheus() {
     let shifted = one(&s, "increase(x_total[5m])", 10 * MIN + 30_000);
     assert!((shifted - 40.0 * (300.0 / 240.0)).abs() < 1e-9, "{shifted}");
     // The metric name goes, the other labels stay.
-    assert_eq!(query(&s, "rate(x_total[5m])", 10 * MIN)[0].0, labels(&[("pool", "a")]));
+    assert_eq!(
+        query(&s, "rate(x_total[5m])", 10 * MIN)[0].0,
+        labels(&[("pool", "a")])
+    );
 }
 
 #[test]
@@ -100,7 +112,10 @@ fn aggregations_group_by_and_without() {
     assert_eq!(one(&s, "count(up)", 0), 2.0);
     assert_eq!(one(&s, "min(up)", 0), 1.0);
     assert_eq!(one(&s, "max by (target) (up)", 0), 3.0);
-    assert_eq!(query(&s, "sum by (target) (up)", 0), vec![(labels(&[("target", "t")]), 4.0)]);
+    assert_eq!(
+        query(&s, "sum by (target) (up)", 0),
+        vec![(labels(&[("target", "t")]), 4.0)]
+    );
     let without = query(&s, "sum without (target) (up)", 0);
     assert_eq!(without.len(), 2);
     assert_eq!(without[0].0, labels(&[("pool", "a")]));
@@ -111,12 +126,24 @@ fn binary_operators_match_like_prometheus() {
     let used = &[("__name__", "used"), ("pool", "a"), ("state", "used")][..];
     let size = &[("__name__", "size"), ("pool", "a")][..];
     let s = store(&[(used, &[4.0]), (size, &[5.0]), (UP_A, &[1.0])]);
-    assert_eq!(query(&s, "used / ignoring(state) size", 0), vec![(labels(&[("pool", "a")]), 0.8)]);
-    assert_eq!(query(&s, "used / on(pool) size", 0), vec![(labels(&[("pool", "a")]), 0.8)]);
-    assert!(query(&s, "used / size", 0).is_empty(), "label sets differ without on/ignoring");
+    assert_eq!(
+        query(&s, "used / ignoring(state) size", 0),
+        vec![(labels(&[("pool", "a")]), 0.8)]
+    );
+    assert_eq!(
+        query(&s, "used / on(pool) size", 0),
+        vec![(labels(&[("pool", "a")]), 0.8)]
+    );
+    assert!(
+        query(&s, "used / size", 0).is_empty(),
+        "label sets differ without on/ignoring"
+    );
     // A filter keeps the metric name and the left value; `bool` answers 0/1 without it.
     assert_eq!(query(&s, "size > 4", 0), vec![(labels(size), 5.0)]);
-    assert_eq!(query(&s, "size > bool 9", 0), vec![(labels(&[("pool", "a")]), 0.0)]);
+    assert_eq!(
+        query(&s, "size > bool 9", 0),
+        vec![(labels(&[("pool", "a")]), 0.0)]
+    );
     assert_eq!(query(&s, "2 < size", 0), vec![(labels(size), 5.0)]);
     assert_eq!(one(&s, "size - 1", 0), 4.0);
     assert_eq!(one(&s, "-size", 0), -5.0);
@@ -125,17 +152,30 @@ fn binary_operators_match_like_prometheus() {
 
 #[test]
 fn set_operators() {
-    let s = store(&[(UP_A, &[1.0]), (UP_B, &[0.0]), (&[("__name__", "busy"), ("pool", "a"), ("target", "t")], &[1.0])]);
+    let s = store(&[
+        (UP_A, &[1.0]),
+        (UP_B, &[0.0]),
+        (
+            &[("__name__", "busy"), ("pool", "a"), ("target", "t")],
+            &[1.0],
+        ),
+    ]);
     assert_eq!(query(&s, "up and busy", 0).len(), 1);
     assert_eq!(query(&s, "up unless busy", 0)[0].0["pool"], "b");
     assert_eq!(query(&s, "busy or up", 0).len(), 2);
-    assert_eq!(query(&s, "up == 0 and on(target) busy", 0)[0].0["pool"], "b");
+    assert_eq!(
+        query(&s, "up == 0 and on(target) busy", 0)[0].0["pool"],
+        "b"
+    );
 }
 
 #[test]
 fn absent_and_clamps() {
     let s = store(&[(UP_A, &[7.0])]);
-    assert_eq!(query(&s, "absent(nope{target=\"x\", a=~\"y\"})", 0), vec![(labels(&[("target", "x")]), 1.0)]);
+    assert_eq!(
+        query(&s, "absent(nope{target=\"x\", a=~\"y\"})", 0),
+        vec![(labels(&[("target", "x")]), 1.0)]
+    );
     assert!(query(&s, "absent(up)", 0).is_empty());
     assert_eq!(one(&s, "clamp_max(up, 5)", 0), 5.0);
     assert_eq!(one(&s, "clamp_min(up, 9)", 0), 9.0);
@@ -144,7 +184,11 @@ fn absent_and_clamps() {
 
 #[test]
 fn one_to_one_matching_refuses_duplicates() {
-    let s = store(&[(UP_A, &[1.0]), (UP_B, &[1.0]), (&[("__name__", "one"), ("target", "t")], &[1.0])]);
+    let s = store(&[
+        (UP_A, &[1.0]),
+        (UP_B, &[1.0]),
+        (&[("__name__", "one"), ("target", "t")], &[1.0]),
+    ]);
     let expr = parse("one + on(target) up").unwrap();
     assert!(eval(&expr, &s, 0).is_err());
 }
@@ -158,7 +202,10 @@ fn constructs_outside_the_subset_are_named() {
         ("histogram_quantile(0.9, x)", "histogram_quantile"),
         ("x * on(a) group_left(b) y", "group_left"),
         ("x @ 100", "@ modifier"),
-        ("label_replace(x, \"a\", \"b\", \"c\", \"d\")", "label_replace"),
+        (
+            "label_replace(x, \"a\", \"b\", \"c\", \"d\")",
+            "label_replace",
+        ),
     ] {
         let err = parse(expr).unwrap_err();
         assert!(err.contains(why), "{expr}: {err}");
@@ -169,4 +216,125 @@ fn constructs_outside_the_subset_are_named() {
 fn metric_names_are_collected() {
     let expr = parse("sum(rate(a_total[5m])) / on() b and {__name__=\"c\"}").unwrap();
     assert_eq!(metric_names(&expr), vec!["a_total", "b", "c"]);
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of PromQL, valid and not, that the generator strings together.
+    const FRAGMENTS: &[&str] = &[
+        "poolwatch_pool_size",
+        "db_client_connection_count",
+        "up",
+        "x_total",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[5m]",
+        "[1s]",
+        "[0s]",
+        "target=\"t\"",
+        "pool=~\"a.*\"",
+        "pool!=\"\"",
+        ",",
+        " + ",
+        " - ",
+        " * ",
+        " / ",
+        " % ",
+        " ^ ",
+        " > ",
+        " < bool ",
+        " == ",
+        " and ",
+        " or ",
+        " unless ",
+        " on(pool) ",
+        " ignoring(target) ",
+        "sum by (pool) ",
+        "avg without (pool) ",
+        "count ",
+        "min ",
+        "max ",
+        "rate(",
+        "increase(",
+        "delta(",
+        "deriv(",
+        "avg_over_time(",
+        "min_over_time(",
+        "max_over_time(",
+        "predict_linear(",
+        ", 600)",
+        "absent(",
+        "clamp_min(",
+        "clamp_max(",
+        ", 2)",
+        "ceil(",
+        "abs(",
+        "1",
+        "0",
+        "-1",
+        "0.5",
+        "NaN",
+        "Inf",
+        "1e308",
+        "-Inf",
+        "\"str\"",
+        "offset 5m",
+        "@ 1",
+        "[5m:1m]",
+        "topk(2, ",
+        " group_left ",
+    ];
+
+    fn store() -> SeriesStore {
+        let mut s = SeriesStore::new(i64::MAX / 4);
+        for (i, name) in [
+            "poolwatch_pool_size",
+            "db_client_connection_count",
+            "up",
+            "x_total",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for pool in ["a", "b"] {
+                for step in 0..20 {
+                    let value = match (i + step) % 5 {
+                        0 => f64::NAN,
+                        1 => 0.0,
+                        2 => -3.5,
+                        _ => (step * 7) as f64,
+                    };
+                    s.append(
+                        labels(&[("__name__", name), ("pool", pool), ("target", "t")]),
+                        step as Millis * 15_000,
+                        value,
+                    );
+                }
+            }
+        }
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn built_from_fragments(picks in proptest::collection::vec(0..FRAGMENTS.len(), 1..14), t in 0i64..400_000) {
+            let text: String = picks.iter().map(|&i| FRAGMENTS[i]).collect();
+            if let Ok(expr) = parse(&text) {
+                let _ = eval_vector(&expr, &store(), t);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,60}") {
+            if let Ok(expr) = parse(&text) {
+                let _ = eval_vector(&expr, &store(), 100_000);
+            }
+        }
+    }
 }

@@ -1,0 +1,155 @@
+//! Hot reload: the config file and the rule files are watched (notify); a change is loaded and
+//! checked in full, and only a good version replaces the running one. A broken file is logged
+//! with its file and line and shows in `poolwatch_reload_successful`, while the last good
+//! version keeps running.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::cli::TargetArgs;
+use crate::rules::files::{self, RuleSet};
+use crate::scheduler::Agent;
+
+/// Events closer together than this are one change (editors write files in several steps).
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Watches `paths` (files through their directory, so replaced files are seen too).
+pub fn watch(
+    paths: &[PathBuf],
+) -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })?;
+    let mut watched = Vec::new();
+    for path in paths {
+        let dir = if path.is_dir() {
+            path.clone()
+        } else {
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        if !watched.contains(&dir) {
+            watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+            watched.push(dir);
+        }
+    }
+    Ok((watcher, rx))
+}
+
+/// Waits until changes settle.
+pub async fn settled(events: &mut mpsc::UnboundedReceiver<()>) -> bool {
+    if events.recv().await.is_none() {
+        return false;
+    }
+    loop {
+        match tokio::time::timeout(SETTLE, events.recv()).await {
+            Ok(Some(())) => continue,
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// What the agent was started from, to load it again.
+pub struct Reloader {
+    args: TargetArgs,
+    rule_paths: Vec<PathBuf>,
+    config_text: Option<String>,
+    rules_text: String,
+}
+
+fn read_all(paths: &[PathBuf]) -> String {
+    let mut problems = Vec::new();
+    files::expand(paths, &mut problems)
+        .iter()
+        .map(|f| {
+            format!(
+                "{}\n{}",
+                f.display(),
+                std::fs::read_to_string(f).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+impl Reloader {
+    pub fn new(args: TargetArgs, rule_paths: Vec<PathBuf>) -> Reloader {
+        let config_text = args
+            .config
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        let rules_text = read_all(&rule_paths);
+        Reloader {
+            args,
+            rule_paths,
+            config_text,
+            rules_text,
+        }
+    }
+
+    /// Everything to watch.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.args
+            .config
+            .iter()
+            .cloned()
+            .chain(self.rule_paths.iter().cloned())
+            .collect()
+    }
+
+    /// Loads what changed and hands the agent what is good.
+    pub fn reload(&mut self, agent: &Agent) {
+        if let Some(path) = &self.args.config {
+            let text = std::fs::read_to_string(path).ok();
+            if text != self.config_text {
+                self.config_text = text;
+                match self.args.load() {
+                    Ok(config) => {
+                        let rules: Vec<PathBuf> = config
+                            .rules
+                            .iter()
+                            .chain(&self.args.rules)
+                            .cloned()
+                            .collect();
+                        if !rules.is_empty() && rules != self.rule_paths {
+                            tracing::warn!("changing which rule files are loaded takes a restart");
+                        }
+                        agent.reload_config(config);
+                    }
+                    Err(problems) => {
+                        tracing::error!(
+                            "config not reloaded, the previous one keeps running:\n{problems}"
+                        );
+                        agent.reload_failed("config", problems.to_string());
+                    }
+                }
+            }
+        }
+        if self.rule_paths.is_empty() {
+            return;
+        }
+        let text = read_all(&self.rule_paths);
+        if text == self.rules_text {
+            return;
+        }
+        self.rules_text = text;
+        match RuleSet::load(&self.rule_paths) {
+            Ok(rules) => agent.reload_rules(rules),
+            Err(problems) => {
+                tracing::error!("rules not reloaded, the previous ones keep running:\n{problems}");
+                agent.reload_failed("rules", problems.to_string());
+            }
+        }
+    }
+}

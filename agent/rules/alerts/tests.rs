@@ -1,0 +1,125 @@
+//! Alert states driven by an explicit clock.
+
+use super::*;
+use crate::rules::files::parse_file;
+use crate::series::NAME_LABEL;
+
+const MIN: Millis = 60_000;
+
+fn rule(extra: &str) -> AlertRule {
+    let text = format!(
+        "groups:\n- name: g\n  rules:\n  - alert: Busy\n    expr: poolwatch_pool_utilization_ratio > 0.8\n{extra}    labels: {{severity: warning}}\n    annotations:\n      summary: 'at {{{{ $value | humanizePercentage }}}}'\n"
+    );
+    let groups =
+        parse_file(std::path::Path::new("t.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    groups[0].rules[0].clone()
+}
+
+/// Utilization of pool `p`, one value per minute from 0.
+fn store(values: &[f64]) -> SeriesStore {
+    let mut store = SeriesStore::new(i64::MAX / 4);
+    let labels: SeriesLabels = [
+        (NAME_LABEL, "poolwatch_pool_utilization_ratio"),
+        ("db_client_connection_pool_name", "p"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (i, v) in values.iter().enumerate() {
+        store.append(labels.clone(), i as Millis * MIN, *v);
+    }
+    store
+}
+
+fn states(rule: &AlertRule, store: &SeriesStore, minutes: usize) -> Vec<Option<AlertState>> {
+    let mut state = RuleState::default();
+    (0..minutes)
+        .map(|m| {
+            state
+                .evaluate(rule, store, m as Millis * MIN, true)
+                .unwrap();
+            state.active.values().next().map(|a| a.state)
+        })
+        .collect()
+}
+
+use AlertState::{Firing as F, Pending as P};
+
+#[test]
+fn pending_for_then_firing_then_resolved() {
+    let r = rule("    for: 2m\n");
+    let s = store(&[0.5, 0.9, 0.9, 0.9, 0.5]);
+    assert_eq!(
+        states(&r, &s, 5),
+        vec![None, Some(P), Some(P), Some(F), None]
+    );
+}
+
+#[test]
+fn a_dip_before_for_restarts_the_wait() {
+    let r = rule("    for: 2m\n");
+    let s = store(&[0.9, 0.9, 0.5, 0.9, 0.9, 0.9]);
+    assert_eq!(
+        states(&r, &s, 6),
+        vec![Some(P), Some(P), None, Some(P), Some(P), Some(F)]
+    );
+}
+
+#[test]
+fn keep_firing_for_bridges_dips_after_firing() {
+    let r = rule("    keep_firing_for: 2m\n");
+    let s = store(&[0.9, 0.5, 0.5, 0.5, 0.9]);
+    // Fires at once (no `for`), keeps firing for 2 minutes after the condition ends.
+    assert_eq!(
+        states(&r, &s, 5),
+        vec![Some(F), Some(F), Some(F), None, Some(F)]
+    );
+}
+
+#[test]
+fn annotations_are_rendered_with_the_value() {
+    let r = rule("");
+    let s = store(&[0.95]);
+    let mut state = RuleState::default();
+    state.evaluate(&r, &s, 0, true).unwrap();
+    let alert = state.active.values().next().unwrap();
+    assert_eq!(alert.annotations["summary"], "at 95%");
+    assert_eq!(alert.labels["alertname"], "Busy");
+    assert_eq!(alert.labels["severity"], "warning");
+    assert!(!alert.labels.contains_key(NAME_LABEL));
+}
+
+#[test]
+fn without_hold_for_is_not_awaited() {
+    let r = rule("    for: 10m\n");
+    let s = store(&[0.9]);
+    let mut state = RuleState::default();
+    state.evaluate(&r, &s, 0, false).unwrap();
+    assert_eq!(state.active.values().next().map(|a| a.state), Some(F));
+}
+
+#[test]
+fn reload_keeps_the_state_of_unchanged_rules_only() {
+    let s = store(&[0.9, 0.9]);
+    let set = |extra: &str| RuleSet {
+        groups: vec![crate::rules::files::RuleGroup {
+            name: "g".into(),
+            interval: None,
+            rules: vec![rule(extra)],
+            file: "t.yaml".into(),
+        }],
+        files: vec![],
+    };
+    let mut engine = RuleEngine::new(set("    for: 1m\n"));
+    engine.evaluate_all(&s, 0, true);
+    engine.replace(set("    for: 1m\n"));
+    engine.evaluate_all(&s, MIN, true);
+    assert_eq!(
+        engine.alerts()[0].1.state,
+        F,
+        "same rule: its minute of pending counted"
+    );
+    engine.replace(set("    for: 2m\n"));
+    engine.evaluate_all(&s, MIN, true);
+    assert_eq!(engine.alerts()[0].1.state, P, "changed rule: starts over");
+}
