@@ -2,7 +2,7 @@
 //! rules evaluate. Series are keyed by their full label set (`__name__` included) and indexed by
 //! name; a series that stops being exported gets a staleness marker, as after a Prometheus scrape.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
 pub type Millis = i64;
@@ -28,6 +28,17 @@ pub fn stale_marker() -> f64 {
 pub struct Series {
     pub labels: SeriesLabels,
     pub samples: VecDeque<(Millis, f64)>,
+    /// The last scrape that carried this series.
+    scraped_at: Option<Millis>,
+}
+
+impl Series {
+    fn push(&mut self, t: Millis, value: f64) {
+        if self.samples.back().is_some_and(|(last, _)| *last >= t) {
+            return;
+        }
+        self.samples.push_back((t, value));
+    }
 }
 
 /// All series within `retention` of the newest sample.
@@ -35,8 +46,8 @@ pub struct Series {
 pub struct SeriesStore {
     retention: Millis,
     by_name: HashMap<String, HashMap<SeriesLabels, Series>>,
-    /// Series of the previous scrape, to mark the ones that vanish as stale.
-    last_scrape: HashSet<SeriesLabels>,
+    /// When the previous scrape was, to mark the series it had and this one lacks as stale.
+    last_scrape: Option<Millis>,
 }
 
 impl SeriesStore {
@@ -44,26 +55,34 @@ impl SeriesStore {
         SeriesStore {
             retention,
             by_name: HashMap::new(),
-            last_scrape: HashSet::new(),
+            last_scrape: None,
         }
     }
 
     /// Appends one sample (samples must come in time order per series; older ones are dropped).
     pub fn append(&mut self, labels: SeriesLabels, t: Millis, value: f64) {
-        let name = labels.get(NAME_LABEL).cloned().unwrap_or_default();
-        let series = self
-            .by_name
-            .entry(name)
-            .or_default()
-            .entry(labels.clone())
-            .or_insert_with(|| Series {
-                labels,
-                samples: VecDeque::new(),
-            });
-        if series.samples.back().is_some_and(|(last, _)| *last >= t) {
-            return;
+        self.series_mut(labels).push(t, value);
+    }
+
+    fn series_mut(&mut self, labels: SeriesLabels) -> &mut Series {
+        let name = labels.get(NAME_LABEL).map_or("", String::as_str);
+        // Look up before inserting: the common case is a series that exists, and the key
+        // should not be cloned for it.
+        if !self.by_name.contains_key(name) {
+            self.by_name.insert(name.to_string(), HashMap::new());
         }
-        series.samples.push_back((t, value));
+        let family = self.by_name.get_mut(name).expect("inserted above");
+        if !family.contains_key(&labels) {
+            family.insert(
+                labels.clone(),
+                Series {
+                    labels: labels.clone(),
+                    samples: VecDeque::new(),
+                    scraped_at: None,
+                },
+            );
+        }
+        family.get_mut(&labels).expect("inserted above")
     }
 
     /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
@@ -73,16 +92,19 @@ impl SeriesStore {
         t: Millis,
         samples: impl IntoIterator<Item = (SeriesLabels, f64)>,
     ) {
-        let mut seen = HashSet::new();
         for (labels, value) in samples {
-            seen.insert(labels.clone());
-            self.append(labels, t, value);
+            let series = self.series_mut(labels);
+            series.push(t, value);
+            series.scraped_at = Some(t);
         }
-        let gone: Vec<SeriesLabels> = self.last_scrape.difference(&seen).cloned().collect();
-        for labels in gone {
-            self.append(labels, t, stale_marker());
+        if let Some(previous) = self.last_scrape {
+            for series in self.by_name.values_mut().flat_map(HashMap::values_mut) {
+                if series.scraped_at == Some(previous) {
+                    series.push(t, stale_marker());
+                }
+            }
         }
-        self.last_scrape = seen;
+        self.last_scrape = Some(t);
         self.prune(t);
     }
 

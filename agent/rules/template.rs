@@ -1,4 +1,4 @@
-//! Alert label/annotation templates: the Go text/template subset Prometheus 2.42 rules use, rendered byte-for-byte as Prometheus would.
+//! Alert label/annotation templates: the Go text/template subset, rendered as Prometheus 2.42 does.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,6 +52,8 @@ enum Operand {
     Value,
     Label(String),
     Literal(Val),
+    /// An argument text/template rejects when executed, with Go's message.
+    Fail(String),
     Sub(Vec<Command>),
 }
 
@@ -165,7 +167,7 @@ impl Template {
         }
     }
 
-    /// Renders with the alert's labels and value. Never panics. Runtime problems (e.g. printf %d with a string) render like Go's fmt does (e.g. "%!d(string=x)") .
+    /// Renders with the alert's labels and value. Never panics. Runtime problems (e.g. printf %d with a string) render like Go's fmt does (e.g. "%!d(string=x)").
     pub fn render(&self, labels: &BTreeMap<String, String>, value: f64) -> String {
         let ctx = Ctx { labels, value };
         let mut out = String::new();
@@ -196,8 +198,11 @@ fn parse_action(text: &str, start: usize) -> Result<(Node, usize, bool)> {
         lex: Lexer {
             src: text,
             pos: start,
+            spaced: false,
         },
         peeked: None,
+        spaced: false,
+        depth: 0,
         trim_right: false,
     };
     let pipeline = parser.pipeline(false)?;
@@ -211,7 +216,7 @@ enum Tok {
     Close,
     End { trim: bool },
     Str(String),
-    Num(Val),
+    Num(Val, String),
     Var(String, Vec<String>),
     Field(Vec<String>),
     Ident(String),
@@ -224,6 +229,8 @@ fn is_word(c: char) -> bool {
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
+    /// Whether whitespace preceded the last token (Go needs it between arguments).
+    spaced: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -239,7 +246,8 @@ impl<'a> Lexer<'a> {
     }
 
     fn next_token(&mut self) -> Result<Tok> {
-        let spaced = !self.take_while(|c| GO_SPACE.contains(&c)).is_empty();
+        self.spaced = !self.take_while(|c| GO_SPACE.contains(&c)).is_empty();
+        let spaced = self.spaced;
         let rest = self.rest();
         // " -}}" is a right trim marker only when whitespace precedes the dash.
         if spaced && rest.starts_with("-}}") {
@@ -264,15 +272,15 @@ impl<'a> Lexer<'a> {
     }
 
     fn complex_token(&mut self, c: char, rest: &str) -> Result<Tok> {
-        match c {
-            '"' => self.quoted(),
+        let word = match c {
+            '"' => return self.quoted(),
             '`' => {
                 let Some(len) = rest[1..].find('`') else {
                     return err("unterminated raw quoted string");
                 };
                 self.pos += len + 2;
                 // Go drops carriage returns from raw strings.
-                Ok(Tok::Str(rest[1..=len].replace('\r', "")))
+                return Ok(Tok::Str(rest[1..=len].replace('\r', "")));
             }
             '$' => {
                 self.pos += 1;
@@ -285,11 +293,11 @@ impl<'a> Lexer<'a> {
                 {
                     return err("variable declarations are not supported");
                 }
-                Ok(Tok::Var(name, fields))
+                Tok::Var(name, fields)
             }
             '.' if !rest[1..].starts_with(|c: char| c.is_ascii_digit()) => match self.fields() {
-                fields if fields.is_empty() => err("`.` alone is not supported"),
-                fields => Ok(Tok::Field(fields)),
+                fields if fields.is_empty() => return err("`.` alone is not supported"),
+                fields => Tok::Field(fields),
             },
             '.' | '+' | '-' | '0'..='9' => {
                 let mut prev = ' ';
@@ -298,25 +306,28 @@ impl<'a> Lexer<'a> {
                     prev = c;
                     sign_ok || c == '.' || is_word(c)
                 });
-                number_literal(text).map(Tok::Num)
+                return number_literal(text).map(|v| Tok::Num(v, text.to_string()));
             }
-            c if c == '_' || c.is_alphabetic() => {
-                Ok(Tok::Ident(self.take_while(is_word).to_string()))
+            c if c == '_' || c.is_alphabetic() => Tok::Ident(self.take_while(is_word).to_string()),
+            ':' | '=' => return err("variable declarations are not supported"),
+            '/' if rest.starts_with("/*") => return err("template comments are not supported"),
+            '\'' => return err("character constants are not supported"),
+            c => {
+                return err(format!(
+                    "unrecognized character in action: U+{:04X}",
+                    u32::from(c)
+                ));
             }
-            ':' | '=' => err("variable declarations are not supported"),
-            '/' if rest.starts_with("/*") => err("template comments are not supported"),
-            '\'' => err("character constants are not supported"),
-            c => err(format!(
-                "unrecognized character in action: U+{:04X}",
-                u32::from(c)
-            )),
-        }
+        };
+        Ok(word)
     }
 
-    /// A `.a.b` chain directly attached to the previous token.
+    /// A `.a.b` chain directly attached to the previous token (`.5` is a number in Go).
     fn fields(&mut self) -> Vec<String> {
         let mut fields = Vec::new();
-        while self.rest().starts_with('.') && self.rest()[1..].starts_with(is_word) {
+        while self.rest().starts_with('.')
+            && self.rest()[1..].starts_with(|c: char| is_word(c) && !c.is_ascii_digit())
+        {
             self.pos += 1;
             fields.push(self.take_while(is_word).to_string());
         }
@@ -360,44 +371,63 @@ fn unescape(chars: &mut CharIndices<'_>) -> Result<char> {
 
 /// Go number syntax reduced to decimal: ints (no octal leading zero) and floats.
 fn number_literal(text: &str) -> Result<Val> {
-    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
     let unsupported = || TemplateError {
         message: format!("unsupported number literal `{text}`"),
     };
+    let plain = without_digit_underscores(text).ok_or_else(unsupported)?;
+    let unsigned = plain.strip_prefix(['+', '-']).unwrap_or(&plain);
     if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
         // Go reads "010" as octal; keep to plain decimal.
         if unsigned.len() > 1 && unsigned.starts_with('0') {
             return Err(unsupported());
         }
-        return text.parse().map(Val::Int).map_err(|_| unsupported());
+        return plain.parse().map(Val::Int).map_err(|_| unsupported());
     }
     let decimal = unsigned
         .bytes()
         .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
-    match text.parse::<f64>() {
+    match plain.parse::<f64>() {
         Ok(v) if decimal && v.is_finite() => Ok(Val::Float(v)),
         _ => Err(unsupported()),
     }
 }
 
+/// Go number syntax allows `_` between digits ("1_000"); `None` if one is elsewhere.
+fn without_digit_underscores(s: &str) -> Option<String> {
+    let digit_at = |i: Option<usize>| {
+        i.and_then(|i| s.as_bytes().get(i))
+            .is_some_and(u8::is_ascii_digit)
+    };
+    let ok = s
+        .match_indices('_')
+        .all(|(i, _)| digit_at(i.checked_sub(1)) && digit_at(Some(i + 1)));
+    ok.then(|| s.replace('_', ""))
+}
+
 struct Parser<'a> {
     lex: Lexer<'a>,
-    peeked: Option<Tok>,
+    peeked: Option<(Tok, bool)>,
+    /// Whether whitespace preceded the token `next` returned last.
+    spaced: bool,
+    /// Open parentheses, bounded so that hostile input cannot exhaust the stack.
+    depth: usize,
     trim_right: bool,
 }
 
 impl Parser<'_> {
     fn next(&mut self) -> Result<Tok> {
-        match self.peeked.take() {
-            Some(tok) => Ok(tok),
-            None => self.lex.next_token(),
-        }
+        let (tok, spaced) = match self.peeked.take() {
+            Some(peeked) => peeked,
+            None => (self.lex.next_token()?, self.lex.spaced),
+        };
+        self.spaced = spaced;
+        Ok(tok)
     }
 
     fn at_command_end(&mut self) -> Result<bool> {
         let tok = self.next()?;
         let end = matches!(tok, Tok::Pipe | Tok::Close | Tok::End { .. });
-        self.peeked = Some(tok);
+        self.peeked = Some((tok, self.spaced));
         Ok(end)
     }
 
@@ -405,15 +435,22 @@ impl Parser<'_> {
         let mut cmds = Vec::new();
         loop {
             cmds.push(self.command(cmds.len())?);
-            match self.next()? {
-                Tok::Pipe => {}
+            let mut tok = self.next()?;
+            if tok == Tok::Pipe {
+                // Go 1.19's parser (Prometheus 2.42's) ignores a `|` right before `}}` or `)`.
+                if !self.at_command_end()? {
+                    continue;
+                }
+                tok = self.next()?;
+            }
+            match tok {
                 Tok::Close if nested => return Ok(cmds),
                 Tok::End { trim } if !nested => {
                     self.trim_right = trim;
                     return Ok(cmds);
                 }
                 Tok::End { .. } => return err("unclosed left paren"),
-                _ => return err("unexpected `)` in action"),
+                _ => return err("unexpected `|` or `)` in action"),
             }
         }
     }
@@ -445,7 +482,16 @@ impl Parser<'_> {
         let mut args = Vec::new();
         while !self.at_command_end()? {
             let tok = self.next()?;
-            args.push(self.operand(tok)?);
+            if !self.spaced {
+                return err("arguments must be separated by spaces");
+            }
+            let wants_string = matches!(func, Some(Func::ToUpper | Func::ToLower | Func::Title));
+            args.push(match tok {
+                Tok::Num(_, text) if wants_string => {
+                    Operand::Fail(format!("expected string; found {text}"))
+                }
+                tok => self.operand(tok)?,
+            });
         }
         call_command(func, args, stage > 0)
     }
@@ -453,8 +499,14 @@ impl Parser<'_> {
     fn operand(&mut self, tok: Tok) -> Result<Operand> {
         match tok {
             Tok::Str(s) => Ok(Operand::Literal(Val::Str(s))),
-            Tok::Num(v) => Ok(Operand::Literal(v)),
-            Tok::Open => Ok(Operand::Sub(self.pipeline(true)?)),
+            Tok::Num(v, _) => Ok(Operand::Literal(v)),
+            Tok::Open if self.depth >= 100 => err("parentheses are nested too deeply"),
+            Tok::Open => {
+                self.depth += 1;
+                let pipeline = self.pipeline(true)?;
+                self.depth -= 1;
+                Ok(Operand::Sub(pipeline))
+            }
             Tok::Var(name, fields) => variable(&name, &fields),
             Tok::Field(fields) => data_field(&fields),
             Tok::Ident(name) => {
@@ -564,6 +616,7 @@ impl Ctx<'_> {
             Operand::Label(name) => Val::Str(self.labels.get(name).cloned().unwrap_or_default()),
             Operand::Literal(val) => val.clone(),
             Operand::Sub(cmds) => self.pipeline(cmds)?,
+            Operand::Fail(message) => return Err(message.clone()),
         })
     }
 }
@@ -592,7 +645,7 @@ fn call(func: Func, args: Vec<Val>) -> std::result::Result<Val, String> {
                 Func::Humanize => humanize(v),
                 Func::Humanize1024 => humanize1024(v),
                 Func::HumanizePercentage => format!("{}%", g4(v * 100.0)),
-                _ => humanize_duration(v),
+                _ => humanize_duration(v), // the string functions matched above
             }
         }
     };
@@ -620,16 +673,13 @@ fn to_float(val: &Val) -> std::result::Result<f64, String> {
             f64::INFINITY
         });
     }
-    // Go allows '_' between digits ("1_000"); hexadecimal floats are not supported here.
-    let underscores_ok = s.char_indices().all(|(i, c)| {
-        c != '_'
-            || (s[..i].ends_with(|p: char| p.is_ascii_digit())
-                && s[i + 1..].starts_with(|n: char| n.is_ascii_digit()))
-    });
-    if !underscores_ok || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+    // Hexadecimal floats ("0x1p4"), which Go also accepts, are not supported here.
+    let plain = without_digit_underscores(s)
+        .filter(|_| body.starts_with(|c: char| c.is_ascii_digit() || c == '.'));
+    let Some(plain) = plain else {
         return Err(failure("invalid syntax"));
-    }
-    match s.replace('_', "").parse::<f64>() {
+    };
+    match plain.parse::<f64>() {
         Ok(v) if v.is_infinite() => Err(failure("value out of range")),
         Ok(v) => Ok(v),
         Err(_) => Err(failure("invalid syntax")),
@@ -719,9 +769,28 @@ fn humanize_duration(v: f64) -> String {
 /// Go's unicode.ToUpper uses simple case mappings: one rune in, one out (ß stays ß).
 fn simple_upper(c: char) -> char {
     let mut upper = c.to_uppercase();
-    match (upper.next(), upper.next()) {
-        (Some(u), None) => u,
+    match (upper.next(), upper.next(), u32::from(c)) {
+        (Some(u), None, _) => u,
+        // Greek letters with ypogegrammeni simply map to their titlecase forms (ᾳ → ᾼ).
+        (_, _, 0x1F80..=0x1F87 | 0x1F90..=0x1F97 | 0x1FA0..=0x1FA7) => shift(c, 8),
+        (_, _, 0x1FB3 | 0x1FC3 | 0x1FF3) => shift(c, 9),
         _ => c,
+    }
+}
+
+fn shift(c: char, by: u32) -> char {
+    char::from_u32(u32::from(c) + by).unwrap_or(c)
+}
+
+/// unicode.ToTitle: ToUpper except for the Latin digraphs and Georgian Mkhedruli (unchanged).
+fn title_case(c: char) -> char {
+    match c {
+        'Ǆ'..='ǆ' => 'ǅ',
+        'Ǉ'..='ǉ' => 'ǈ',
+        'Ǌ'..='ǌ' => 'ǋ',
+        'Ǳ'..='ǳ' => 'ǲ',
+        '\u{10D0}'..='\u{10FA}' | '\u{10FD}'..='\u{10FF}' => c,
+        _ => simple_upper(c),
     }
 }
 
@@ -735,11 +804,7 @@ fn go_title(s: &str) -> String {
     let mut prev = ' ';
     s.chars()
         .map(|c| {
-            let out = if is_separator(prev) {
-                simple_upper(c)
-            } else {
-                c
-            };
+            let out = if is_separator(prev) { title_case(c) } else { c };
             prev = c;
             out
         })
@@ -765,8 +830,8 @@ struct Digits {
 }
 
 impl Digits {
-    /// Reads Rust's `{:e}` output. Rust's shortest digits and its correctly rounded (ties-to-even)
-    /// fixed digits are the same digits Go's Ryu and bigFtoa produce.
+    /// Reads Rust's `{:e}` output; its correctly rounded (ties-to-even) digits are the digits
+    /// Go's Ryu and bigFtoa produce.
     fn from_sci(sci: &str) -> Digits {
         let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
         let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
@@ -1103,6 +1168,8 @@ mod tests {
             (1e-5, "1e-05"),
             (0.0001, "0.0001"),
             (0.1 + 0.2, "0.30000000000000004"),
+            // 17 digits tie here: Go keeps the even last digit where Rust's `{:e}` rounds up.
+            (1381216492790571.2, "1.3812164927905712e+15"),
             (5e-324, "5e-324"),
             (f64::MAX, "1.7976931348623157e+308"),
             (f64::NAN, "NaN"),
@@ -1171,6 +1238,8 @@ mod tests {
             ("humanizeDuration", 1.2345, "1.234s"),
             ("humanizeDuration", 12.345, "12.35s"),
             ("humanizeDuration", f64::INFINITY, "+Inf"),
+            // Out of int64 range: Go on amd64 converts to MinInt64.
+            ("humanizeDuration", 1e20, "-106751991167300d -15h -30m -8s"),
         ];
         for (func, v, want) in cases {
             assert_eq!(
@@ -1196,6 +1265,11 @@ mod tests {
             ("[{{ $labels.missing }}]", "[]"),
             ("{{ $value }} {{ .Value }}", "0.85 0.85"),
             ("{{ 1 }}{{ 1.0 }}{{ 1e3 }}{{ -0 }}{{ .5 }}", "11100000.5"),
+            (
+                "{{ 1_000 }} {{ -1_0.5 }} {{ \"1_000\" | humanize }}",
+                "1000 -10.5 1k",
+            ),
+            ("{{ $value | }}{{ (1 |) }}", "0.851"),
             ("{{ \"a\\tb\\\"c\\\\\" }}", "a\tb\"c\\"),
             ("{{ `raw\\n` }}", "raw\\n"),
             ("{{ \"}}\" }}", "}}"),
@@ -1212,6 +1286,10 @@ mod tests {
             ("{{ toUpper \"é ß\" }}", "É ß"),
             ("{{ $value | humanize | toUpper }}", "850M"),
             ("{{ printf \"%s!\" (humanizePercentage $value) }}", "85%!"),
+            (
+                &format!("{{{{ {}$value{} }}}}", "(".repeat(99), ")".repeat(99)),
+                "0.85",
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(render(text, 0.85), want, "{text}");
@@ -1284,16 +1362,8 @@ mod tests {
     #[test]
     fn printf_pads_special_floats_with_spaces() {
         let pieces = parse_format("%6.2f|%06.2f|%+f|%-5v|").unwrap();
-        let args = [
-            Val::Float(f64::NAN),
-            Val::Float(f64::INFINITY),
-            Val::Float(f64::NAN),
-        ];
-        let got = sprintf(
-            &pieces,
-            &[&args[..], &[Val::Float(f64::NEG_INFINITY)]].concat(),
-        );
-        assert_eq!(got, "   NaN|  +Inf|+NaN|-Inf |");
+        let args = [f64::NAN, f64::INFINITY, f64::NAN, f64::NEG_INFINITY].map(Val::Float);
+        assert_eq!(sprintf(&pieces, &args), "   NaN|  +Inf|+NaN|-Inf |");
     }
 
     #[test]
@@ -1368,11 +1438,22 @@ mod tests {
             ("{{ 1 | 2 }}", "non executable command in pipeline stage 2"),
             ("{{ 1 2 }}", "can't give argument to non-function"),
             ("{{ humanize toUpper }}", "in parentheses"),
+            (
+                "{{ toUpper\"x\" }}",
+                "arguments must be separated by spaces",
+            ),
+            ("{{ humanize(1) }}", "arguments must be separated by spaces"),
             ("{{", "unclosed action"),
             ("{{ 1 ", "unclosed action"),
             ("{{}}", "missing value for command"),
             ("{{ (1 }}", "unclosed left paren"),
-            ("{{ 1) }}", "unexpected `)`"),
+            (
+                &format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000)),
+                "nested too deeply",
+            ),
+            ("{{ 1) }}", "unexpected `|` or `)`"),
+            ("{{ 1 | | humanize }}", "unexpected `|` or `)` in action"),
+            ("{{ 1_ }}", "unsupported number literal `1_`"),
             ("{{ \"abc }}", "unterminated quoted string"),
             ("{{ \"\\x41\" }}", "unsupported escape `\\x`"),
             ("{{ 0x10 }}", "unsupported number literal `0x10`"),
