@@ -140,6 +140,9 @@ fn every_command_has_help() {
         &["run", "--help"],
         &["check", "--help"],
         &["validate", "--help"],
+        &["rules", "--help"],
+        &["rules", "test", "--help"],
+        &["rules", "export", "--help"],
     ] {
         let out = Command::new(common::binary()).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}");

@@ -309,6 +309,15 @@ fn a_broken_rule_file_keeps_the_last_good_rules() {
     });
     assert_eq!(state_of(&agent, "SeesTarget"), None);
 
+    std::fs::write(
+        rules.join("more.yaml"),
+        rule("AlsoSeesTarget").replace("name: g", "name: h"),
+    )
+    .unwrap();
+    common::wait_for(Duration::from_secs(2), "an added file to load", || {
+        (state_of(&agent, "AlsoSeesTarget").as_deref() == Some("firing")).then_some(())
+    });
+    std::fs::remove_file(rules.join("more.yaml")).unwrap();
     std::fs::remove_file(&file).unwrap();
     common::wait_for(Duration::from_secs(2), "the removed file to unload", || {
         (agent.metrics().get("poolwatch_rules_loaded", &[]) == Some(0.0)).then_some(())
