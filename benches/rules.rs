@@ -3,19 +3,17 @@
 //! nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+
 use criterion::{Criterion, criterion_group};
 use poolwatch::exporters::prometheus;
-use poolwatch::model::{
-    Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, ServerSample, SourceKind,
-};
 use poolwatch::rules::alerts::RuleEngine;
 use poolwatch::rules::files::RuleSet;
 use poolwatch::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore};
-use poolwatch::status::{Snapshot, TargetStatus};
 
 /// Counts live heap bytes, to weigh the window.
 struct Counting;
@@ -41,57 +39,10 @@ const POOLS: usize = 1000;
 const STEP: Millis = 10_000;
 const SCRAPES: i64 = 90; // 15 minutes
 
-fn snapshot(step: i64) -> Snapshot {
-    let pools = (0..POOLS)
-        .map(|i| {
-            let used = ((i as i64 + step) % 6) as u64;
-            PoolFigures::from_latest(PoolSample {
-                pool: format!("mdm_dataset_{i}/mdm"),
-                labels: Labels::from([("dataset".into(), format!("dataset_{i}"))]),
-                used: Some(used),
-                idle: Some(5 - used.min(5)),
-                pending: Some(u64::from(i % 50 == 0) * 3),
-                oldest_wait_seconds: Some(0.0),
-                limits: PoolLimits {
-                    pool_size: Some(5),
-                    max_overflow: Some(2),
-                    timeout_seconds: Some(30.0),
-                    recycle_seconds: Some(3600.0),
-                },
-                totals: PoolTotals {
-                    transactions: Some((step * 40 + i as i64) as u64),
-                    connections_opened: Some(step as u64),
-                    connections_closed: Some(step as u64),
-                    ..PoolTotals::default()
-                },
-                ..PoolSample::default()
-            })
-        })
-        .collect();
-    Snapshot {
-        targets: vec![TargetStatus {
-            name: "bouncer".into(),
-            source: SourceKind::Pgbouncer,
-            endpoint: "postgres://pgbouncer@127.0.0.1:6432/pgbouncer".into(),
-            labels: Labels::new(),
-            up: true,
-            samples: step as u64,
-            last_duration_seconds: Some(0.01),
-            last_success_unix_seconds: Some(1.8e9),
-            errors: BTreeMap::new(),
-            last_error: None,
-            warnings: vec![],
-            server: Some(ServerSample::default()),
-            pools,
-        }],
-        agent: Default::default(),
-    }
-}
-
 fn full_window() -> SeriesStore {
     let mut store = SeriesStore::new(SCRAPES * STEP);
     for step in 0..SCRAPES {
-        let samples = prometheus::samples(&snapshot(step));
+        let samples = prometheus::samples(&fixtures::snapshot(POOLS, step));
         store.ingest_scrape(
             step * STEP,
             samples.into_iter().map(|s| {

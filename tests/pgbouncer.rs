@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Agent, PgBouncer, agent_config, connect, target};
+use common::{Agent, Holders, PgBouncer, agent_config, target};
 
 const POOL: (&str, &str) = ("db_client_connection_pool_name", "mdm_demo/mdm");
 
@@ -16,20 +16,9 @@ async fn saturated_pool_shows_used_pending_and_utilization_then_drains() {
         "250ms",
         &[target("pgbouncer", "bouncer", &bouncer.admin_url(), &[])],
     ));
-    let (release, released) = tokio::sync::watch::channel(false);
-    let mut clients = Vec::new();
-    for _ in 0..12 {
-        let config = bouncer.app_config();
-        let mut released = released.clone();
-        clients.push(tokio::spawn(async move {
-            let client = connect(&config).await;
-            // In transaction pooling a server stays with the client until COMMIT: the first
-            // five hold all of pool_size, the other seven wait inside this BEGIN.
-            client.simple_query("BEGIN").await.expect("BEGIN");
-            released.wait_for(|r| *r).await.expect("release");
-            client.simple_query("COMMIT").await.expect("COMMIT");
-        }));
-    }
+    // In transaction pooling a server stays with the client until COMMIT: the first five
+    // hold all of pool_size, the other seven wait inside their BEGIN.
+    let holders = Holders::spawn(&bouncer.app_config(), 12);
 
     let state = ("db_client_connection_state", "used");
     let metrics = agent.wait_metrics(Duration::from_secs(20), "used=5 and pending=7", |m| {
@@ -63,10 +52,7 @@ async fn saturated_pool_shows_used_pending_and_utilization_then_drains() {
         Some(15.0)
     );
 
-    release.send(true).unwrap();
-    for client in clients {
-        client.await.unwrap();
-    }
+    holders.release().await;
     agent.wait_metrics(Duration::from_secs(20), "used=0 and pending=0", |m| {
         let used = m.get("db_client_connection_count", &[POOL, state])?;
         let pending = m.get("db_client_connection_pending_requests", &[POOL])?;
@@ -92,18 +78,10 @@ fn check_exits_unhealthy_and_names_the_new_pool_size() {
     // 2 used + 1 waiting at 80% is a pool of 4.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let bouncer = PgBouncer::start(2);
-    let (release, released) = tokio::sync::watch::channel(false);
-    let mut clients = Vec::new();
-    for _ in 0..3 {
-        let config = bouncer.app_config();
-        let mut released = released.clone();
-        clients.push(runtime.spawn(async move {
-            let client = connect(&config).await;
-            client.simple_query("BEGIN").await.unwrap();
-            released.wait_for(|r| *r).await.unwrap();
-            client.simple_query("COMMIT").await.unwrap();
-        }));
-    }
+    let holders = {
+        let _runtime = runtime.enter();
+        Holders::spawn(&bouncer.app_config(), 3)
+    };
     let target = format!("pgbouncer={}", bouncer.admin_url());
     let (code, stdout) = common::wait_for(
         Duration::from_secs(20),
@@ -127,8 +105,5 @@ fn check_exits_unhealthy_and_names_the_new_pool_size() {
     ] {
         assert!(stdout.contains(line), "{line} in:\n{stdout}");
     }
-    release.send(true).unwrap();
-    for client in clients {
-        runtime.block_on(client).unwrap();
-    }
+    runtime.block_on(holders.release());
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, PgBouncer, agent_config, connect, target};
+use common::{Agent, Holders, PgBouncer, agent_config, target};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -191,18 +191,7 @@ async fn saturated_pgbouncer_pool_fires_after_for_and_resolves() {
         rules.display()
     );
     let agent = Agent::start(&config);
-    let (release, released) = tokio::sync::watch::channel(false);
-    let mut clients = Vec::new();
-    for _ in 0..12 {
-        let config = bouncer.app_config();
-        let mut released = released.clone();
-        clients.push(tokio::spawn(async move {
-            let client = connect(&config).await;
-            client.simple_query("BEGIN").await.unwrap();
-            released.wait_for(|r| *r).await.unwrap();
-            client.simple_query("COMMIT").await.unwrap();
-        }));
-    }
+    let holders = Holders::spawn(&bouncer.app_config(), 12);
     // Pending first (`for: 2s`), then firing with the recommendation naming the new size.
     common::wait_for(Duration::from_secs(20), "the alert to be pending", || {
         (state_of(&agent, "PoolUtilizationHigh").as_deref() == Some("pending")).then_some(())
@@ -236,10 +225,7 @@ async fn saturated_pgbouncer_pool_fires_after_for_and_resolves() {
         "{stdout}"
     );
 
-    release.send(true).unwrap();
-    for client in clients {
-        client.await.unwrap();
-    }
+    holders.release().await;
     common::wait_for(Duration::from_secs(20), "the alert to resolve", || {
         state_of(&agent, "PoolUtilizationHigh")
             .is_none()

@@ -87,6 +87,41 @@ pub async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client 
     client
 }
 
+/// Clients that each open a transaction and hold it until released: through PgBouncer in
+/// transaction pooling, each holds a server connection or waits for one.
+pub struct Holders {
+    release: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Holders {
+    /// Spawns `n` holders on the current runtime.
+    pub fn spawn(config: &tokio_postgres::Config, n: usize) -> Holders {
+        let (release, released) = tokio::sync::watch::channel(false);
+        let tasks = (0..n)
+            .map(|_| {
+                let config = config.clone();
+                let mut released = released.clone();
+                tokio::spawn(async move {
+                    let client = connect(&config).await;
+                    client.simple_query("BEGIN").await.expect("BEGIN");
+                    released.wait_for(|r| *r).await.expect("released");
+                    client.simple_query("COMMIT").await.expect("COMMIT");
+                })
+            })
+            .collect();
+        Holders { release, tasks }
+    }
+
+    /// Lets every holder commit and waits until all have.
+    pub async fn release(self) {
+        self.release.send_replace(true);
+        for task in self.tasks {
+            task.await.expect("holder");
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
