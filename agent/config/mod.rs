@@ -648,3 +648,74 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<Duration>>
     };
     Ok(Some(Spanned::new(value, raw.referenced, raw.defined)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_password_file_next_to_the_config_is_read_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("monitor.pass"), "s3cret-from-file\n").unwrap();
+        let origin = dir.path().join("poolwatch.yaml");
+        let text = "targets:\n  - type: postgres\n    url: postgres://monitor@127.0.0.1:5432/postgres\n    password_file: monitor.pass\n";
+        let config = Config::from_yaml(&origin, text, &no_env).unwrap();
+        let connection = &config.targets[0].connection;
+        assert!(connection.has_password());
+        assert_eq!(
+            connection.driver_config().get_password(),
+            Some(&b"s3cret-from-file"[..])
+        );
+        assert!(!format!("{connection} {connection:?} {:?}", config.targets[0]).contains("s3cret"));
+    }
+
+    #[test]
+    fn a_missing_password_file_and_two_passwords_are_located() {
+        let text = "targets:\n  - type: postgres\n    url: postgres://monitor:pw@127.0.0.1:5432/postgres\n    password_file: nowhere.pass\n";
+        let problems = Config::from_yaml(Path::new("/tmp/p.yaml"), text, &no_env).unwrap_err();
+        let lines: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "/tmp/p.yaml:4:20: targets[0].password_file: the url already holds a password"
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with(
+                "/tmp/p.yaml:4:20: targets[0].password_file: cannot read /tmp/nowhere.pass"
+            ),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn defaults_apply_and_the_timeout_follows_a_short_interval() {
+        let config =
+            Config::from_yaml(Path::new("c.yaml"), "sample_interval: 2s\n", &no_env).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.sample_timeout, Duration::from_secs(2));
+        assert_eq!(
+            (config.window, config.rate_window),
+            (DEFAULT_WINDOW, DEFAULT_RATE_WINDOW)
+        );
+    }
+
+    #[test]
+    fn command_line_targets_get_unique_names() {
+        let specs = vec![
+            "pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer".to_string(),
+            "pgbouncer=postgres://pgbouncer@127.0.0.1:6433/pgbouncer".to_string(),
+            "postgres=postgres://monitor@127.0.0.1:5432/postgres".to_string(),
+        ];
+        let config = Config::from_targets(&specs, &no_env).unwrap();
+        let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, vec!["pgbouncer", "pgbouncer-2", "postgres"]);
+        let bad = Config::from_targets(&["mysql=x".to_string()], &no_env).unwrap_err();
+        assert!(bad.to_string().contains("unknown type `mysql`"), "{bad}");
+    }
+}
