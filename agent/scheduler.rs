@@ -65,7 +65,11 @@ impl Agent {
         let (control, controls) = mpsc::unbounded_channel();
         let (reports, inbox) = mpsc::channel(256);
         let mut aggregator = Aggregator {
-            store: Store::new(config.window, config.rate_window),
+            // The pool window only feeds rates; the rules' history is the series window.
+            store: Store::new(
+                config.rate_window + config.sample_interval,
+                config.rate_window,
+            ),
             series: SeriesStore::new(config.window.as_millis() as Millis),
             engine: RuleEngine::new(options.rules),
             hold: options.hold,

@@ -1,17 +1,25 @@
-//! The window of samples per pool, and the figures that need more than one sample: average wait
-//! and usage time from counter deltas, churn per minute. Time is passed in, never read here.
+//! The latest sample per pool and a window of its counters, for the figures that need more than
+//! one sample: average wait and usage time from counter deltas, churn per minute. Time is passed
+//! in, never read here.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::model::{PoolFigures, PoolLimits, PoolSample, TargetSample};
+use crate::model::{PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
 
-/// Samples of every pool of every target, for `window`.
+/// One pool: its latest sample, and its counters over the window (all rates need).
+#[derive(Debug)]
+struct PoolWindow {
+    latest: PoolSample,
+    totals: VecDeque<(Instant, PoolTotals)>,
+}
+
+/// Every pool of every target, with counters kept for `window`.
 #[derive(Debug)]
 pub struct Store {
     window: Duration,
     rate_window: Duration,
-    pools: BTreeMap<(String, String), VecDeque<(Instant, PoolSample)>>,
+    pools: BTreeMap<(String, String), PoolWindow>,
 }
 
 impl Store {
@@ -35,18 +43,24 @@ impl Store {
         self.pools
             .retain(|(t, pool), _| t != target || sample.pools.iter().any(|p| &p.pool == pool));
         for pool in &sample.pools {
-            let mut pool = pool.clone();
-            pool.limits = pool.limits.or(configured);
+            let mut latest = pool.clone();
+            latest.limits = latest.limits.or(configured);
+            let totals = latest.totals;
             let window = self
                 .pools
                 .entry((target.to_string(), pool.pool.clone()))
-                .or_default();
-            window.push_back((now, pool));
+                .and_modify(|w| w.latest = latest.clone())
+                .or_insert_with(|| PoolWindow {
+                    latest,
+                    totals: VecDeque::new(),
+                });
+            window.totals.push_back((now, totals));
             while window
+                .totals
                 .front()
                 .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.window)
             {
-                window.pop_front();
+                window.totals.pop_front();
             }
         }
     }
@@ -62,20 +76,20 @@ impl Store {
 
     /// How many samples the store holds in all (for self-telemetry and benchmarks).
     pub fn sample_count(&self) -> usize {
-        self.pools.values().map(VecDeque::len).sum()
+        self.pools.values().map(|w| w.totals.len()).sum()
     }
 
-    fn figures_of(&self, window: &VecDeque<(Instant, PoolSample)>) -> Option<PoolFigures> {
-        let (now, latest) = window.back()?;
-        let mut figures = PoolFigures::from_latest(latest.clone());
-        let Some((then, first)) = window
+    fn figures_of(&self, window: &PoolWindow) -> Option<PoolFigures> {
+        let (now, b) = window.totals.back()?;
+        let mut figures = PoolFigures::from_latest(window.latest.clone());
+        let Some((then, a)) = window
+            .totals
             .iter()
             .find(|(t, _)| now.saturating_duration_since(*t) <= self.rate_window)
             .filter(|(t, _)| t < now)
         else {
             return Some(figures);
         };
-        let (a, b) = (&first.totals, &latest.totals);
         let minutes = now.saturating_duration_since(*then).as_secs_f64() / 60.0;
         let per = |num: Option<f64>, den: Option<u64>| match (num, den) {
             (Some(n), Some(d)) if d > 0 => Some(n / d as f64),

@@ -39,7 +39,7 @@ struct FileEntry {
     /// `5s` and `sample_interval`.
     #[serde(default, deserialize_with = "duration")]
     sample_timeout: Option<Spanned<Duration>>,
-    /// How much history is kept per pool. Default `15m`.
+    /// History of the exported series kept for the rules. Default `15m`.
     #[serde(default, deserialize_with = "duration")]
     window: Option<Spanned<Duration>>,
     /// Span over which rates (average wait, churn) are computed. Default `1m`.

@@ -151,6 +151,15 @@ impl RuleSet {
     pub fn rule_count(&self) -> usize {
         self.groups.iter().map(|g| g.rules.len()).sum()
     }
+
+    /// Every metric name the rules select: the only series worth keeping history of.
+    pub fn metric_names(&self) -> HashSet<String> {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .flat_map(|r| eval::metric_names(&r.expr))
+            .collect()
+    }
 }
 
 fn file_problem(file: &Path, message: String) -> Diagnostic {
