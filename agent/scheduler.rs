@@ -29,8 +29,8 @@ const COALESCE_LIMIT: Duration = Duration::from_millis(250);
 #[derive(Debug, Default)]
 pub struct Published {
     pub snapshot: Snapshot,
-    /// The Prometheus exposition of `snapshot`.
-    pub metrics: String,
+    /// The Prometheus exposition of `snapshot`, shared by every scrape without a copy.
+    pub metrics: bytes::Bytes,
     /// Pending and firing alerts.
     pub alerts: Vec<Alert>,
     pub health: HealthReport,
@@ -427,7 +427,7 @@ impl Aggregator {
         let health = health::report(&snapshot, &alerts);
         let alerts = alerts.into_iter().map(|(_, a)| a.clone()).collect();
         let published = Published {
-            metrics: prometheus::render(&snapshot),
+            metrics: prometheus::render(&snapshot).into(),
             snapshot,
             alerts,
             health,
