@@ -91,7 +91,8 @@ pub struct TargetArgs {
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// A target without a config file: TYPE=URL, TYPE is pgbouncer or postgres
-    /// (e.g. pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer). Repeatable.
+    /// (e.g. pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer). A URL without a password
+    /// takes PGPASSWORD. Repeatable.
     #[arg(long = "target", value_name = "TYPE=URL")]
     pub targets: Vec<String>,
     /// Rule files or directories, added to the config's `rules` (default: the shipped rules).

@@ -190,6 +190,18 @@ fn main() {
     let theirs = scrape_loop("postgres_exporter", exporter.addr, exporter.child.id());
     let (their_rss, their_peak) = memory_mib(exporter.child.id());
     drop(clients);
+    // A graceful stop lets a profiler wrapped around the agent (POOLWATCH_AGENT_WRAPPER) write
+    // its report.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    common::wait_for(Duration::from_secs(30), "the agent to stop", || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")))
+        .then_some(())
+    });
 
     println!();
     println!(

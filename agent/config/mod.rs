@@ -19,6 +19,9 @@ use templates::{POOL_SIZE_ENV, Template};
 use crate::model::{Labels, PoolLimits, SourceKind};
 use crate::secret::Connection;
 
+/// The password a `--target` URL without one takes, as in libpq.
+pub const PASSWORD_ENV: &str = "PGPASSWORD";
+
 /// Where the agent serves `/metrics`, `/healthz` and `/api/v1/…` unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
@@ -231,13 +234,18 @@ impl Config {
                     continue;
                 }
             };
-            let connection = match Connection::parse(url) {
+            let mut connection = match Connection::parse(url) {
                 Ok(c) => c,
                 Err(e) => {
                     problems.push(arg_problem(&e));
                     continue;
                 }
             };
+            // As libpq does: a URL without a password takes PGPASSWORD, which keeps the
+            // password out of the process list.
+            if let (false, Some(password)) = (connection.has_password(), env(PASSWORD_ENV)) {
+                connection.set_password(&password);
+            }
             let name = unique_name(kind, &names);
             names.insert(name.clone());
             let limits = match pool_size_override(PoolLimits::default(), env) {
@@ -715,6 +723,10 @@ mod tests {
         let config = Config::from_targets(&specs, &no_env).unwrap();
         let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, vec!["pgbouncer", "pgbouncer-2", "postgres"]);
+        let pgpassword = |name: &str| (name == PASSWORD_ENV).then(|| "from-env".to_string());
+        let config = Config::from_targets(&specs, &pgpassword).unwrap();
+        let password = config.targets[0].connection.driver_config().get_password();
+        assert_eq!(password, Some(&b"from-env"[..]));
         let bad = Config::from_targets(&["mysql=x".to_string()], &no_env).unwrap_err();
         assert!(bad.to_string().contains("unknown type `mysql`"), "{bad}");
     }

@@ -324,7 +324,12 @@ impl Agent {
     fn start_with(dir: tempfile::TempDir, args: &[&str], level: &str) -> Agent {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let child = Command::new(binary())
+        // POOLWATCH_AGENT_WRAPPER runs the agent under a profiler (e.g. valgrind's massif).
+        let wrapper = std::env::var("POOLWATCH_AGENT_WRAPPER").unwrap_or_default();
+        let mut words: Vec<&str> = wrapper.split_whitespace().collect();
+        words.push(binary());
+        let child = Command::new(words[0])
+            .args(&words[1..])
             .args(args)
             .args(["--listen", &addr.to_string()])
             .env("POOLWATCH_LOG", level)
