@@ -18,8 +18,6 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 2] = [SourceKind::Pgbouncer, SourceKind::Postgres];
-
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Pgbouncer => "pgbouncer",

@@ -32,12 +32,6 @@ pub struct Alert {
     keep_firing_since: Option<Millis>,
 }
 
-impl Alert {
-    pub fn name(&self) -> &str {
-        self.labels.get("alertname").map_or("", String::as_str)
-    }
-}
-
 fn millis(d: Duration) -> Millis {
     d.as_millis() as Millis
 }

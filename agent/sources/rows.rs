@@ -55,14 +55,6 @@ impl Rows {
             values,
         })
     }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
 }
 
 /// One row; values by column name.
