@@ -104,13 +104,15 @@ async fn opening_and_closing_ten_connections_is_churn() {
     // One connection stays throughout so the pool (a key in pg_stat_activity) stays visible.
     let _anchor = connect(&config).await;
     agent.wait_metrics(Duration::from_secs(20), "the anchor", idle_count(1.0));
-    let before = agent.metrics();
-    let opened_before = before
-        .get("poolwatch_pool_connections_opened_total", &[pool])
-        .unwrap();
-    let closed_before = before
-        .get("poolwatch_pool_connections_closed_total", &[pool])
-        .unwrap();
+    // (opened, closed) so far for the pool.
+    let churn_counts = |m: &common::exposition::Exposition| {
+        let count = |name| m.get(name, &[pool]).expect("the pool's churn counters");
+        (
+            count("poolwatch_pool_connections_opened_total"),
+            count("poolwatch_pool_connections_closed_total"),
+        )
+    };
+    let (opened_before, closed_before) = churn_counts(&agent.metrics());
 
     let mut ten = Vec::new();
     for _ in 0..10 {
@@ -129,12 +131,7 @@ async fn opening_and_closing_ten_connections_is_churn() {
     );
 
     let after = agent.metrics();
-    let opened = after
-        .get("poolwatch_pool_connections_opened_total", &[pool])
-        .unwrap();
-    let closed = after
-        .get("poolwatch_pool_connections_closed_total", &[pool])
-        .unwrap();
+    let (opened, closed) = churn_counts(&after);
     assert_eq!(
         (opened - opened_before, closed - closed_before),
         (10.0, 10.0)
