@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
-use crate::config::{self, Config, Diagnostics};
-use crate::rules::files::RuleSet;
+use crate::commands::check::Format;
+use crate::config::TargetArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,50 +82,6 @@ pub enum RulesCommand {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     Prometheus,
-}
-
-/// Where the targets come from: a config file, `--target` arguments, or both.
-#[derive(Clone, Debug, Args)]
-pub struct TargetArgs {
-    /// The config file (see config/poolwatch.yaml).
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
-    /// A target without a config file: TYPE=URL, TYPE is pgbouncer or postgres
-    /// (e.g. pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer). A URL without a password
-    /// takes PGPASSWORD. Repeatable.
-    #[arg(long = "target", value_name = "TYPE=URL")]
-    pub targets: Vec<String>,
-    /// Rule files or directories, added to the config's `rules` (default: the shipped rules).
-    #[arg(long = "rules", value_name = "PATH")]
-    pub rules: Vec<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
-
-impl TargetArgs {
-    /// The config these arguments describe.
-    pub fn load(&self) -> Result<Config, Diagnostics> {
-        let env: config::Env = &config::process_env;
-        let mut config = match &self.config {
-            Some(path) => Config::load(path, env)?,
-            None => Config::from_targets(&[], env)?,
-        };
-        config.add_targets(&self.targets, env)?;
-        Ok(config)
-    }
-
-    /// The rules to evaluate and the paths they come from (none: the shipped rules).
-    pub fn rules(&self, config: &Config) -> Result<(RuleSet, Vec<PathBuf>), Diagnostics> {
-        let paths: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
-        if paths.is_empty() {
-            return Ok((RuleSet::embedded(), paths));
-        }
-        Ok((RuleSet::load(&paths)?, paths))
-    }
 }
 
 /// Runs the parsed command; the process exit code comes back.

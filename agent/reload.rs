@@ -9,7 +9,7 @@ use std::time::Duration;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::cli::TargetArgs;
+use crate::config::TargetArgs;
 use crate::rules::files::{self, RuleSet};
 use crate::scheduler::Agent;
 

@@ -13,28 +13,17 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Target};
 use crate::exporters::prometheus;
-use crate::health::{self, HealthReport};
+use crate::health;
 use crate::model::TargetSample;
-use crate::rules::alerts::{Alert, RuleEngine};
+use crate::rules::alerts::RuleEngine;
 use crate::rules::files::RuleSet;
 use crate::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore};
 use crate::sources::{self, ErrorKind, SampleError};
-use crate::status::{AgentStatus, Snapshot, TargetStatus};
+use crate::status::{AgentStatus, Published, Snapshot, TargetStatus};
 use crate::store::Store;
 
 /// The longest a report waits for the other targets of its tick before it is published.
 const COALESCE_LIMIT: Duration = Duration::from_millis(250);
-
-/// Everything the exporters serve, rendered once per change.
-#[derive(Debug, Default)]
-pub struct Published {
-    pub snapshot: Snapshot,
-    /// The Prometheus exposition of `snapshot`, shared by every scrape without a copy.
-    pub metrics: bytes::Bytes,
-    /// Pending and firing alerts.
-    pub alerts: Vec<Alert>,
-    pub health: HealthReport,
-}
 
 /// How the agent judges pools.
 #[derive(Clone, Debug)]

@@ -1,12 +1,26 @@
-//! What the agent knows right now, per target: its self-telemetry and its pools' figures. The
-//! one plain value every exporter (Prometheus, JSON API, `check`) renders.
+//! What the agent knows right now, per target: its self-telemetry and its pools' figures, and
+//! what is published from it once per change (the exposition, alerts, health): the one plain
+//! value every exporter (Prometheus, JSON API, `check`) reads.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::health::HealthReport;
 use crate::model::{Labels, PoolFigures, ServerSample, SourceKind};
+use crate::rules::alerts::Alert;
 use crate::sources::ErrorKind;
+
+/// Everything the exporters serve, rendered once per change.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub snapshot: Snapshot,
+    /// The Prometheus exposition of `snapshot`, shared by every scrape without a copy.
+    pub metrics: bytes::Bytes,
+    /// Pending and firing alerts.
+    pub alerts: Vec<Alert>,
+    pub health: HealthReport,
+}
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Snapshot {

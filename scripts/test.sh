@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs and starts the real services it needs
 # (PostgreSQL, PgBouncer, promtool), then runs every unit and integration test.
-# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test failures`).
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test main failures`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

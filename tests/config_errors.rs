@@ -1,6 +1,6 @@
 //! Bad config files: every mistake reported at once with file, line and field; non-zero exit.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

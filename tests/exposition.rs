@@ -1,13 +1,13 @@
 //! What real consumers make of `/metrics`: `promtool check metrics` on a live scrape with pools
 //! from both sources, and the README's metric table kept in step with the catalogue.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Agent, PGBOUNCER_PASSWORD, agent_config, connect, monitor_url, pgbouncer_port, target,
 };
 use poolwatch::exporters::prometheus::{CATALOGUE, Kind};

@@ -1,13 +1,11 @@
 //! A target that dies or hangs: its `up` drops within one interval, /metrics keeps answering
 //! fast, the other target goes on, and it comes back without restarting the agent.
 
-mod common;
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::exposition::Exposition;
-use common::{Agent, PgBouncer, agent_config, monitor_url, target};
+use crate::common::exposition::Exposition;
+use crate::common::{Agent, PgBouncer, agent_config, monitor_url, target};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 /// Long on purpose: a /metrics that waited for the hung target would take this long.

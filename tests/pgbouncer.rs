@@ -1,10 +1,10 @@
 //! Against a real PgBouncer: a pool of 5 with 12 clients each holding a transaction open.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Agent, Holders, PgBouncer, agent_config, target};
+use crate::common::{Agent, Holders, PgBouncer, agent_config, target};
 
 const POOL: (&str, &str) = ("db_client_connection_pool_name", "mdm_demo/mdm");
 

@@ -1,10 +1,10 @@
 //! Against a real PostgreSQL: pools as the server sees them in pg_stat_activity.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Agent, agent_config, app_config, connect, monitor_url, target};
+use crate::common::{Agent, agent_config, app_config, connect, monitor_url, target};
 
 fn agent() -> Agent {
     Agent::start(&agent_config(

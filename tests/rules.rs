@@ -1,13 +1,13 @@
 //! Rules end to end: the shipped rule tests under both evaluators, the export under promtool,
 //! a saturated PgBouncer pool firing and resolving, and hot reload keeping the last good rules.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, Holders, PgBouncer, agent_config, target};
+use crate::common::{Agent, Holders, PgBouncer, agent_config, target};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,12 +1,12 @@
 //! A password given to the agent appears nowhere it writes: logs (at debug), /metrics, the JSON
 //! API, `check`, or the errors of a target that refuses the password or cannot be reached.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, PGBOUNCER_PASSWORD, free_port, pg_port, pgbouncer_port};
+use crate::common::{Agent, PGBOUNCER_PASSWORD, free_port, pg_port, pgbouncer_port};
 
 const WRONG_PASSWORD: &str = "wrong-pw-c0ffee";
 const UNREACHABLE_PASSWORD: &str = "unreachable-pw-beef";

@@ -7,9 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::{Format, TargetArgs};
+use crate::config::TargetArgs;
 use crate::health::{HealthReport, Status};
 use crate::scheduler::{Agent, Options};
+
+/// How `check` prints its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
 
 pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Result<ExitCode> {
     let mut config = match args.load() {
@@ -41,7 +48,7 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
         let agent = Agent::start(&config, Options { rules, hold: false });
         let mut updates = agent.subscribe();
         let enough =
-            |p: &crate::scheduler::Published| p.snapshot.targets.iter().all(|t| t.samples >= 2);
+            |p: &crate::status::Published| p.snapshot.targets.iter().all(|t| t.samples >= 2);
         let limit = window * 2 + config.sample_timeout * 2 + Duration::from_secs(1);
         let _ = tokio::time::timeout(limit, updates.wait_for(|p| enough(p))).await;
         agent.published().health.clone()

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::TargetArgs;
+use crate::config::TargetArgs;
 use crate::exporters::http;
 use crate::reload::{self, Reloader};
 use crate::scheduler::{Agent, Options};

@@ -2,6 +2,7 @@
 //! state the defaults; unknown keys are rejected); [`Config`] is the checked form the agent runs
 //! on. Every problem in a file is reported at once, each with file, line and field.
 
+pub mod args;
 pub mod diagnostics;
 pub mod templates;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
+pub use args::TargetArgs;
 pub use diagnostics::{Diagnostic, Diagnostics};
 use templates::{POOL_SIZE_ENV, Template};
 

@@ -13,7 +13,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::scheduler::Published;
+use crate::status::Published;
 
 type Shared = watch::Receiver<Arc<Published>>;
 
