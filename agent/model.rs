@@ -43,6 +43,9 @@ pub struct PoolLimits {
     pub timeout_seconds: Option<f64>,
     /// Seconds after which the pool replaces a connection.
     pub recycle_seconds: Option<f64>,
+    /// Most and fewest idle connections the pool keeps (`db.client.connection.idle.max/min`).
+    pub idle_max: Option<u64>,
+    pub idle_min: Option<u64>,
 }
 
 impl PoolLimits {
@@ -53,6 +56,8 @@ impl PoolLimits {
             max_overflow: self.max_overflow.or(fallback.max_overflow),
             timeout_seconds: self.timeout_seconds.or(fallback.timeout_seconds),
             recycle_seconds: self.recycle_seconds.or(fallback.recycle_seconds),
+            idle_max: self.idle_max.or(fallback.idle_max),
+            idle_min: self.idle_min.or(fallback.idle_min),
         }
     }
 

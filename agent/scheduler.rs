@@ -13,14 +13,16 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Target};
 use crate::exporters::prometheus;
+use crate::exposition::{self, CATALOGUE, ExportedSample, Exposer};
 use crate::health;
 use crate::model::TargetSample;
 use crate::rules::alerts::RuleEngine;
 use crate::rules::files::RuleSet;
-use crate::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore};
+use crate::series::{Millis, SeriesStore};
 use crate::sources::{self, ErrorKind, SampleError};
 use crate::status::{AgentStatus, Published, Snapshot, TargetStatus};
 use crate::store::Store;
+use crate::telemetry;
 
 /// The longest a report waits for the other targets of its tick before it is published.
 const COALESCE_LIMIT: Duration = Duration::from_millis(250);
@@ -60,7 +62,12 @@ impl Agent {
                 config.rate_window,
             ),
             series: SeriesStore::new(config.window.as_millis() as Millis),
+            wanted: wanted_families(&options.rules),
             engine: RuleEngine::new(options.rules),
+            exposer: Exposer::default(),
+            samples: Vec::new(),
+            alert_samples: Vec::new(),
+            target_labels: Vec::new(),
             hold: options.hold,
             config: config.clone(),
             targets: Vec::new(),
@@ -71,6 +78,7 @@ impl Agent {
             publish,
         };
         aggregator.agent.rules_loaded = aggregator.engine.rules().rule_count();
+        telemetry::rules_loaded(aggregator.agent.rules_loaded);
         aggregator.spawn_targets(BTreeMap::new());
         aggregator.publish_now(None);
         let task = tokio::spawn(aggregator.run(inbox, controls));
@@ -192,6 +200,14 @@ struct Aggregator {
     store: Store,
     series: SeriesStore,
     engine: RuleEngine,
+    /// By catalogue position: whether some rule reads the family, so its history is kept.
+    wanted: Vec<bool>,
+    exposer: Exposer,
+    /// The model's samples and the alerts' of the last publish, their buffers reused.
+    samples: Vec<ExportedSample>,
+    alert_samples: Vec<ExportedSample>,
+    /// Per target, the labels of its own telemetry.
+    target_labels: Vec<Vec<metrics::Label>>,
     hold: bool,
     config: Config,
     targets: Vec<TargetStatus>,
@@ -236,6 +252,14 @@ impl Aggregator {
                 }
             })
             .collect();
+        self.target_labels = self
+            .targets
+            .iter()
+            .map(|t| telemetry::target_labels(&t.name, t.source.as_str(), &t.labels))
+            .collect();
+        self.target_labels
+            .iter()
+            .for_each(|l| telemetry::target_started(l));
         self.tasks = self
             .config
             .targets
@@ -298,8 +322,10 @@ impl Aggregator {
                     files = rules.files.len(),
                     "rules reloaded"
                 );
+                self.wanted = wanted_families(&rules);
                 self.engine.replace(rules);
                 self.agent.rules_loaded = self.engine.rules().rule_count();
+                telemetry::rules_loaded(self.agent.rules_loaded);
                 self.reload_succeeded("rules");
             }
             Control::Config(config) => {
@@ -320,6 +346,7 @@ impl Aggregator {
                 let status = self.agent.reloads.entry(kind).or_default();
                 status.successful = false;
                 status.last_error = Some(error);
+                telemetry::reloaded(kind, None);
             }
         }
     }
@@ -329,6 +356,7 @@ impl Aggregator {
         status.successful = true;
         status.last_error = None;
         status.last_success_unix_seconds = Some(unix_now());
+        telemetry::reloaded(kind, status.last_success_unix_seconds);
     }
 
     fn apply(&mut self, report: Report, reported: &mut [bool]) {
@@ -344,6 +372,10 @@ impl Aggregator {
         let status = &mut self.targets[report.index];
         status.samples += 1;
         status.last_duration_seconds = Some(report.duration.as_secs_f64());
+        if let Some(labels) = self.target_labels.get(report.index) {
+            let error = report.outcome.as_ref().err().map(|e| e.kind);
+            telemetry::sample_finished(labels, report.duration, error);
+        }
         match report.outcome {
             Ok(sample) => {
                 if !status.up {
@@ -387,17 +419,12 @@ impl Aggregator {
             targets: self.targets.clone(),
             agent: self.agent.clone(),
         };
+        self.exposer.samples(&snapshot, &mut self.samples);
         if let Some(at) = scraped_at {
             let t = (at * 1000.0) as Millis;
-            let samples = prometheus::samples(&snapshot);
-            self.series.ingest_scrape(
-                t,
-                samples.into_iter().map(|s| {
-                    let mut labels: SeriesLabels = s.labels.into_iter().collect();
-                    labels.insert(NAME_LABEL.into(), s.name.into());
-                    (labels, s.value)
-                }),
-            );
+            let wanted = &self.wanted;
+            self.series
+                .ingest_scrape(t, self.samples.iter().filter(|s| wanted[s.family.id()]));
             let started = Instant::now();
             let evaluated = if self.hold {
                 self.engine
@@ -407,16 +434,21 @@ impl Aggregator {
                 true
             };
             if evaluated {
-                self.agent.rule_evaluation_seconds = Some(started.elapsed().as_secs_f64());
+                let took = started.elapsed();
+                telemetry::rules_evaluated(took, self.engine.errors.len());
+                self.agent.rule_evaluation_seconds = Some(took.as_secs_f64());
                 self.agent.rule_errors = self.engine.errors.clone();
                 snapshot.agent = self.agent.clone();
             }
         }
         let alerts = self.engine.alerts();
         let health = health::report(&snapshot, &alerts);
+        exposition::alert_samples(alerts.iter().map(|(_, a)| *a), &mut self.alert_samples);
         let alerts = alerts.into_iter().map(|(_, a)| a.clone()).collect();
+        let mut metrics = Vec::with_capacity(self.samples.len() * 160);
+        prometheus::encode(&self.samples, &self.alert_samples, &mut metrics);
         let published = Published {
-            metrics: prometheus::render(&snapshot).into(),
+            metrics: metrics.into(),
             snapshot,
             alerts,
             health,
@@ -424,6 +456,12 @@ impl Aggregator {
         self.publish.send_replace(Arc::new(published));
         release_freed_memory();
     }
+}
+
+/// By catalogue position, whether a rule of `rules` reads the family.
+fn wanted_families(rules: &RuleSet) -> Vec<bool> {
+    let names = rules.metric_names();
+    CATALOGUE.iter().map(|f| names.contains(f.name)).collect()
 }
 
 /// Rendering and evaluating allocate in bursts on whichever worker runs them; glibc keeps what

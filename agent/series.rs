@@ -3,6 +3,11 @@
 //! name; a series that stops being exported gets a staleness marker, as after a Prometheus scrape.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::exposition::{ExportedSample, LabelSet, pair_hash};
 
 /// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
 pub type Millis = i64;
@@ -30,6 +35,9 @@ pub struct Series {
     pub samples: VecDeque<(Millis, f64)>,
     /// The last scrape that carried this series.
     scraped_at: Option<Millis>,
+    /// The exported label set this series was last fed from: a pointer comparison then tells
+    /// that a sample belongs here without comparing labels.
+    origin: Option<Arc<LabelSet>>,
 }
 
 impl Series {
@@ -41,11 +49,51 @@ impl Series {
     }
 }
 
+/// The series of one metric name, indexed by the content hash of their labels.
+#[derive(Debug, Default)]
+struct Family {
+    series: Vec<Series>,
+    /// Content hash → position. A hash two label sets share (never seen, but possible) keeps
+    /// the first; the other is found by a scan.
+    index: FxHashMap<u64, usize>,
+}
+
+impl Family {
+    fn find(&self, hash: u64, is_it: impl Fn(&Series) -> bool) -> Option<usize> {
+        match self.index.get(&hash) {
+            Some(&i) if is_it(&self.series[i]) => Some(i),
+            Some(_) => self.series.iter().position(is_it),
+            None => None,
+        }
+    }
+
+    fn insert(&mut self, hash: u64, series: Series) -> usize {
+        let at = self.series.len();
+        self.series.push(series);
+        self.index.entry(hash).or_insert(at);
+        at
+    }
+
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, s) in self.series.iter().enumerate() {
+            self.index.entry(labels_hash(&s.labels)).or_insert(i);
+        }
+    }
+}
+
+/// The content hash of a full label set, as [`ExportedSample::series_hash`] computes it.
+fn labels_hash(labels: &SeriesLabels) -> u64 {
+    labels
+        .iter()
+        .fold(0u64, |h, (k, v)| h.wrapping_add(pair_hash(k, v)))
+}
+
 /// All series within `retention` of the newest sample.
 #[derive(Debug)]
 pub struct SeriesStore {
     retention: Millis,
-    by_name: HashMap<String, HashMap<SeriesLabels, Series>>,
+    by_name: HashMap<String, Family>,
     /// When the previous scrape was, to mark the series it had and this one lacks as stale.
     last_scrape: Option<Millis>,
 }
@@ -61,44 +109,63 @@ impl SeriesStore {
 
     /// Appends one sample (samples must come in time order per series; older ones are dropped).
     pub fn append(&mut self, labels: SeriesLabels, t: Millis, value: f64) {
-        self.series_mut(labels).push(t, value);
-    }
-
-    fn series_mut(&mut self, labels: SeriesLabels) -> &mut Series {
-        let name = labels.get(NAME_LABEL).map_or("", String::as_str);
-        // Look up before inserting: the common case is a series that exists, and the key
-        // should not be cloned for it.
-        if !self.by_name.contains_key(name) {
-            self.by_name.insert(name.to_string(), HashMap::new());
-        }
-        let family = self.by_name.get_mut(name).expect("inserted above");
-        if !family.contains_key(&labels) {
-            family.insert(
-                labels.clone(),
+        let name = labels.get(NAME_LABEL).cloned().unwrap_or_default();
+        let family = self.by_name.entry(name).or_default();
+        let hash = labels_hash(&labels);
+        let at = match family.find(hash, |s| s.labels == labels) {
+            Some(i) => i,
+            None => family.insert(
+                hash,
                 Series {
-                    labels: labels.clone(),
-                    samples: VecDeque::new(),
-                    scraped_at: None,
+                    labels,
+                    ..Series::default()
                 },
-            );
-        }
-        family.get_mut(&labels).expect("inserted above")
+            ),
+        };
+        family.series[at].push(t, value);
     }
 
     /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
-    /// get a staleness marker, and everything older than the retention is dropped.
-    pub fn ingest_scrape(
+    /// get a staleness marker, and everything older than the retention is dropped. A series
+    /// that exists costs a hash lookup and a pointer comparison; labels are built only for new
+    /// ones.
+    pub fn ingest_scrape<'a>(
         &mut self,
         t: Millis,
-        samples: impl IntoIterator<Item = (SeriesLabels, f64)>,
+        samples: impl IntoIterator<Item = &'a ExportedSample>,
     ) {
-        for (labels, value) in samples {
-            let series = self.series_mut(labels);
-            series.push(t, value);
+        let mut family: Option<(&'static str, &mut Family)> = None;
+        for sample in samples {
+            let name = sample.family.name;
+            let current = match family.take() {
+                Some((n, f)) if n == name => f,
+                _ => self.by_name.entry(name.to_string()).or_default(),
+            };
+            let hash = sample.series_hash();
+            let same = |s: &Series| match &s.origin {
+                Some(o) if Arc::ptr_eq(o, &sample.labels) => sample
+                    .extra
+                    .is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)),
+                _ => s.labels == sample.full_labels(),
+            };
+            let at = match current.find(hash, same) {
+                Some(i) => i,
+                None => current.insert(
+                    hash,
+                    Series {
+                        labels: sample.full_labels(),
+                        ..Series::default()
+                    },
+                ),
+            };
+            let series = &mut current.series[at];
+            series.origin = Some(sample.labels.clone());
+            series.push(t, sample.value);
             series.scraped_at = Some(t);
+            family = Some((name, current));
         }
         if let Some(previous) = self.last_scrape {
-            for series in self.by_name.values_mut().flat_map(HashMap::values_mut) {
+            for series in self.by_name.values_mut().flat_map(|f| f.series.iter_mut()) {
                 if series.scraped_at == Some(previous) {
                     series.push(t, stale_marker());
                 }
@@ -112,26 +179,35 @@ impl SeriesStore {
     pub fn prune(&mut self, now: Millis) {
         let oldest = now - self.retention;
         for family in self.by_name.values_mut() {
-            for series in family.values_mut() {
+            for series in &mut family.series {
                 while series.samples.front().is_some_and(|(t, _)| *t < oldest) {
                     series.samples.pop_front();
                 }
             }
-            family.retain(|_, s| !s.samples.is_empty());
+            let before = family.series.len();
+            family.series.retain(|s| !s.samples.is_empty());
+            if family.series.len() != before {
+                family.reindex();
+            }
         }
-        self.by_name.retain(|_, f| !f.is_empty());
+        self.by_name.retain(|_, f| !f.series.is_empty());
     }
 
     /// Series named `name` (all series when `None`).
     pub fn series<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
         match name {
-            Some(name) => Box::new(self.by_name.get(name).into_iter().flat_map(|f| f.values())),
-            None => Box::new(self.by_name.values().flat_map(|f| f.values())),
+            Some(name) => Box::new(
+                self.by_name
+                    .get(name)
+                    .into_iter()
+                    .flat_map(|f| f.series.iter()),
+            ),
+            None => Box::new(self.by_name.values().flat_map(|f| f.series.iter())),
         }
     }
 
     pub fn series_count(&self) -> usize {
-        self.by_name.values().map(HashMap::len).sum()
+        self.by_name.values().map(|f| f.series.len()).sum()
     }
 
     pub fn sample_count(&self) -> usize {
@@ -142,33 +218,54 @@ impl SeriesStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::family_named;
 
-    fn labels(name: &str, pool: &str) -> SeriesLabels {
-        SeriesLabels::from([
-            (NAME_LABEL.into(), name.into()),
-            ("pool".into(), pool.into()),
-        ])
+    fn sample(target: &str) -> ExportedSample {
+        ExportedSample {
+            family: family_named("poolwatch_target_up").unwrap(),
+            labels: Arc::new(LabelSet::new(BTreeMap::from([(
+                "target".to_string(),
+                target.to_string(),
+            )]))),
+            extra: None,
+            value: 1.0,
+        }
     }
 
     #[test]
     fn vanished_series_get_a_staleness_marker() {
         let mut store = SeriesStore::new(60_000);
-        store.ingest_scrape(0, [(labels("up", "a"), 1.0), (labels("up", "b"), 1.0)]);
-        store.ingest_scrape(1000, [(labels("up", "a"), 1.0)]);
+        let (a, b) = (sample("a"), sample("b"));
+        store.ingest_scrape(0, [&a, &b]);
+        store.ingest_scrape(1000, [&a]);
         let b: Vec<&Series> = store
-            .series(Some("up"))
-            .filter(|s| s.labels["pool"] == "b")
+            .series(Some("poolwatch_target_up"))
+            .filter(|s| s.labels["target"] == "b")
             .collect();
         assert!(is_stale(b[0].samples[1].1));
         assert_eq!(store.series_count(), 2);
     }
 
     #[test]
+    fn a_rebuilt_label_set_finds_the_same_series() {
+        let mut store = SeriesStore::new(60_000);
+        store.ingest_scrape(0, [&sample("a")]);
+        store.ingest_scrape(1000, [&sample("a")]);
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.sample_count(), 2);
+        // A test file's series with the same labels is that series too.
+        let labels = sample("a").full_labels();
+        store.append(labels, 2000, 3.0);
+        assert_eq!((store.series_count(), store.sample_count()), (1, 3));
+    }
+
+    #[test]
     fn retention_drops_old_samples_and_empty_series() {
         let mut store = SeriesStore::new(10_000);
-        store.ingest_scrape(0, [(labels("up", "a"), 1.0)]);
-        store.ingest_scrape(5_000, [(labels("up", "b"), 1.0)]);
-        store.ingest_scrape(20_000, [(labels("up", "b"), 1.0)]);
+        let (a, b) = (sample("a"), sample("b"));
+        store.ingest_scrape(0, [&a]);
+        store.ingest_scrape(5_000, [&b]);
+        store.ingest_scrape(20_000, [&b]);
         // a: its sample at 0 and its marker at 5 s are both older than 10 s.
         assert_eq!(store.series_count(), 1);
         assert_eq!(store.sample_count(), 1);

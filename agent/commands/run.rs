@@ -32,6 +32,7 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             return Ok(ExitCode::from(2));
         }
     };
+    crate::telemetry::install();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)

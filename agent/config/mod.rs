@@ -607,6 +607,7 @@ impl Checker<'_> {
             max_overflow: given.max_overflow,
             timeout_seconds: given.timeout,
             recycle_seconds: given.recycle,
+            ..PoolLimits::default()
         };
         match pool_size_override(explicit.or(from_template), self.env) {
             Ok(limits) => Some(limits),

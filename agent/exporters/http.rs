@@ -13,12 +13,10 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::exporters::prometheus;
 use crate::status::Published;
 
 type Shared = watch::Receiver<Arc<Published>>;
-
-/// The content type of the Prometheus text exposition format 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub fn router(published: Shared) -> Router {
     Router::new()
@@ -39,12 +37,19 @@ fn latest(state: &Shared) -> Arc<Published> {
     state.borrow().clone()
 }
 
+/// The pool families rendered at the last publish, then the agent's own telemetry as it is now.
 async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     let published = latest(&state);
-    (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        published.metrics.clone(),
-    )
+    let own = crate::telemetry::render();
+    let body = if own.is_empty() {
+        published.metrics.clone()
+    } else {
+        let mut all = Vec::with_capacity(published.metrics.len() + own.len());
+        all.extend_from_slice(&published.metrics);
+        all.extend_from_slice(own.as_bytes());
+        all.into()
+    };
+    ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], body)
 }
 
 async fn health(State(state): State<Shared>) -> impl IntoResponse {

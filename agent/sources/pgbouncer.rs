@@ -116,6 +116,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
         // 0 disables these settings: no limit is not a limit of 0 seconds.
         timeout_seconds: settings.get("query_wait_timeout").filter(|v| *v > 0.0),
         recycle_seconds: settings.get("server_lifetime").filter(|v| *v > 0.0),
+        ..PoolLimits::default()
     };
     let databases: HashMap<&str, Values> = by_name(&show.databases, &["name"], DATABASES);
     let stats: HashMap<&str, Values> = by_name(&show.stats, &["database"], STATS);
@@ -150,6 +151,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             recycle_seconds: db
                 .and_then(|d| d.get("server_lifetime"))
                 .filter(|v| *v > 0.0),
+            ..PoolLimits::default()
         }
         .or(defaults);
         let st = stats.get(database);

@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::model::{PoolLimits, PoolSample, PoolTotals, ServerSample, SourceKind};
-use crate::status::AgentStatus;
+use crate::exposition::family_named;
+use crate::model::{
+    Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, ServerSample, SourceKind,
+};
+use crate::sources::ErrorKind;
+use crate::status::{AgentStatus, TargetStatus};
 
 fn snapshot() -> Snapshot {
     let pool = PoolFigures {
@@ -28,6 +32,7 @@ fn snapshot() -> Snapshot {
                 max_overflow: Some(2),
                 timeout_seconds: Some(120.0),
                 recycle_seconds: Some(3600.0),
+                ..PoolLimits::default()
             },
             totals: PoolTotals {
                 transactions: Some(100),
@@ -118,21 +123,65 @@ fn every_family_written_is_in_the_catalogue_with_help() {
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let mut parts = line.split_whitespace().skip(2);
         let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
-        let def = CATALOGUE
-            .iter()
-            .find(|d| d.name == name)
-            .unwrap_or_else(|| panic!("{name}"));
-        let want = if def.kind == Kind::Gauge {
-            "gauge"
-        } else {
-            "counter"
-        };
-        assert_eq!(kind, want, "{name}");
+        let family = family_named(name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(kind, family.instrument.prometheus_type(), "{name}");
+        assert!(
+            !family.is_agent_telemetry(),
+            "{name} is the facade's to write"
+        );
         assert!(
             text.contains(&format!("# HELP {name} ")),
             "{name} has no HELP"
         );
     }
+}
+
+#[test]
+fn unknown_figures_are_absent_not_zero() {
+    // Five connections busy in long transactions: no transaction completed in the window, so
+    // the averages are unknown.
+    let mut snap = snapshot();
+    let pool = &mut snap.targets[0].pools[0];
+    pool.avg_usage_time_seconds = None;
+    pool.avg_wait_time_seconds = None;
+    let text = render(&snap);
+    assert!(
+        !text.contains("poolwatch_pool_avg_usage_time_seconds"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("poolwatch_pool_avg_wait_time_seconds"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_state_label_is_placed_in_order() {
+    let text = render(&snapshot());
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("db_client_connection_count{") && l.contains("used"))
+        .unwrap();
+    assert_eq!(
+        line,
+        "db_client_connection_count{dataset=\"images\",db_client_connection_pool_name=\"mdm_images/mdm\",db_client_connection_state=\"used\",role=\"write\",source=\"pgbouncer\",target=\"bouncer\"} 5"
+    );
+}
+
+#[test]
+fn values_use_prometheus_spellings() {
+    let written = |v: f64| {
+        let mut out = Vec::new();
+        write_value(v, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(written(5.0), "5");
+    assert_eq!(written(0.25), "0.25");
+    assert_eq!(written(1.8e9), "1800000000");
+    assert_eq!(written(1e-7), "1e-7");
+    assert_eq!(written(f64::INFINITY), "+Inf");
+    assert_eq!(written(f64::NEG_INFINITY), "-Inf");
+    assert_eq!(written(f64::NAN), "NaN");
 }
 
 #[test]
