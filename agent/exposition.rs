@@ -12,9 +12,10 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use Instrument::{Counter, Gauge, Histogram, UpDownCounter};
 use rustc_hash::FxHashMap;
 
-use crate::model::{PoolFigures, ServerSample};
+use crate::model::{self, PoolFigures, ServerSample};
 use crate::rules::alerts::{Alert, AlertState};
 use crate::status::{Snapshot, TargetStatus};
 
@@ -45,6 +46,8 @@ impl Instrument {
 
 /// Reads one figure of a pool; `None` when the source cannot know it.
 pub type PoolFigure = fn(&PoolFigures) -> Option<f64>;
+/// Reads one histogram of a pool.
+pub type PoolHistogram = fn(&PoolFigures) -> Option<&Arc<model::Histogram>>;
 
 /// Where a family's values come from.
 #[derive(Clone, Copy)]
@@ -53,6 +56,8 @@ pub enum Read {
     Pool(PoolFigure),
     /// One value per pool and connection state.
     PoolByState(&'static [(&'static str, PoolFigure)]),
+    /// One histogram per pool that has it.
+    PoolHistogram(PoolHistogram),
     /// One value per target that is up, about the server behind it.
     Server(fn(&ServerSample) -> Option<f64>),
     /// One value per target, up or not.
@@ -128,8 +133,6 @@ fn count(v: Option<u64>) -> Option<f64> {
     v.map(|v| v as f64)
 }
 
-use Instrument::{Counter, Gauge, Histogram, UpDownCounter};
-
 /// Every family the agent exports, sorted by Prometheus name (the order of `/metrics`).
 pub static CATALOGUE: &[Family] = &[
     family(
@@ -143,6 +146,15 @@ pub static CATALOGUE: &[Family] = &[
             ("used", |f| count(f.latest.used)),
         ]),
         "Connections in the pool by state: used (checked out) or idle.",
+    ),
+    family(
+        "db_client_connection_create_time_seconds",
+        "db.client.connection.create_time",
+        "s",
+        Histogram,
+        POOL,
+        Read::PoolHistogram(|f| f.latest.histograms.create_time.as_ref()),
+        "Time it took to open a connection, as the application measured it.",
     ),
     family(
         "db_client_connection_idle_max",
@@ -188,6 +200,24 @@ pub static CATALOGUE: &[Family] = &[
         POOL,
         Read::Pool(|f| count(f.latest.totals.timeouts)),
         "Callers that gave up waiting for a connection.",
+    ),
+    family(
+        "db_client_connection_use_time_seconds",
+        "db.client.connection.use_time",
+        "s",
+        Histogram,
+        POOL,
+        Read::PoolHistogram(|f| f.latest.histograms.use_time.as_ref()),
+        "Time between borrowing a connection and returning it, as the application measured it.",
+    ),
+    family(
+        "db_client_connection_wait_time_seconds",
+        "db.client.connection.wait_time",
+        "s",
+        Histogram,
+        POOL,
+        Read::PoolHistogram(|f| f.latest.histograms.wait_time.as_ref()),
+        "Time a caller waited for a connection, as the application measured it.",
     ),
     family(
         "poolwatch_alerts",
@@ -511,6 +541,20 @@ pub fn family_named(name: &str) -> Option<&'static Family> {
     CATALOGUE.iter().find(|f| f.name == name)
 }
 
+/// The suffixes of the series a histogram family is written as.
+pub const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
+
+/// The family a series name belongs to: the family itself, or a histogram's `_bucket`, `_sum`
+/// or `_count`.
+pub fn family_of_series(name: &str) -> Option<&'static Family> {
+    family_named(name).or_else(|| {
+        HISTOGRAM_SUFFIXES.iter().find_map(|suffix| {
+            let base = family_named(name.strip_suffix(suffix)?)?;
+            (base.instrument == Instrument::Histogram).then_some(base)
+        })
+    })
+}
+
 /// A series' labels, built once and shared by every sample that carries them: sorted pairs, the
 /// Prometheus rendering of them, and a hash of their content.
 #[derive(Debug, PartialEq, Eq)]
@@ -596,6 +640,13 @@ fn push_label(out: &mut String, name: &str, value: &str) {
     out.push('"');
 }
 
+/// A sample's value: one number, or a histogram.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Scalar(f64),
+    Histogram(Arc<model::Histogram>),
+}
+
 /// One exported sample: what `/metrics` shows, OTLP carries and rules evaluate.
 #[derive(Clone, Debug)]
 pub struct ExportedSample {
@@ -603,24 +654,76 @@ pub struct ExportedSample {
     pub labels: Arc<LabelSet>,
     /// One more label, for families that split a pool by state.
     pub extra: Option<(&'static str, &'static str)>,
+    pub value: Value,
+}
+
+/// One plain series of a sample, as Prometheus stores it: a histogram is several (`_bucket` per
+/// bound with `le`, `_sum`, `_count`), anything else one.
+#[derive(Clone, Copy, Debug)]
+pub struct Scalar<'a> {
+    /// The name suffix (`_bucket`, `_sum`, `_count`; empty for a plain sample).
+    pub suffix: &'static str,
+    /// The `le` label of a bucket, as written.
+    pub le: Option<&'a str>,
     pub value: f64,
 }
 
 impl ExportedSample {
-    /// The content hash of the series' full label set, its name included.
-    pub fn series_hash(&self) -> u64 {
-        let mut h = self
-            .labels
-            .content_hash()
-            .wrapping_add(pair_hash(crate::series::NAME_LABEL, self.family.name));
+    /// Calls `f` with every plain series of the sample, in exposition order.
+    pub fn scalars(&self, mut f: impl FnMut(Scalar<'_>)) {
+        match &self.value {
+            Value::Scalar(value) => f(Scalar {
+                suffix: "",
+                le: None,
+                value: *value,
+            }),
+            Value::Histogram(h) => {
+                let mut le = Vec::with_capacity(24);
+                for (bound, count) in h.cumulative() {
+                    le.clear();
+                    crate::exporters::prometheus::write_value(bound, &mut le);
+                    f(Scalar {
+                        suffix: "_bucket",
+                        le: Some(std::str::from_utf8(&le).expect("ASCII")),
+                        value: count as f64,
+                    });
+                }
+                f(Scalar {
+                    suffix: "_sum",
+                    le: None,
+                    value: h.sum,
+                });
+                f(Scalar {
+                    suffix: "_count",
+                    le: None,
+                    value: h.count as f64,
+                });
+            }
+        }
+    }
+
+    /// The content hash of one plain series' full label set, its name included.
+    pub fn series_hash(&self, scalar: &Scalar<'_>) -> u64 {
+        let mut h = self.labels.content_hash();
+        h = h.wrapping_add(if scalar.suffix.is_empty() {
+            pair_hash(crate::series::NAME_LABEL, self.family.name)
+        } else {
+            pair_hash(
+                crate::series::NAME_LABEL,
+                &format!("{}{}", self.family.name, scalar.suffix),
+            )
+        });
         if let Some((k, v)) = self.extra {
             h = h.wrapping_add(pair_hash(k, v));
+        }
+        if let Some(le) = scalar.le {
+            h = h.wrapping_add(pair_hash("le", le));
         }
         h
     }
 
-    /// Every label, the name under `__name__` included, sorted.
-    pub fn full_labels(&self) -> BTreeMap<String, String> {
+    /// Every label of one plain series, the name under `__name__` included, sorted.
+    pub fn full_labels(&self, scalar: &Scalar<'_>) -> BTreeMap<String, String> {
         let mut labels: BTreeMap<String, String> = self
             .labels
             .pairs()
@@ -629,9 +732,12 @@ impl ExportedSample {
         if let Some((k, v)) = self.extra {
             labels.insert(k.to_string(), v.to_string());
         }
+        if let Some(le) = scalar.le {
+            labels.insert("le".into(), le.to_string());
+        }
         labels.insert(
             crate::series::NAME_LABEL.to_string(),
-            self.family.name.to_string(),
+            format!("{}{}", self.family.name, scalar.suffix),
         );
         labels
     }
@@ -698,7 +804,7 @@ impl Exposer {
                         family,
                         labels: labels.clone(),
                         extra,
-                        value: v,
+                        value: Value::Scalar(v),
                     })
                 };
                 match family.read {
@@ -718,6 +824,18 @@ impl Exposer {
                         for (pool, labels) in target.pools.iter().zip(pool_sets) {
                             if let Some(v) = read(pool) {
                                 push(out, labels, None, v);
+                            }
+                        }
+                    }
+                    Read::PoolHistogram(read) => {
+                        for (pool, labels) in target.pools.iter().zip(pool_sets) {
+                            if let Some(h) = read(pool) {
+                                out.push(ExportedSample {
+                                    family,
+                                    labels: labels.clone(),
+                                    extra: None,
+                                    value: Value::Histogram(h.clone()),
+                                });
                             }
                         }
                     }
@@ -817,7 +935,7 @@ pub fn alert_samples<'a>(
             family,
             labels: Arc::new(LabelSet::new(labels)),
             extra: None,
-            value: 1.0,
+            value: Value::Scalar(1.0),
         });
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,39 @@ pub struct PoolTotals {
     pub timeouts: Option<u64>,
 }
 
+/// An explicit-bucket histogram as OpenTelemetry carries it: counts per bucket, not cumulative.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Histogram {
+    /// Upper bounds of the buckets, ascending; the last bucket (to +Inf) has none.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket: one more than there are bounds.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Upper bound and cumulative count of every bucket, +Inf last, as Prometheus writes them.
+    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
+        bounds.zip(self.counts.iter().scan(0u64, |total, c| {
+            *total += c;
+            Some(*total)
+        }))
+    }
+}
+
+/// The time histograms only the application can measure (`db.client.connection.*_time`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PoolHistograms {
+    /// Time a caller waited for a connection.
+    pub wait_time: Option<Arc<Histogram>>,
+    /// Time a connection was checked out.
+    pub use_time: Option<Arc<Histogram>>,
+    /// Time it took to open a connection.
+    pub create_time: Option<Arc<Histogram>>,
+}
+
 /// One pool as one source saw it at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PoolSample {
@@ -102,6 +136,7 @@ pub struct PoolSample {
     pub idle_in_transaction: Option<u64>,
     pub limits: PoolLimits,
     pub totals: PoolTotals,
+    pub histograms: PoolHistograms,
 }
 
 /// Figures about the server behind a target, shared by all its pools.

@@ -460,8 +460,13 @@ impl Aggregator {
 
 /// By catalogue position, whether a rule of `rules` reads the family.
 fn wanted_families(rules: &RuleSet) -> Vec<bool> {
-    let names = rules.metric_names();
-    CATALOGUE.iter().map(|f| names.contains(f.name)).collect()
+    let mut wanted = vec![false; CATALOGUE.len()];
+    for name in rules.metric_names() {
+        if let Some(family) = exposition::family_of_series(&name) {
+            wanted[family.id()] = true;
+        }
+    }
+    wanted
 }
 
 /// Rendering and evaluating allocate in bursts on whichever worker runs them; glibc keeps what

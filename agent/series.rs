@@ -134,35 +134,40 @@ impl SeriesStore {
         t: Millis,
         samples: impl IntoIterator<Item = &'a ExportedSample>,
     ) {
-        let mut family: Option<(&'static str, &mut Family)> = None;
+        let mut name = String::new();
         for sample in samples {
-            let name = sample.family.name;
-            let current = match family.take() {
-                Some((n, f)) if n == name => f,
-                _ => self.by_name.entry(name.to_string()).or_default(),
-            };
-            let hash = sample.series_hash();
-            let same = |s: &Series| match &s.origin {
-                Some(o) if Arc::ptr_eq(o, &sample.labels) => sample
-                    .extra
-                    .is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)),
-                _ => s.labels == sample.full_labels(),
-            };
-            let at = match current.find(hash, same) {
-                Some(i) => i,
-                None => current.insert(
-                    hash,
-                    Series {
-                        labels: sample.full_labels(),
-                        ..Series::default()
-                    },
-                ),
-            };
-            let series = &mut current.series[at];
-            series.origin = Some(sample.labels.clone());
-            series.push(t, sample.value);
-            series.scraped_at = Some(t);
-            family = Some((name, current));
+            sample.scalars(|scalar| {
+                name.clear();
+                name.push_str(sample.family.name);
+                name.push_str(scalar.suffix);
+                let family = match self.by_name.get_mut(name.as_str()) {
+                    Some(f) => f,
+                    None => self.by_name.entry(name.clone()).or_default(),
+                };
+                let hash = sample.series_hash(&scalar);
+                let same = |s: &Series| match &s.origin {
+                    Some(o) if Arc::ptr_eq(o, &sample.labels) => {
+                        let has = |k: &str, v: &str| s.labels.get(k).is_some_and(|x| x == v);
+                        sample.extra.is_none_or(|(k, v)| has(k, v))
+                            && scalar.le.is_none_or(|le| has("le", le))
+                    }
+                    _ => s.labels == sample.full_labels(&scalar),
+                };
+                let at = match family.find(hash, same) {
+                    Some(i) => i,
+                    None => family.insert(
+                        hash,
+                        Series {
+                            labels: sample.full_labels(&scalar),
+                            ..Series::default()
+                        },
+                    ),
+                };
+                let series = &mut family.series[at];
+                series.origin = Some(sample.labels.clone());
+                series.push(t, scalar.value);
+                series.scraped_at = Some(t);
+            });
         }
         if let Some(previous) = self.last_scrape {
             for series in self.by_name.values_mut().flat_map(|f| f.series.iter_mut()) {
@@ -218,7 +223,7 @@ impl SeriesStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::family_named;
+    use crate::exposition::{Scalar, Value, family_named};
 
     fn sample(target: &str) -> ExportedSample {
         ExportedSample {
@@ -228,7 +233,7 @@ mod tests {
                 target.to_string(),
             )]))),
             extra: None,
-            value: 1.0,
+            value: Value::Scalar(1.0),
         }
     }
 
@@ -254,9 +259,49 @@ mod tests {
         assert_eq!(store.series_count(), 1);
         assert_eq!(store.sample_count(), 2);
         // A test file's series with the same labels is that series too.
-        let labels = sample("a").full_labels();
+        let labels = sample("a").full_labels(&Scalar {
+            suffix: "",
+            le: None,
+            value: 0.0,
+        });
         store.append(labels, 2000, 3.0);
         assert_eq!((store.series_count(), store.sample_count()), (1, 3));
+    }
+
+    #[test]
+    fn a_histogram_is_stored_as_prometheus_stores_it() {
+        let mut store = SeriesStore::new(60_000);
+        let histogram = ExportedSample {
+            family: family_named("db_client_connection_wait_time_seconds").unwrap(),
+            value: Value::Histogram(Arc::new(crate::model::Histogram {
+                bounds: vec![0.5, 1.0],
+                counts: vec![2, 1, 1],
+                sum: 3.0,
+                count: 4,
+            })),
+            ..sample("a")
+        };
+        store.ingest_scrape(0, [&histogram]);
+        let buckets: BTreeMap<String, f64> = store
+            .series(Some("db_client_connection_wait_time_seconds_bucket"))
+            .map(|s| (s.labels["le"].clone(), s.samples[0].1))
+            .collect();
+        let want = [("+Inf", 4.0), ("0.5", 2.0), ("1", 3.0)];
+        assert_eq!(
+            buckets,
+            want.map(|(k, v)| (k.to_string(), v)).into_iter().collect()
+        );
+        let count = store
+            .series(Some("db_client_connection_wait_time_seconds_count"))
+            .next()
+            .unwrap();
+        assert_eq!(count.samples[0].1, 4.0);
+        store.ingest_scrape(1000, [&histogram]);
+        assert_eq!(
+            store.series_count(),
+            5,
+            "the same series again, not new ones"
+        );
     }
 
     #[test]

@@ -56,35 +56,51 @@ fn write_header(family: &Family, out: &mut Vec<u8>) {
 }
 
 fn write_sample(sample: &ExportedSample, out: &mut Vec<u8>) {
-    out.extend_from_slice(sample.family.name.as_bytes());
+    sample.scalars(|scalar| {
+        out.extend_from_slice(sample.family.name.as_bytes());
+        out.extend_from_slice(scalar.suffix.as_bytes());
+        write_labels(sample, scalar.le, out);
+        out.push(b' ');
+        write_value(scalar.value, out);
+        out.push(b'\n');
+    });
+}
+
+/// The sample's labels with its extra label where it sorts, and a bucket's `le` last (where
+/// client libraries put it).
+fn write_labels(sample: &ExportedSample, le: Option<&str>, out: &mut Vec<u8>) {
     let rendered = sample.labels.rendered();
+    if rendered.is_empty() && sample.extra.is_none() && le.is_none() {
+        return;
+    }
+    out.push(b'{');
+    let mut any = false;
     match sample.extra {
-        None if rendered.is_empty() => {}
         None => {
-            out.push(b'{');
             out.extend_from_slice(rendered.as_bytes());
-            out.push(b'}');
+            any = !rendered.is_empty();
         }
         Some((name, value)) => {
-            // The extra label goes where it sorts, so every series' labels stay in order.
-            out.push(b'{');
             let mut placed = false;
-            for (i, (k, v)) in sample.labels.pairs().enumerate() {
+            for (k, v) in sample.labels.pairs() {
                 if !placed && name < k {
-                    write_pair(name, value, i > 0, out);
+                    write_pair(name, value, any, out);
                     placed = true;
+                    any = true;
                 }
-                write_pair(k, v, i > 0 || placed, out);
+                write_pair(k, v, any, out);
+                any = true;
             }
             if !placed {
-                write_pair(name, value, !rendered.is_empty(), out);
+                write_pair(name, value, any, out);
+                any = true;
             }
-            out.push(b'}');
         }
     }
-    out.push(b' ');
-    write_value(sample.value, out);
-    out.push(b'\n');
+    if let Some(le) = le {
+        write_pair("le", le, any, out);
+    }
+    out.push(b'}');
 }
 
 fn write_pair(name: &str, value: &str, comma: bool, out: &mut Vec<u8>) {

@@ -14,7 +14,7 @@ use super::eval;
 use super::template::Template;
 use super::testfile::parse_prometheus_duration;
 use crate::config::diagnostics::{self, Diagnostic, Diagnostics};
-use crate::exposition::family_named;
+use crate::exposition::family_of_series;
 
 /// Severities a rule may carry, and what each means for a pool's health.
 pub const SEVERITIES: &[&str] = &["critical", "warning", "info"];
@@ -301,7 +301,7 @@ impl Check<'_> {
         let expr = match eval::parse(&rule.expr.value) {
             Ok(expr) => {
                 for metric in eval::metric_names(&expr) {
-                    match family_named(&metric) {
+                    match family_of_series(&metric) {
                         None => self.at(
                             &rule.expr,
                             &named("expr"),

@@ -2,11 +2,13 @@
 //! `POOLWATCH_BLESS=1 cargo test --lib` and review the diff.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::*;
 use crate::exposition::family_named;
 use crate::model::{
-    Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, ServerSample, SourceKind,
+    Histogram, Labels, PoolFigures, PoolHistograms, PoolLimits, PoolSample, PoolTotals,
+    ServerSample, SourceKind,
 };
 use crate::sources::ErrorKind;
 use crate::status::{AgentStatus, TargetStatus};
@@ -33,6 +35,15 @@ fn snapshot() -> Snapshot {
                 timeout_seconds: Some(120.0),
                 recycle_seconds: Some(3600.0),
                 ..PoolLimits::default()
+            },
+            histograms: PoolHistograms {
+                wait_time: Some(Arc::new(Histogram {
+                    bounds: vec![0.005, 0.1, 1.0],
+                    counts: vec![3, 4, 0, 1],
+                    sum: 2.75,
+                    count: 8,
+                })),
+                ..PoolHistograms::default()
             },
             totals: PoolTotals {
                 transactions: Some(100),
