@@ -337,6 +337,15 @@ pub static CATALOGUE: &[Family] = &[
         "The pool's max_overflow (PgBouncer: reserve_pool).",
     ),
     family(
+        "poolwatch_pool_observed_seconds",
+        "poolwatch.pool.observed",
+        "s",
+        Gauge,
+        POOL,
+        Read::Pool(|f| f.observed_seconds),
+        "How long the agent has watched the pool without a gap; rules over a range wait for it to cover the range.",
+    ),
+    family(
         "poolwatch_pool_oldest_connection_age_seconds",
         "poolwatch.pool.oldest_connection_age",
         "s",
@@ -344,6 +353,15 @@ pub static CATALOGUE: &[Family] = &[
         POOL,
         Read::Pool(|f| f.latest.oldest_connection_age_seconds),
         "Age of the pool's oldest connection, to compare with its recycle.",
+    ),
+    family(
+        "poolwatch_pool_oldest_idle_in_transaction_seconds",
+        "poolwatch.pool.oldest_idle_in_transaction",
+        "s",
+        Gauge,
+        POOL,
+        Read::Pool(|f| f.latest.oldest_idle_in_transaction_seconds),
+        "How long the connection idle in a transaction the longest has been so; 0 when none is.",
     ),
     family(
         "poolwatch_pool_oldest_wait_seconds",

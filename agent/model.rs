@@ -134,6 +134,8 @@ pub struct PoolSample {
     pub lock_waits: Option<u64>,
     /// Used connections that sit inside a transaction doing nothing: the typical leak.
     pub idle_in_transaction: Option<u64>,
+    /// How long the connection idle in a transaction the longest has been so (0: none is).
+    pub oldest_idle_in_transaction_seconds: Option<f64>,
     pub limits: PoolLimits,
     pub totals: PoolTotals,
     pub histograms: PoolHistograms,
@@ -194,6 +196,8 @@ pub struct PoolFigures {
     /// The smallest pool_size that keeps today's demand (used + pending) at or below the spec's
     /// 80% utilization threshold.
     pub recommended_pool_size: Option<u64>,
+    /// How long the agent has watched the pool without a gap: the history its rules may judge.
+    pub observed_seconds: Option<f64>,
 }
 
 /// The utilization the spec treats as the limit of a healthy pool.

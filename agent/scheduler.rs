@@ -404,6 +404,7 @@ impl Aggregator {
                     tracing::debug!(target_name = %status.name, error = %error, "target still down");
                 }
                 status.up = false;
+                self.store.forget(&status.name);
                 *status.errors.entry(error.kind).or_default() += 1;
                 status.last_error = Some(error.to_string());
                 status.pools.clear();

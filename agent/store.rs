@@ -12,6 +12,8 @@ use crate::model::{PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample
 struct PoolWindow {
     latest: PoolSample,
     totals: VecDeque<(Instant, PoolTotals)>,
+    /// The first sample of this unbroken run of samples.
+    first_seen: Instant,
 }
 
 /// Every pool of every target, with counters kept for `window`.
@@ -53,6 +55,7 @@ impl Store {
                 .or_insert_with(|| PoolWindow {
                     latest,
                     totals: VecDeque::new(),
+                    first_seen: now,
                 });
             window.totals.push_back((now, totals));
             while window
@@ -63,6 +66,11 @@ impl Store {
                 window.totals.pop_front();
             }
         }
+    }
+
+    /// Forgets a target's pools: after a failed sample, what comes next starts a new history.
+    pub fn forget(&mut self, target: &str) {
+        self.pools.retain(|(t, _), _| t != target);
     }
 
     /// The figures of a target's pools, by pool name.
@@ -82,6 +90,10 @@ impl Store {
     fn figures_of(&self, window: &PoolWindow) -> Option<PoolFigures> {
         let (now, b) = window.totals.back()?;
         let mut figures = PoolFigures::from_latest(window.latest.clone());
+        figures.observed_seconds = Some(
+            now.saturating_duration_since(window.first_seen)
+                .as_secs_f64(),
+        );
         let Some((then, a)) = window
             .totals
             .iter()
@@ -220,6 +232,21 @@ mod tests {
         assert_eq!(s.figures("t")[0].utilization, Some(0.5));
         s.record("t", Instant::now(), &TargetSample::default(), limits);
         assert!(s.figures("t").is_empty());
+    }
+
+    #[test]
+    fn observed_time_counts_from_the_first_sample_and_restarts_after_a_gap() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        s.record("t", at(0), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        assert_eq!(s.figures("t")[0].observed_seconds, Some(0.0));
+        s.record("t", at(30), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        assert_eq!(s.figures("t")[0].observed_seconds, Some(30.0));
+        s.forget("t");
+        assert!(s.figures("t").is_empty());
+        s.record("t", at(40), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        assert_eq!(s.figures("t")[0].observed_seconds, Some(0.0));
     }
 
     #[test]

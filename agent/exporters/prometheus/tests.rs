@@ -22,6 +22,7 @@ fn snapshot() -> Snapshot {
         churn_per_minute: Some(3.0),
         connection_errors: None,
         recommended_pool_size: Some(15),
+        observed_seconds: Some(600.0),
         latest: PoolSample {
             pool: "mdm_images/mdm".into(),
             labels: Labels::from([("dataset".into(), "images".into())]),
