@@ -168,20 +168,20 @@ class HttpReceiver:
         self._server.server_close()
 
 
-class GrpcReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
+class GrpcReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
     """OTLP/gRPC MetricsService on 127.0.0.1, without TLS."""
 
     def __init__(self, collected: Collected | None = None) -> None:
         self.collected = collected if collected is not None else Collected()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
 
     def Export(  # noqa: N802 (the service's name)
         self, request: ExportMetricsServiceRequest, context: grpc.ServicerContext
     ) -> ExportMetricsServiceResponse:
-        self.collected.add(request, {k: v for k, v in context.invocation_metadata()})
+        self.collected.add(request, {k: str(v) for k, v in context.invocation_metadata()})
         return ExportMetricsServiceResponse()
 
     @property

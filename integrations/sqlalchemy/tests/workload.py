@@ -6,6 +6,7 @@ pool's checkout that the package times: each of the package's waits lies inside 
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import threading
@@ -69,7 +70,7 @@ def pressure(engine: Engine, truth: GroundTruth, threads: int, rounds: int, hold
                 connection.exec_driver_sql("SELECT 1")
                 time.sleep(rng.uniform(0, hold_s))  # the work done while holding
 
-    run_all([lambda seed=seed: caller(seed) for seed in range(threads)])
+    run_all([functools.partial(caller, seed) for seed in range(threads)])
 
 
 def run_all(targets: list[Callable[[], None]]) -> None:

@@ -54,6 +54,7 @@ class Telemetry:
     ) -> None:
         for problem in settings.problems:
             _log.warning("poolwatch: %s", problem)
+        _throttle_exporter_logs()
         exporter, self.settings = _otlp_exporter(settings, env)
         self._pools = pools
         reader = PeriodicExportingMetricReader(
@@ -203,6 +204,40 @@ class _ProcessExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class _Throttle(logging.Filter):
+    """Lets one record through per period: an agent that is down makes the exporter log every
+    retry of every export, which would fill a command's stderr."""
+
+    def __init__(self, period_s: float) -> None:
+        super().__init__()
+        self._period_s = period_s
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            if record.created < self._next:
+                return False
+            self._next = record.created + self._period_s
+            return True
+
+
+# The loggers the OTLP metric exporters report failed exports on.
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.common.http",
+)
+_EXPORT_FAILURE_LOG_PERIOD_S = 300.0
+
+
+def _throttle_exporter_logs() -> None:
+    for name in _EXPORTER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Throttle) for f in logger.filters):
+            logger.addFilter(_Throttle(_EXPORT_FAILURE_LOG_PERIOD_S))
 
 
 def build_resource(env: Mapping[str, str]) -> Resource:
