@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
@@ -66,6 +66,9 @@ class Telemetry:
             views=_histogram_views(settings.bucket_boundaries),
             # The exit flush below is bounded; the SDK's own exit hook would wait out retries.
             shutdown_on_exit=False,
+            # Exemplars would tie a wait to the trace around it, at the price of a context
+            # lookup on every checkout; the agent has no use for them.
+            exemplar_filter=AlwaysOffExemplarFilter(),
         )
         meter = self.provider.get_meter(_SCOPE, _VERSION)
 
