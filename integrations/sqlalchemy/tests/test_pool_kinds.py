@@ -27,6 +27,20 @@ def limits(figures: Figures) -> dict[str, float | None]:
     return {name: figures.value(name) for name in LIMITS}
 
 
+def only(**present: float) -> dict[str, float | None]:
+    """The expected limits: those given (``idle_max`` for ``db.client.connection.idle.max``...),
+    every other one absent."""
+    names = {
+        "max": "db.client.connection.max",
+        "idle_max": "db.client.connection.idle.max",
+        "size": "poolwatch.pool.size",
+        "max_overflow": "poolwatch.pool.max_overflow",
+    }
+    expected: dict[str, float | None] = dict.fromkeys(LIMITS, None)
+    expected.update({names[key]: value for key, value in present.items()})
+    return expected
+
+
 def test_null_pool_has_no_maximum_and_keeps_nothing_idle(
     sqlite_url: URL, receiver: HttpReceiver, pool_name: str
 ) -> None:
@@ -41,13 +55,7 @@ def test_null_pool_has_no_maximum_and_keeps_nothing_idle(
             flush(receiver.collected)
     finally:
         engine.dispose()
-    assert limits(figures) == {
-        "db.client.connection.max": None,
-        "db.client.connection.idle.max": 0,
-        "db.client.connection.idle.min": None,
-        "poolwatch.pool.size": None,
-        "poolwatch.pool.max_overflow": None,
-    }
+    assert limits(figures) == only(idle_max=0)
     assert figures.count("used") == 1
     assert figures.count("idle") == 0
     assert figures.value("db.client.connection.pending_requests") == 0
@@ -69,13 +77,7 @@ def test_static_pool_is_one_shared_connection(receiver: HttpReceiver, pool_name:
         flush(receiver.collected)
     finally:
         engine.dispose()
-    assert limits(figures) == {
-        "db.client.connection.max": 1,
-        "db.client.connection.idle.max": 1,
-        "db.client.connection.idle.min": None,
-        "poolwatch.pool.size": None,
-        "poolwatch.pool.max_overflow": None,
-    }
+    assert limits(figures) == only(max=1, idle_max=1)
     assert (figures.count("used"), figures.count("idle")) == (0, 1)
     assert figures.value("poolwatch.pool.connections.opened") == 1
 
@@ -89,13 +91,7 @@ def test_singleton_thread_pool_reports_its_size_only(receiver: HttpReceiver, poo
             flush(receiver.collected)
     finally:
         engine.dispose()
-    assert limits(figures) == {
-        "db.client.connection.max": None,
-        "db.client.connection.idle.max": None,
-        "db.client.connection.idle.min": None,
-        "poolwatch.pool.size": 3,
-        "poolwatch.pool.max_overflow": None,
-    }
+    assert limits(figures) == only(size=3)
     assert (figures.count("used"), figures.count("idle")) == (1, 0)
 
 
@@ -107,13 +103,7 @@ def test_unlimited_overflow_has_no_maximum(sqlite_url: URL, receiver: HttpReceiv
             flush(receiver.collected)
     finally:
         engine.dispose()
-    assert limits(Figures(receiver.collected, pool_name)) == {
-        "db.client.connection.max": None,
-        "db.client.connection.idle.max": 4,
-        "db.client.connection.idle.min": None,
-        "poolwatch.pool.size": 4,
-        "poolwatch.pool.max_overflow": None,
-    }
+    assert limits(Figures(receiver.collected, pool_name)) == only(idle_max=4, size=4)
 
 
 def test_each_close_is_counted_under_its_reason(
