@@ -549,8 +549,9 @@ pub static CATALOGUE: &[Family] = &[
         "1",
         Gauge,
         NONE,
-        Read::Target(|t| Some(if t.up { 1.0 } else { 0.0 })),
-        "1 if the last sample of the target succeeded, else 0.",
+        // A target not sampled yet is neither up nor down: absent, so no TargetDown at start.
+        Read::Target(|t| (t.samples > 0).then_some(if t.up { 1.0 } else { 0.0 })),
+        "1 if the last sample of the target succeeded, else 0; absent until the first sample ends.",
     ),
 ];
 

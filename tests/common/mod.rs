@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod healthy_load;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -168,9 +169,14 @@ impl PgBouncer {
     /// As [`PgBouncer::start`], plus `extra` databases `mdm_bench_N` (aliases of `mdm_demo`):
     /// each is a pool of its own once a client has used it.
     pub fn with_pools(pool_size: u32, extra: usize) -> PgBouncer {
-        let pg = pg_port();
+        PgBouncer::in_front_of(pg_port(), "mdm_demo", pool_size, extra)
+    }
+
+    /// A PgBouncer in front of the PostgreSQL on `pg`, pooling `database` (and `extra` aliases
+    /// of it) with `pool_size` server connections each.
+    pub fn in_front_of(pg: u16, database: &str, pool_size: u32, extra: usize) -> PgBouncer {
         let aliases: String = (0..extra)
-            .map(|i| format!("mdm_bench_{i} = host=127.0.0.1 port={pg} dbname=mdm_demo pool_size={pool_size}\n"))
+            .map(|i| format!("mdm_bench_{i} = host=127.0.0.1 port={pg} dbname={database} pool_size={pool_size}\n"))
             .collect();
         let dir = tempfile::Builder::new()
             .prefix("poolwatch-pgbouncer")
@@ -187,7 +193,7 @@ impl PgBouncer {
             dir.path().join("pgbouncer.ini"),
             format!(
                 "[databases]\n\
-                 mdm_demo = host=127.0.0.1 port={pg} dbname=mdm_demo pool_size={pool_size}\n\
+                 {database} = host=127.0.0.1 port={pg} dbname={database} pool_size={pool_size}\n\
                  {aliases}\
                  [pgbouncer]\n\
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
@@ -286,6 +292,131 @@ impl Drop for PgBouncer {
             self.resume();
         }
         self.kill();
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (initdb in a temporary directory, its own port), so
+/// that what other tests do to the shared cluster cannot show in what this test watches. Roles
+/// `monitor` (pg_monitor) and `mdm`, and `database` owned by `mdm`; local trust authentication.
+/// Stopped when dropped.
+pub struct Postgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start(database: &str) -> Postgres {
+        let bin = PathBuf::from(
+            std::env::var("POOLWATCH_PG_BIN")
+                .expect("POOLWATCH_PG_BIN is set (eval \"$(scripts/services.sh env)\")"),
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("poolwatch-postgres")
+            .tempdir()
+            .unwrap();
+        if let Some((uid, gid)) = postgres_ids() {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let data = dir.path().join("data");
+        let port = free_port();
+        let run = |program: &str, args: &[&str]| {
+            let mut command = Command::new(bin.join(program));
+            command
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if let Some((uid, gid)) = postgres_ids() {
+                command.uid(uid).gid(gid);
+            }
+            let out = command.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{program} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data_arg = data.to_str().unwrap();
+        run(
+            "initdb",
+            &[
+                "-D",
+                data_arg,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        let options = format!(
+            "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c fsync=off -c max_connections=100",
+            dir.path().display()
+        );
+        let log = dir.path().join("postgres.log");
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                data_arg,
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        let postgres = Postgres { port, dir };
+        let host = postgres.dir.path().to_str().unwrap().to_string();
+        let port_arg = port.to_string();
+        let create = format!("CREATE DATABASE {database} OWNER mdm");
+        // One -c each: CREATE DATABASE cannot share a transaction with the rest.
+        run(
+            "psql",
+            &[
+                "-h",
+                &host,
+                "-p",
+                &port_arg,
+                "-U",
+                "postgres",
+                "-qAt",
+                "-c",
+                "CREATE ROLE monitor LOGIN",
+                "-c",
+                "GRANT pg_monitor TO monitor",
+                "-c",
+                "CREATE ROLE mdm LOGIN",
+                "-c",
+                &create,
+            ],
+        );
+        postgres
+    }
+
+    /// The monitoring role's URL (trust authentication: no password).
+    pub fn monitor_url(&self) -> String {
+        format!("postgres://monitor@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let Ok(bin) = std::env::var("POOLWATCH_PG_BIN") else {
+            return;
+        };
+        let mut command = Command::new(PathBuf::from(bin).join("pg_ctl"));
+        command
+            .args(["-D", self.dir.path().join("data").to_str().unwrap()])
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = postgres_ids() {
+            command.uid(uid).gid(gid);
+        }
+        let _ = command.status();
     }
 }
 
