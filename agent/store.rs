@@ -111,8 +111,12 @@ impl Store {
             delta_f64(a.wait_seconds, b.wait_seconds),
             delta(a.assignments, b.assignments),
         );
+        // PgBouncer counts a transaction when it begins and adds its time when it ends: over a
+        // window in which every connection sat in one long transaction the count rises and the
+        // time does not. No transaction takes no time, so no time added means none was
+        // measured, and the average is unknown rather than 0.
         figures.avg_usage_time_seconds = per(
-            delta_f64(a.usage_seconds, b.usage_seconds),
+            delta_f64(a.usage_seconds, b.usage_seconds).filter(|t| *t > 0.0),
             delta(a.transactions, b.transactions),
         );
         let churn = match (
@@ -205,6 +209,23 @@ mod tests {
         assert_eq!(f.avg_usage_time_seconds, Some(1.2));
         // 7 opened + 10 closed in one minute.
         assert_eq!(f.churn_per_minute, Some(17.0));
+    }
+
+    #[test]
+    fn transactions_begun_but_not_ended_give_no_average_usage() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let mut begun = sample(0.0, 0, 0, 0);
+        begun.pools[0].totals.usage_seconds = Some(4.0);
+        s.record("t", t0, &begun, PoolLimits::default());
+        begun.pools[0].totals.transactions = Some(5);
+        s.record(
+            "t",
+            t0 + Duration::from_secs(10),
+            &begun,
+            PoolLimits::default(),
+        );
+        assert_eq!(s.figures("t")[0].avg_usage_time_seconds, None);
     }
 
     #[test]

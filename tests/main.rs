@@ -3,6 +3,7 @@
 
 mod common;
 
+mod api;
 mod config_errors;
 mod exposition;
 mod failures;

@@ -127,6 +127,12 @@ pub fn table(report: &HealthReport) -> String {
         }
     }
     for target in &report.targets {
+        if let Some(error) = &target.error {
+            let _ = writeln!(out, "could not check {}: {error}", target.target);
+        }
+        if target.alerts.is_empty() {
+            continue;
+        }
         let _ = writeln!(out, "{} ({}):", target.target, target.status.as_str());
         for w in &target.warnings {
             let _ = writeln!(out, "    warning: {w}");
@@ -134,9 +140,6 @@ pub fn table(report: &HealthReport) -> String {
         for r in &target.recommendations {
             let _ = writeln!(out, "    recommendation: {r}");
         }
-    }
-    for target in &report.unreachable {
-        let _ = writeln!(out, "could not check {}: {}", target.target, target.error);
     }
     let _ = writeln!(out, "status: {}", report.status.as_str());
     out
