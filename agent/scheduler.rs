@@ -473,6 +473,7 @@ fn wanted_families(rules: &RuleSet) -> Vec<bool> {
 /// Rendering and evaluating allocate in bursts on whichever worker runs them; glibc keeps what
 /// they free in per-thread arenas. Handing it back after each publish keeps the agent's RSS at
 /// its working set (measured by the footprint bench).
+#[allow(unsafe_code)]
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live memory.

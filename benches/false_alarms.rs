@@ -3,6 +3,9 @@
 //! from a cold start. Prints every alert that went pending or firing, and the load it judged.
 //! Run it with `scripts/bench-false-alarms.sh`. It prints; it asserts nothing.
 
+// Test and bench code: an unwrap that fails is the failure report.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

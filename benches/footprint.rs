@@ -9,6 +9,10 @@
 //! services), or `cargo bench --bench footprint` when they already run. It prints; it asserts
 //! nothing.
 
+// Bench code: an unwrap that fails is the failure report. The unsafe is a sysconf call, here
+// and nowhere in the agent.
+#![allow(clippy::unwrap_used, unsafe_code)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

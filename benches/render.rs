@@ -1,6 +1,9 @@
 //! CPU cost of turning a snapshot into what the endpoints serve, per pool count: the Prometheus
 //! exposition and the health report, rendered once per change (not per scrape).
 
+// Test and bench code: an unwrap that fails is the failure report.
+#![allow(clippy::unwrap_used)]
+
 #[path = "fixtures/mod.rs"]
 mod fixtures;
 

@@ -1,6 +1,9 @@
 //! The integration tests, one binary (one link on two cores instead of one per file). Each
 //! module runs against the real services that `scripts/services.sh` starts.
 
+// Test and bench code: an unwrap that fails is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 mod api;
