@@ -2,6 +2,8 @@
 //! rules evaluate. Series are keyed by their full label set (`__name__` included) and indexed by
 //! name; a series that stops being exported gets a staleness marker, as after a Prometheus scrape.
 
+pub mod chunk;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
