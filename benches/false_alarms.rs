@@ -35,7 +35,7 @@ fn main() {
         |elapsed| bar.set_position(elapsed),
     ));
     bar.finish_and_clear();
-    println!("healthy load for {seconds} s, shipped rules, sampling every 1 s");
+    println!("healthy load for {seconds} s, shipped rules, sampling every 2 s");
     println!(
         "  transactions {}, scrapes {}, highest utilization {:.2}, longest idle in a transaction {:.3} s",
         observed.transactions,
