@@ -5,6 +5,7 @@
 pub mod args;
 pub mod diagnostics;
 pub mod templates;
+pub mod web;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use templates::{POOL_SIZE_ENV, Template};
 
 use crate::model::{Labels, PoolLimits, SourceKind};
 use crate::secret::Connection;
+use crate::tls::client::TlsSettings;
 
 /// The password a `--target` URL without one takes, as in libpq.
 pub const PASSWORD_ENV: &str = "PGPASSWORD";
@@ -57,6 +59,9 @@ struct FileEntry {
     rules: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
+    /// exporter-toolkit's web config (TLS, basic auth, headers) for every listener, relative to
+    /// this file. Default: none (plain HTTP, no auth).
+    web_config_file: Option<Spanned<PathBuf>>,
 }
 
 /// One target in the file format.
@@ -81,6 +86,9 @@ pub struct TargetEntry {
     pool_key: Option<Spanned<PoolKey>>,
     /// Pool limits the source cannot see for itself (an application pool's pool_size).
     limits: Option<Spanned<LimitsEntry>>,
+    /// TLS to the target, in libpq's terms (sslmode, sslrootcert, sslcert, sslkey); paths
+    /// relative to this file.
+    tls: Option<Spanned<TlsSettings>>,
 }
 
 /// Pool limits in the spec's terms; any not given come from `template`.
@@ -132,6 +140,8 @@ pub struct Config {
     /// Rule files and directories; empty: the rules shipped in the binary.
     pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
+    /// exporter-toolkit's web config file for the listeners, if any.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// One checked target.
@@ -247,6 +257,10 @@ impl Config {
             // password out of the process list.
             if let (false, Some(password)) = (connection.has_password(), env(PASSWORD_ENV)) {
                 connection.set_password(&password);
+            }
+            if let Err(e) = connection.complete_tls(TlsSettings::default(), env) {
+                problems.push(arg_problem(&e));
+                continue;
             }
             let name = unique_name(kind, &names);
             names.insert(name.clone());
@@ -393,7 +407,18 @@ impl Checker<'_> {
             .enumerate()
             .filter_map(|(i, entry)| self.target(i, entry, template.as_ref(), &mut names))
             .collect();
+        let web_config_file = file.web_config_file.as_ref().and_then(|p| {
+            let path = self.base.join(&p.value);
+            if path.is_file() {
+                Some(path)
+            } else {
+                let message = format!("{} is not a readable file", path.display());
+                self.problem(p, "web_config_file", message);
+                None
+            }
+        });
         Config {
+            web_config_file,
             listen: file
                 .listen
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
@@ -470,6 +495,18 @@ impl Checker<'_> {
         let password = self.password(&entry, &field, connection.as_ref());
         if let (Some(c), Some(pw)) = (connection.as_mut(), password) {
             c.set_password(&pw);
+        }
+        if let Some(c) = connection.as_mut() {
+            let configured = entry
+                .tls
+                .as_ref()
+                .map(|t| t.value.clone().relative_to(self.base));
+            if let Err(e) = c.complete_tls(configured.unwrap_or_default(), self.env) {
+                match &entry.tls {
+                    Some(at) => self.problem(at, &field("tls"), e),
+                    None => self.problem(&entry.url, &field("url"), e),
+                }
+            }
         }
         let labels = entry
             .labels
