@@ -11,6 +11,7 @@ mod config_errors;
 mod exposition;
 mod failures;
 mod false_alarms;
+mod fuzz;
 mod listener;
 mod pgbouncer;
 mod postgres;
