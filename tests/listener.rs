@@ -5,18 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::tls::{Access, Authority};
-use crate::common::{Agent, PGBOUNCER_PASSWORD, pgbouncer_port, wait_for};
+use crate::common::tls::{self, Access, Authority};
+use crate::common::{Agent, pgbouncer_target, wait_for};
 
 const USER: &str = "prometheus";
 const PASSWORD: &str = "scrape-pw-5e1f";
-
-fn target() -> String {
-    format!(
-        "pgbouncer=postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
-        pgbouncer_port()
-    )
-}
 
 fn users() -> String {
     let hash = bcrypt::hash(PASSWORD, 4).unwrap();
@@ -24,7 +17,7 @@ fn users() -> String {
 }
 
 fn start(web_config: &Path, access: Access) -> Agent {
-    let target = target();
+    let target = pgbouncer_target();
     let args = [
         "--target",
         &target,
@@ -133,16 +126,7 @@ fn headers_are_on_every_answer() {
 #[test]
 fn with_tls_plain_http_fails_and_https_with_the_ca_succeeds() {
     let ca = Authority::new("listener-ca");
-    ca.issue("agent", &["127.0.0.1"]);
-    let web = ca.dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        format!(
-            "tls_server_config:\n  cert_file: agent.crt\n  key_file: agent.key\n{}",
-            users()
-        ),
-    )
-    .unwrap();
+    let (web, _) = tls::tls_and_user(&ca, USER, PASSWORD, 4);
     let https = Access {
         https_ca: Some(ca.ca()),
         ..Access::basic(USER, PASSWORD)
@@ -176,13 +160,15 @@ fn with_tls_plain_http_fails_and_https_with_the_ca_succeeds() {
 fn client_certificates_when_required() {
     let ca = Authority::new("mtls-ca");
     ca.issue("agent", &["127.0.0.1"]);
-    let scraper = ca.issue("scraper", &[]);
+    let scraper = ca.issue("scraper", &["scraper.example"]);
+    // Signed by the right CA, but with a name the file does not allow.
+    let outsider = ca.issue("outsider", &["outsider.example"]);
     let stranger = Authority::new("stranger-ca");
     let impostor = stranger.issue("impostor", &[]);
     let web = ca.dir.path().join("web.yml");
     std::fs::write(
         &web,
-        "tls_server_config:\n  cert_file: agent.crt\n  key_file: agent.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: mtls-ca.crt\n  min_version: TLS13\n",
+        "tls_server_config:\n  cert_file: agent.crt\n  key_file: agent.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: mtls-ca.crt\n  client_allowed_sans: [scraper.example]\n  min_version: TLS13\n",
     )
     .unwrap();
     let with_cert = Access {
@@ -200,12 +186,20 @@ fn client_certificates_when_required() {
     assert!(without.get(agent.addr, "/metrics").is_err());
     let impostor = Access {
         client: Some(impostor),
-        ..with_cert
+        ..with_cert.clone()
     };
     assert!(impostor.get(agent.addr, "/metrics").is_err());
+    let outsider = Access {
+        client: Some(outsider),
+        ..with_cert
+    };
+    assert!(outsider.get(agent.addr, "/metrics").is_err());
     let log = agent.log();
-    assert!(
-        log.contains("TLS handshake refused: client certificate"),
-        "{log}"
-    );
+    for refusal in [
+        "client certificate: no certificate presented",
+        "client certificate: unknown issuer",
+        "client certificate: none of its subject alternative names is allowed",
+    ] {
+        assert!(log.contains(refusal), "{refusal}: {log}");
+    }
 }

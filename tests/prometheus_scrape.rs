@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::tls::{Access, Authority};
-use crate::common::{Agent, PGBOUNCER_PASSWORD, free_port, pgbouncer_port, wait_for};
+use crate::common::tls::{self, Access, Authority};
+use crate::common::{Agent, free_port, pgbouncer_target, wait_for};
 
 const PASSWORD: &str = "prom-scrape-pw-77aa";
 
@@ -70,20 +70,9 @@ impl Prometheus {
 #[test]
 fn prometheus_scrapes_through_tls_and_basic_auth() {
     let ca = Authority::new("prometheus-ca");
-    ca.issue("agent", &["127.0.0.1"]);
-    let hash = bcrypt::hash(PASSWORD, 10).unwrap();
-    let web = ca.dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        format!(
-            "tls_server_config:\n  cert_file: agent.crt\n  key_file: agent.key\nbasic_auth_users:\n  prometheus: {hash}\n"
-        ),
-    )
-    .unwrap();
-    let target = format!(
-        "pgbouncer=postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
-        pgbouncer_port()
-    );
+    // bcrypt's usual cost, as an operator's file would have.
+    let (web, _) = tls::tls_and_user(&ca, "prometheus", PASSWORD, 10);
+    let target = pgbouncer_target();
     let access = Access {
         https_ca: Some(ca.ca()),
         ..Access::basic("prometheus", PASSWORD)

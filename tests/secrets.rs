@@ -133,28 +133,17 @@ fn pem_body(path: &std::path::Path) -> Vec<String> {
 /// and an untrusted CA, while presenting a client certificate), and a server that refuses TLS.
 #[test]
 fn tls_and_auth_paths_leak_nothing() {
-    use crate::common::tls::{Access, Authority};
+    use crate::common::tls::{self, Access, Authority};
     let ca = Authority::new("secrets-ca");
-    let server = ca.issue("agent", &["127.0.0.1"]);
+    let (web, hash) = tls::tls_and_user(&ca, "prometheus", LISTENER_PASSWORD, 4);
+    let server_key = ca.dir.path().join("agent.key");
     let client = ca.issue("client", &[]);
     let stranger = Authority::new("secrets-stranger");
-    let hash = bcrypt::hash(LISTENER_PASSWORD, 4).unwrap();
-    let web = ca.dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        format!(
-            "tls_server_config:\n  cert_file: agent.crt\n  key_file: agent.key\nbasic_auth_users:\n  prometheus: {hash}\n"
-        ),
-    )
-    .unwrap();
     let https = Access {
         https_ca: Some(ca.ca()),
         ..Access::basic("prometheus", LISTENER_PASSWORD)
     };
-    let plain_target = format!(
-        "pgbouncer=postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
-        pgbouncer_port()
-    );
+    let plain_target = common::pgbouncer_target();
     let web_arg = ["--web-config-file", web.to_str().unwrap()];
     let tls_peer = Agent::start_secured(
         &[&["--target", &plain_target][..], &web_arg[..]].concat(),
@@ -206,7 +195,7 @@ fn tls_and_auth_paths_leak_nothing() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    secrets.extend(pem_body(&server.key));
+    secrets.extend(pem_body(&server_key));
     secrets.extend(pem_body(&client.key));
     let clean = |what: &str, text: &str| {
         for secret in &secrets {
@@ -253,12 +242,8 @@ fn tls_config_errors_do_not_echo_key_material() {
         ),
     )
     .unwrap();
-    let out = Command::new(common::binary())
-        .args(["validate", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    let (code, stderr) = common::validate(&path);
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("client.key is not valid PEM"), "{stderr}");
     assert!(
         stderr.contains("targets[1].url: `sslpassword` is not supported by poolwatch"),

@@ -149,12 +149,8 @@ fn a_verifying_sslmode_without_a_root_certificate_is_a_located_config_error() {
         "targets:\n  - type: postgres\n    url: postgres://monitor@127.0.0.1:5432/postgres?sslmode=verify-full\n  - type: postgres\n    name: second\n    url: postgres://monitor@127.0.0.1:5432/postgres\n    tls:\n      sslmode: verify-ca\n      sslrootcert: missing-ca.crt\n",
     )
     .unwrap();
-    let out = std::process::Command::new(crate::common::binary())
-        .args(["validate", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = crate::common::validate(&path);
+    assert_eq!(code, Some(2), "{stderr}");
     let missing = dir.path().join("missing-ca.crt");
     let expected = format!(
         "{p}:3:10: targets[0].url: sslmode=verify-full needs sslrootcert: the CA that signed the server's certificate\n\

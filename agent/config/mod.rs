@@ -183,16 +183,7 @@ pub fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path, env: Env) -> Result<Config, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic {
-                origin: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Config::from_yaml(path, &text, env)
+        Config::from_yaml(path, &diagnostics::read_file(path)?, env)
     }
 
     /// Checks a config given as text; `origin` names it in errors and anchors relative paths.
@@ -340,13 +331,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
-        self.problems.push(Diagnostic {
-            origin: self.origin.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: field.to_string(),
-            message: message.into(),
-        });
+        self.problems
+            .push(Diagnostic::at(self.origin, at, field, message));
     }
 
     fn config(&mut self, file: FileEntry) -> Config {

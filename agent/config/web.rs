@@ -136,16 +136,7 @@ impl fmt::Debug for WebConfig {
 impl WebConfig {
     /// Reads and checks a web config file, and the files it names.
     pub fn load(path: &Path) -> Result<WebConfig, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic {
-                origin: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        WebConfig::from_yaml(path, &text)
+        WebConfig::from_yaml(path, &diagnostics::read_file(path)?)
     }
 
     /// Checks a web config given as text; `origin` names it and anchors relative paths.
@@ -199,13 +190,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
-        self.problems.push(Diagnostic {
-            origin: self.origin.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: field.to_string(),
-            message: message.into(),
-        });
+        self.problems
+            .push(Diagnostic::at(self.origin, at, field, message));
     }
 
     fn config(&mut self, file: FileEntry) -> WebConfig {
@@ -359,13 +345,6 @@ impl Checker<'_> {
         if !enabled(t) {
             return None;
         }
-        if let Some(at) = &t.client_allowed_sans {
-            self.problem(
-                at,
-                &field("client_allowed_sans"),
-                "not supported by poolwatch",
-            );
-        }
         let cert = self.pem_input(t.cert.as_ref(), t.cert_file.as_ref(), ("cert", "cert_file"));
         let key = self.pem_input(t.key.as_ref(), t.key_file.as_ref(), ("key", "key_file"));
         let client_ca = self.pem_input(
@@ -476,54 +455,62 @@ impl Checker<'_> {
         let mut ok = true;
         if let Some(names) = &t.cipher_suites {
             let all = provider.cipher_suites.clone();
-            let mut chosen: Vec<_> = all
-                .iter()
-                .filter(|s| s.tls13().is_some())
-                .copied()
-                .collect();
-            for name in &names.value {
-                match all
-                    .iter()
-                    .find(|s| format!("{:?}", s.suite()) == name.value)
-                {
-                    Some(suite) if suite.tls13().is_none() => chosen.push(*suite),
-                    _ => {
-                        let message = format!(
-                            "`{}` is not a TLS 1.2 cipher suite rustls offers",
-                            name.value
-                        );
-                        self.problem(name, "tls_server_config.cipher_suites", message);
-                        ok = false;
-                    }
-                }
-            }
-            provider.cipher_suites = chosen;
+            let tls13 = all.iter().filter(|s| s.tls13().is_some()).copied();
+            let tls12 = self.pick(
+                names,
+                "tls_server_config.cipher_suites",
+                "is not a TLS 1.2 cipher suite rustls offers",
+                |name| {
+                    all.iter()
+                        .find(|s| s.tls13().is_none() && format!("{:?}", s.suite()) == name)
+                        .copied()
+                },
+            );
+            ok &= tls12.is_some();
+            provider.cipher_suites = tls13.chain(tls12.unwrap_or_default()).collect();
         }
         if let Some(names) = &t.curve_preferences {
             let all = provider.kx_groups.clone();
-            let mut chosen = Vec::new();
-            for name in &names.value {
-                let group = match name.value.as_str() {
-                    "X25519" => Some(rustls::NamedGroup::X25519),
-                    "CurveP256" => Some(rustls::NamedGroup::secp256r1),
-                    "CurveP384" => Some(rustls::NamedGroup::secp384r1),
-                    _ => None,
-                };
-                match group.and_then(|g| all.iter().find(|k| k.name() == g)) {
-                    Some(kx) => chosen.push(*kx),
-                    None => {
-                        let message = format!(
-                            "`{}` is not offered (X25519, CurveP256 or CurveP384)",
-                            name.value
-                        );
-                        self.problem(name, "tls_server_config.curve_preferences", message);
-                        ok = false;
-                    }
-                }
-            }
-            provider.kx_groups = chosen;
+            let groups = self.pick(
+                names,
+                "tls_server_config.curve_preferences",
+                "is not offered (X25519, CurveP256 or CurveP384)",
+                |name| {
+                    let group = match name {
+                        "X25519" => rustls::NamedGroup::X25519,
+                        "CurveP256" => rustls::NamedGroup::secp256r1,
+                        "CurveP384" => rustls::NamedGroup::secp384r1,
+                        _ => return None,
+                    };
+                    all.iter().find(|k| k.name() == group).copied()
+                },
+            );
+            ok &= groups.is_some();
+            provider.kx_groups = groups.unwrap_or_default();
         }
         ok.then_some(provider)
+    }
+
+    /// What each of `names` stands for, in their order; `None` once one stands for nothing.
+    fn pick<T>(
+        &mut self,
+        names: &Spanned<Vec<Spanned<String>>>,
+        field: &str,
+        unknown: &str,
+        find: impl Fn(&str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let mut picked = Some(Vec::new());
+        for name in &names.value {
+            match (find(&name.value), picked.as_mut()) {
+                (Some(found), Some(all)) => all.push(found),
+                (Some(_), None) => {}
+                (None, _) => {
+                    self.problem(name, field, format!("`{}` {unknown}", name.value));
+                    picked = None;
+                }
+            }
+        }
+        picked
     }
 
     /// `Some(None)`: no client certificates; `None`: a problem was reported.
@@ -556,6 +543,11 @@ impl Checker<'_> {
             return None;
         }
         let has_ca = t.client_ca.is_some() || t.client_ca_file.is_some();
+        if let (Some(at), "NoClientCert") = (&t.client_allowed_sans, name) {
+            let message = "needs a client_auth_type that verifies client certificates";
+            self.problem(at, "tls_server_config.client_allowed_sans", message);
+            return None;
+        }
         if name == "NoClientCert" {
             if let Some((_, _, at)) = client_ca {
                 self.problem(
@@ -590,7 +582,13 @@ impl Checker<'_> {
             builder
         };
         match builder.build() {
-            Ok(verifier) if added > 0 => Some(Some(verifier)),
+            Ok(verifier) if added > 0 => match &t.client_allowed_sans {
+                Some(sans) => Some(Some(Arc::new(tls::server::AllowedSans {
+                    inner: verifier,
+                    allowed: sans.value.clone(),
+                }))),
+                None => Some(Some(verifier)),
+            },
             _ => {
                 let message = format!("{what} holds no usable CA certificate");
                 self.problem(&at, "tls_server_config.client_ca_file", message);

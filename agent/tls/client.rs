@@ -234,7 +234,10 @@ impl TlsSettings {
             (None, SslMode::VerifyCa | SslMode::VerifyFull) => {
                 return Err(TlsError::NoRootCert(mode.as_str()));
             }
-            (None, _) => Arc::new(EncryptionOnly(provider.clone())),
+            (None, _) => Arc::new(Lenient {
+                provider: provider.clone(),
+                chain: None,
+            }),
             (Some(path), _) => {
                 let mut roots = RootCertStore::empty();
                 let (added, _) = roots.add_parsable_certificates(read_certificates(path)?);
@@ -251,7 +254,10 @@ impl TlsSettings {
                 } else {
                     // libpq: `require` (and `prefer`) with a root certificate check the chain as
                     // `verify-ca` does.
-                    Arc::new(ChainOnly(full))
+                    Arc::new(Lenient {
+                        provider: provider.clone(),
+                        chain: Some(full),
+                    })
                 }
             }
         };
@@ -363,62 +369,18 @@ fn extract_pairs(dsn: &str, settings: &mut TlsSettings) -> Result<String, Option
     Ok(kept.trim_end().to_string())
 }
 
-/// `require` without a root certificate: the link is encrypted and the handshake's signatures
-/// are checked, but any certificate is accepted, as libpq does.
+/// libpq's weaker checks: `chain: None` (`require` without a root certificate) accepts any
+/// certificate, as libpq does; `chain: Some` (`verify-ca`) wants the chain to lead to a trusted
+/// root, validity dates included, and leaves the name unchecked. webpki checks the chain before
+/// the name, so a name error means the chain passed. Either way the link is encrypted and the
+/// handshake's signatures are checked.
 #[derive(Debug)]
-struct EncryptionOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptionOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Lenient {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-/// `verify-ca`: the chain must lead to a trusted root, validity dates included; the name is not
-/// checked. webpki checks the chain before the name, so a name error means the chain passed.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -427,10 +389,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -444,7 +406,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -453,11 +416,14 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

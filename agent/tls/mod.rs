@@ -1,9 +1,10 @@
 //! TLS without OpenSSL, for both ends: rustls on the ring provider. The agent is a TLS client
 //! of its targets ([`client`], libpq's `sslmode`) and a TLS server on its listener (built from
-//! the web config). PEM files are read here, with errors that name the file and never show what
+//! the web config, with [`server`]'s additions). PEM files are read here, with errors that name the file and never show what
 //! is in it: a key file's content is a secret.
 
 pub mod client;
+pub mod server;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,6 +123,9 @@ pub fn certificate_problem(error: &RustlsError) -> Option<String> {
                 "not issued for this purpose".to_string()
             }
             CertificateError::BadEncoding => "malformed certificate".to_string(),
+            CertificateError::ApplicationVerificationFailure => {
+                "none of its subject alternative names is allowed".to_string()
+            }
             other => format!("{other:?}"),
         },
         RustlsError::NoCertificatesPresented => "no certificate presented".to_string(),

@@ -498,6 +498,24 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_poolwatch")
 }
 
+/// `poolwatch validate --config PATH`: its exit code and what it wrote on stderr.
+pub fn validate(path: &Path) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+/// The shared PgBouncer's admin console as a `--target` argument, password included.
+pub fn pgbouncer_target() -> String {
+    format!(
+        "pgbouncer=postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
+        pgbouncer_port()
+    )
+}
+
 /// The agent binary running `poolwatch run`, its log kept in a file. Killed when dropped.
 pub struct Agent {
     pub addr: SocketAddr,

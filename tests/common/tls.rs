@@ -74,6 +74,19 @@ impl Authority {
     }
 }
 
+/// A web config next to `ca`'s files: TLS with a certificate for 127.0.0.1, and one bcrypt
+/// user. Returns its path and the user's hash.
+pub fn tls_and_user(ca: &Authority, user: &str, password: &str, cost: u32) -> (PathBuf, String) {
+    ca.issue("agent", &["127.0.0.1"]);
+    let hash = bcrypt::hash(password, cost).unwrap();
+    let web = ca.dir.path().join("web.yml");
+    let text = format!(
+        "tls_server_config:\n  cert_file: agent.crt\n  key_file: agent.key\nbasic_auth_users:\n  {user}: {hash}\n"
+    );
+    std::fs::write(&web, text).unwrap();
+    (web, hash)
+}
+
 /// How a test reaches the agent: plain or HTTPS (trusting `ca`), with a client certificate or
 /// basic auth credentials.
 #[derive(Clone, Debug, Default)]

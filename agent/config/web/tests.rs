@@ -94,3 +94,14 @@ fn the_example_file_parses_once_its_certificates_exist() {
         .unwrap();
     assert!(bcrypt::verify("change-me", hash).unwrap());
 }
+
+#[test]
+fn allowed_sans_need_a_verifying_client_auth_type() {
+    let found = problems(
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n  client_allowed_sans: [scraper.example]\n",
+    );
+    assert!(
+        found.contains(&"/etc/poolwatch/web.yml:4:24: tls_server_config.client_allowed_sans: needs a client_auth_type that verifies client certificates".to_string()),
+        "{found:?}"
+    );
+}
