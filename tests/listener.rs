@@ -203,3 +203,28 @@ fn client_certificates_when_required() {
         assert!(log.contains(refusal), "{refusal}: {log}");
     }
 }
+
+#[test]
+fn validate_checks_the_web_config_a_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "basic_auth_users:\n  prometheus: plaintext-is-not-a-hash\n",
+    )
+    .unwrap();
+    let config = dir.path().join("poolwatch.yaml");
+    std::fs::write(
+        &config,
+        "web_config_file: web.yml\ntargets:\n  - type: pgbouncer\n    url: postgres://pgbouncer@127.0.0.1:6432/pgbouncer\n",
+    )
+    .unwrap();
+    let (code, stderr) = crate::common::validate(&config);
+    assert_eq!(code, Some(2), "{stderr}");
+    let expected = format!(
+        "{}:2:15: basic_auth_users.prometheus: not a bcrypt hash",
+        web.display()
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert!(!stderr.contains("plaintext-is-not-a-hash"), "{stderr}");
+}

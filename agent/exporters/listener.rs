@@ -30,14 +30,6 @@ pub type WebConfigs = watch::Receiver<Arc<WebConfig>>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A web config that never changes (tests, and a run without a web config file).
-pub fn fixed(config: WebConfig) -> WebConfigs {
-    let (sender, receiver) = watch::channel(Arc::new(config));
-    // The receiver keeps the last value once the sender is gone.
-    drop(sender);
-    receiver
-}
-
 /// Serves `app` on `listener` under the web config until the future is dropped.
 pub async fn serve(listener: TcpListener, app: Router, web: WebConfigs) -> io::Result<()> {
     let guard = Arc::new(Guard {
