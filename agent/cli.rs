@@ -31,6 +31,10 @@ pub enum Command {
         /// Address to serve on (overrides `listen` in the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// exporter-toolkit web config (TLS, basic auth, headers) for every endpoint
+        /// (overrides `web_config_file` in the config).
+        #[arg(long, value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Check a config file (and the rule files it names) and print every problem in it.
     Validate {
@@ -87,7 +91,11 @@ pub enum ExportFormat {
 /// Runs the parsed command; the process exit code comes back.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { targets, listen } => commands::run::run(targets, listen),
+        Command::Run {
+            targets,
+            listen,
+            web_config_file,
+        } => commands::run::run(targets, listen, web_config_file),
         Command::Validate { config } => Ok(commands::validate::validate(&config)),
         Command::Check {
             targets,

@@ -478,7 +478,7 @@ pub static CATALOGUE: &[Family] = &[
         Gauge,
         &["kind"],
         Read::Agent,
-        "Unix time of the last successful load of the config or rule files.",
+        "Unix time of the last successful load of the config, rule or web config files.",
     ),
     family(
         "poolwatch_reload_successful",
@@ -487,7 +487,7 @@ pub static CATALOGUE: &[Family] = &[
         Gauge,
         &["kind"],
         Read::Agent,
-        "1 if the last load of the config or rule files succeeded; 0 while a broken file is ignored.",
+        "1 if the last load of the config, rule or web config files succeeded; 0 while a broken file is ignored.",
     ),
     family(
         "poolwatch_rule_evaluation_duration_seconds",
@@ -523,7 +523,7 @@ pub static CATALOGUE: &[Family] = &[
         Counter,
         &["kind"],
         Read::Agent,
-        "Failed samples of the target by kind: connect, auth, query, protocol, timeout.",
+        "Failed samples of the target by kind: connect, auth, query, protocol, timeout, certificate, tls.",
     ),
     family(
         "poolwatch_target_last_success_timestamp_seconds",

@@ -21,3 +21,4 @@ pub mod sources;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -1,15 +1,17 @@
-//! Hot reload: the config file and the rule files are watched (notify); a change is loaded and
-//! checked in full, and only a good version replaces the running one. A broken file is logged
-//! with its file and line and shows in `poolwatch_reload_successful`, while the last good
-//! version keeps running.
+//! Hot reload: the config file, the rule files and the web config (with the certificates it
+//! names) are watched (notify); a change is loaded and checked in full, and only a good version
+//! replaces the running one. A broken file is logged with its file and line and shows in
+//! `poolwatch_reload_successful`, while the last good version keeps running.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::TargetArgs;
+use crate::config::web::WebConfig;
 use crate::rules::files::{self, RuleSet};
 use crate::scheduler::Agent;
 
@@ -67,6 +69,27 @@ pub struct Reloader {
     rule_paths: Vec<PathBuf>,
     config_text: Option<String>,
     rules_text: String,
+    web: Option<WebReload>,
+}
+
+/// The web config file, what was read of it and its files last, and the listeners' watch.
+struct WebReload {
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    seen: Vec<u8>,
+    updates: watch::Sender<Arc<WebConfig>>,
+}
+
+/// Everything a web config was read from: a certificate renewed in place is a change too.
+fn fingerprint(files: &[PathBuf]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for file in files {
+        all.extend_from_slice(file.as_os_str().as_encoded_bytes());
+        all.push(0);
+        all.extend(std::fs::read(file).unwrap_or_default());
+        all.push(0);
+    }
+    all
 }
 
 fn read_all(paths: &[PathBuf]) -> String {
@@ -95,7 +118,25 @@ impl Reloader {
             rule_paths,
             config_text,
             rules_text,
+            web: None,
         }
+    }
+
+    /// Also reloads the web config at `path`, whose current version `updates` holds.
+    pub fn with_web_config(
+        mut self,
+        path: PathBuf,
+        updates: watch::Sender<Arc<WebConfig>>,
+    ) -> Reloader {
+        let files = updates.borrow().files.clone();
+        let seen = fingerprint(&files);
+        self.web = Some(WebReload {
+            path,
+            files,
+            seen,
+            updates,
+        });
+        self
     }
 
     /// Everything to watch.
@@ -105,11 +146,43 @@ impl Reloader {
             .iter()
             .cloned()
             .chain(self.rule_paths.iter().cloned())
+            .chain(self.web.iter().flat_map(|w| w.files.iter().cloned()))
             .collect()
+    }
+
+    fn reload_web_config(&mut self, agent: &Agent) {
+        let Some(web) = &mut self.web else {
+            return;
+        };
+        let seen = fingerprint(&web.files);
+        if seen == web.seen {
+            return;
+        }
+        web.seen = seen;
+        match WebConfig::load(&web.path) {
+            Ok(config) => {
+                tracing::info!(
+                    tls = config.tls.is_some(),
+                    users = config.users.len(),
+                    "web config reloaded"
+                );
+                web.files = config.files.clone();
+                web.seen = fingerprint(&web.files);
+                web.updates.send_replace(Arc::new(config));
+                agent.reload_succeeded("web_config");
+            }
+            Err(problems) => {
+                tracing::error!(
+                    "web config not reloaded, the previous one keeps serving:\n{problems}"
+                );
+                agent.reload_failed("web_config", problems.to_string());
+            }
+        }
     }
 
     /// Loads what changed and hands the agent what is good.
     pub fn reload(&mut self, agent: &Agent) {
+        self.reload_web_config(agent);
         if let Some(path) = &self.args.config {
             let text = std::fs::read_to_string(path).ok();
             if text != self.config_text {

@@ -40,6 +40,7 @@ enum Control {
     Config(Box<Config>),
     Rules(RuleSet),
     Failed { kind: &'static str, error: String },
+    Succeeded { kind: &'static str },
 }
 
 /// The running agent; dropping it stops every task.
@@ -107,6 +108,11 @@ impl Agent {
     /// Swaps the rule set; unchanged rules keep their alerts.
     pub fn reload_rules(&self, rules: RuleSet) {
         let _ = self.control.send(Control::Rules(rules));
+    }
+
+    /// Records that `kind` (`web_config`, loaded outside the scheduler) was (re)loaded.
+    pub fn reload_succeeded(&self, kind: &'static str) {
+        let _ = self.control.send(Control::Succeeded { kind });
     }
 
     /// Records that a reload of `kind` (`config`, `rules`) failed; the old version stays.
@@ -342,6 +348,7 @@ impl Aggregator {
                 self.spawn_targets(previous);
                 self.reload_succeeded("config");
             }
+            Control::Succeeded { kind } => self.reload_succeeded(kind),
             Control::Failed { kind, error } => {
                 let status = self.agent.reloads.entry(kind).or_default();
                 status.successful = false;

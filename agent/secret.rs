@@ -1,35 +1,92 @@
 //! Secrets never leave this module in readable form: a connection's password lives in
 //! [`Connection`], whose `Debug` and `Display` print the endpoint without it, and every message
 //! built from a driver error is passed through [`Connection::scrub`] before anyone sees it.
+//! Its TLS settings travel with it: the driver does not know libpq's `sslrootcert` and the
+//! others, so they are taken out of the connection string here.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// A database connection: the driver's config (password included) and how to show it safely.
+use crate::config::Env;
+use crate::tls::client::{self, TlsSettings};
+
+const INVALID: &str =
+    "not a valid connection string (expected postgres://user@host:port/dbname or key=value pairs)";
+
+/// A database connection: the driver's config (password included), its TLS settings, and how to
+/// show it safely.
 #[derive(Clone)]
 pub struct Connection {
     config: tokio_postgres::Config,
     endpoint: String,
+    tls: TlsSettings,
 }
 
 impl Connection {
-    /// Parses a URL (`postgres://user:pw@host:port/db`) or key=value string. The error never
-    /// echoes the input, which may hold a password.
+    /// Parses a URL (`postgres://user:pw@host:port/db?sslmode=…`) or key=value string. The error
+    /// never echoes the input, which may hold a password.
     pub fn parse(dsn: &str) -> Result<Connection, String> {
-        let config = tokio_postgres::Config::from_str(dsn).map_err(|_| {
-            "not a valid connection string (expected postgres://user@host:port/dbname or \
-             key=value pairs)"
-                .to_string()
-        })?;
+        let (rest, tls) = client::extract(dsn)
+            .map_err(|e| e.map_or_else(|| INVALID.to_string(), |e| e.to_string()))?;
+        let config = tokio_postgres::Config::from_str(&rest).map_err(|_| INVALID.to_string())?;
         if config.get_hosts().is_empty() {
             return Err("the connection string names no host".to_string());
         }
-        Ok(Connection::from_config(config))
+        let endpoint = endpoint_of(&config);
+        let mut connection = Connection {
+            config,
+            endpoint,
+            tls,
+        };
+        connection.apply_tls();
+        Ok(connection)
     }
 
-    fn from_config(config: tokio_postgres::Config) -> Connection {
-        let endpoint = endpoint_of(&config);
-        Connection { config, endpoint }
+    /// Completes the TLS settings the connection string left unset, from the target's config
+    /// (`configured`, paths already resolved) and then libpq's environment (`PGSSLMODE`…), and
+    /// checks the result, reading the files it names. Giving one parameter both in the string
+    /// and in the config is an error.
+    pub fn complete_tls(&mut self, configured: TlsSettings, env: Env) -> Result<(), String> {
+        if let Some(key) = self.tls.overlap(&configured) {
+            return Err(client::TlsError::Twice(key).to_string());
+        }
+        let from_env =
+            TlsSettings::from_env(env).map_err(|(var, error)| format!("{var}: {error}"))?;
+        self.tls = self.tls.clone().or(configured).or(from_env);
+        self.apply_tls();
+        self.tls.check().map_err(|e| e.to_string())
+    }
+
+    fn apply_tls(&mut self) {
+        let mode = if self.unix_only() {
+            tokio_postgres::config::SslMode::Disable
+        } else {
+            self.tls.driver_mode()
+        };
+        self.config.ssl_mode(mode);
+    }
+
+    /// libpq uses no TLS on Unix-domain sockets, whatever sslmode says.
+    fn unix_only(&self) -> bool {
+        use tokio_postgres::config::Host;
+        self.config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)))
+    }
+
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    /// The TLS connector for a new connection (its files read now); `None`: plain.
+    pub fn tls_connector(
+        &self,
+    ) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, client::TlsError> {
+        if self.unix_only() {
+            return Ok(None);
+        }
+        self.tls.connector()
     }
 
     pub fn has_password(&self) -> bool {

@@ -1,16 +1,23 @@
 //! `poolwatch run`: the agent, with hot reload of its config and rule files.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::config::TargetArgs;
+use crate::config::web::WebConfig;
 use crate::exporters::http;
 use crate::reload::{self, Reloader};
 use crate::scheduler::{Agent, Options};
 
-pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: TargetArgs,
+    listen: Option<SocketAddr>,
+    web_config_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let mut config = match args.load() {
         Ok(config) => config,
         Err(problems) => {
@@ -32,6 +39,17 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             return Ok(ExitCode::from(2));
         }
     };
+    let web_path = web_config_file.or_else(|| config.web_config_file.clone());
+    let web = match &web_path {
+        None => WebConfig::default(),
+        Some(path) => match WebConfig::load(path) {
+            Ok(web) => web,
+            Err(problems) => {
+                eprintln!("{problems}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
     crate::telemetry::install();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -43,12 +61,19 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         let agent = Agent::start(&config, Options { rules, hold: true });
         tracing::info!(
             %address,
+            tls = web.tls.is_some(),
+            basic_auth = !web.users.is_empty(),
             targets = config.targets.len(),
             rules = rule_count,
             interval = %humantime::format_duration(config.sample_interval),
             "poolwatch serving /metrics, /healthz, /api/v1/health"
         );
+        let (web_updates, web_configs) = tokio::sync::watch::channel(Arc::new(web));
         let mut reloader = Reloader::new(args, rule_paths);
+        if let Some(path) = web_path {
+            agent.reload_succeeded("web_config");
+            reloader = reloader.with_web_config(path, web_updates);
+        }
         let (_watcher, mut changes) =
             reload::watch(&reloader.paths()).context("watching the config and rule files")?;
         let reloads = async {
@@ -58,7 +83,7 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             std::future::pending::<()>().await;
         };
         tokio::select! {
-            served = http::serve(listener, agent.subscribe()) => served.context("serving HTTP")?,
+            served = http::serve(listener, agent.subscribe(), web_configs) => served.context("serving HTTP")?,
             _ = reloads => {}
             _ = shutdown() => tracing::info!("shutting down"),
         }

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod diagnostics;
 pub mod templates;
+pub mod web;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use templates::{POOL_SIZE_ENV, Template};
 
 use crate::model::{Labels, PoolLimits, SourceKind};
 use crate::secret::Connection;
+use crate::tls::client::TlsSettings;
 
 /// The password a `--target` URL without one takes, as in libpq.
 pub const PASSWORD_ENV: &str = "PGPASSWORD";
@@ -57,6 +59,9 @@ struct FileEntry {
     rules: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
+    /// exporter-toolkit's web config (TLS, basic auth, headers) for every listener, relative to
+    /// this file. Default: none (plain HTTP, no auth).
+    web_config_file: Option<Spanned<PathBuf>>,
 }
 
 /// One target in the file format.
@@ -81,6 +86,9 @@ pub struct TargetEntry {
     pool_key: Option<Spanned<PoolKey>>,
     /// Pool limits the source cannot see for itself (an application pool's pool_size).
     limits: Option<Spanned<LimitsEntry>>,
+    /// TLS to the target, in libpq's terms (sslmode, sslrootcert, sslcert, sslkey); paths
+    /// relative to this file.
+    tls: Option<Spanned<TlsSettings>>,
 }
 
 /// Pool limits in the spec's terms; any not given come from `template`.
@@ -132,6 +140,8 @@ pub struct Config {
     /// Rule files and directories; empty: the rules shipped in the binary.
     pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
+    /// exporter-toolkit's web config file for the listeners, if any.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// One checked target.
@@ -173,16 +183,7 @@ pub fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path, env: Env) -> Result<Config, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic {
-                origin: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Config::from_yaml(path, &text, env)
+        Config::from_yaml(path, &diagnostics::read_file(path)?, env)
     }
 
     /// Checks a config given as text; `origin` names it in errors and anchors relative paths.
@@ -247,6 +248,10 @@ impl Config {
             // password out of the process list.
             if let (false, Some(password)) = (connection.has_password(), env(PASSWORD_ENV)) {
                 connection.set_password(&password);
+            }
+            if let Err(e) = connection.complete_tls(TlsSettings::default(), env) {
+                problems.push(arg_problem(&e));
+                continue;
             }
             let name = unique_name(kind, &names);
             names.insert(name.clone());
@@ -326,13 +331,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
-        self.problems.push(Diagnostic {
-            origin: self.origin.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: field.to_string(),
-            message: message.into(),
-        });
+        self.problems
+            .push(Diagnostic::at(self.origin, at, field, message));
     }
 
     fn config(&mut self, file: FileEntry) -> Config {
@@ -393,7 +393,18 @@ impl Checker<'_> {
             .enumerate()
             .filter_map(|(i, entry)| self.target(i, entry, template.as_ref(), &mut names))
             .collect();
+        let web_config_file = file.web_config_file.as_ref().and_then(|p| {
+            let path = self.base.join(&p.value);
+            if path.is_file() {
+                Some(path)
+            } else {
+                let message = format!("{} is not a readable file", path.display());
+                self.problem(p, "web_config_file", message);
+                None
+            }
+        });
         Config {
+            web_config_file,
             listen: file
                 .listen
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
@@ -470,6 +481,18 @@ impl Checker<'_> {
         let password = self.password(&entry, &field, connection.as_ref());
         if let (Some(c), Some(pw)) = (connection.as_mut(), password) {
             c.set_password(&pw);
+        }
+        if let Some(c) = connection.as_mut() {
+            let configured = entry
+                .tls
+                .as_ref()
+                .map(|t| t.value.clone().relative_to(self.base));
+            if let Err(e) = c.complete_tls(configured.unwrap_or_default(), self.env) {
+                match &entry.tls {
+                    Some(at) => self.problem(at, &field("tls"), e),
+                    None => self.problem(&entry.url, &field("url"), e),
+                }
+            }
         }
         let labels = entry
             .labels

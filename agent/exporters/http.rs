@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use serde::Serialize;
 
-use crate::exporters::prometheus;
+use crate::exporters::{listener, prometheus};
 use crate::model::{PoolFigures, SourceKind};
 use crate::status::Published;
 
@@ -34,9 +34,13 @@ pub fn router(published: Shared) -> Router {
         .with_state(published)
 }
 
-/// Serves until the future is dropped.
-pub async fn serve(listener: TcpListener, published: Shared) -> std::io::Result<()> {
-    axum::serve(listener, router(published)).await
+/// Serves until the future is dropped, under the web config (TLS, basic auth, headers).
+pub async fn serve(
+    listener: TcpListener,
+    published: Shared,
+    web: listener::WebConfigs,
+) -> std::io::Result<()> {
+    listener::serve(listener, router(published), web).await
 }
 
 fn latest(state: &Shared) -> Arc<Published> {

@@ -1,5 +1,7 @@
 //! Ways out of the agent: the Prometheus exposition and the HTTP server that serves it with the
-//! JSON API.
+//! JSON API, and what every listener puts in front of its router (TLS, basic auth).
 
+pub mod basic_auth;
 pub mod http;
+pub mod listener;
 pub mod prometheus;

@@ -28,15 +28,23 @@ pub enum ErrorKind {
     Protocol,
     /// The sample did not finish before its deadline.
     Timeout,
+    /// A certificate check failed (the server's, or ours as the server judged it), or a
+    /// certificate or key file could not be used.
+    Certificate,
+    /// TLS failed otherwise: the server refused it under `sslmode=require` or later, or the
+    /// handshake broke.
+    Tls,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::Auth,
         ErrorKind::Query,
         ErrorKind::Protocol,
         ErrorKind::Timeout,
+        ErrorKind::Certificate,
+        ErrorKind::Tls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +54,8 @@ impl ErrorKind {
             ErrorKind::Query => "query",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Certificate => "certificate",
+            ErrorKind::Tls => "tls",
         }
     }
 }

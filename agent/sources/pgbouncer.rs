@@ -132,8 +132,11 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             });
         };
         let v = row.read(POOLS);
-        client_connections +=
-            v.count("cl_active").unwrap_or(0) + v.count("cl_waiting").unwrap_or(0);
+        // Saturating: a counter PgBouncer garbles must not overflow the agent.
+        client_connections = [v.count("cl_active"), v.count("cl_waiting")]
+            .into_iter()
+            .flatten()
+            .fold(client_connections, u64::saturating_add);
         if database == ADMIN_DATABASE {
             continue;
         }
@@ -158,7 +161,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
         let (opened, closed) = churn.totals(&pool);
         let idle = match (v.count("sv_idle"), v.count("sv_used")) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
         };
         let oldest_wait = match (v.get("maxwait"), v.get("maxwait_us")) {
             (None, None) => None,

@@ -88,6 +88,12 @@ struct Tally {
     pids: HashSet<String>,
 }
 
+/// A number of seconds; text that is not a finite number is absent.
+fn seconds(text: Option<&str>) -> Option<f64> {
+    text.and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+}
+
 /// Maps `pg_stat_activity` rows and server settings to pools (pure but for the churn baseline).
 pub fn map(
     activity: &Rows,
@@ -117,10 +123,7 @@ pub fn map(
             Some("idle in transaction" | "idle in transaction (aborted)") => {
                 tally.used += 1;
                 tally.idle_in_transaction += 1;
-                if let Some(idle) = row
-                    .text(&["state_seconds"])
-                    .and_then(|a| a.parse::<f64>().ok())
-                {
+                if let Some(idle) = seconds(row.text(&["state_seconds"])) {
                     tally.oldest_idle_in_transaction = tally.oldest_idle_in_transaction.max(idle);
                 }
             }
@@ -131,10 +134,7 @@ pub fn map(
         if row.text(&["wait_event_type"]) == Some("Lock") {
             tally.lock_waits += 1;
         }
-        if let Some(age) = row
-            .text(&["age_seconds"])
-            .and_then(|a| a.parse::<f64>().ok())
-        {
+        if let Some(age) = seconds(row.text(&["age_seconds"])) {
             tally.oldest_age = Some(tally.oldest_age.map_or(age, |o: f64| o.max(age)));
         }
         let database = row.text(&["datname"]).map(str::to_string);

@@ -6,6 +6,7 @@
 
 pub mod exposition;
 pub mod healthy_load;
+pub mod tls;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -304,8 +305,24 @@ pub struct Postgres {
     dir: tempfile::TempDir,
 }
 
+/// TLS on a private cluster: the server's certificate, and the CA whose client certificates
+/// the role `certuser` must log in with (`hostssl … cert`).
+pub struct ServerTls<'a> {
+    pub server: &'a tls::Issued,
+    pub client_ca: &'a Path,
+}
+
 impl Postgres {
     pub fn start(database: &str) -> Postgres {
+        Postgres::start_with(database, None)
+    }
+
+    /// As [`Postgres::start`], with `ssl = on`.
+    pub fn with_tls(database: &str, tls: &ServerTls) -> Postgres {
+        Postgres::start_with(database, Some(tls))
+    }
+
+    fn start_with(database: &str, tls: Option<&ServerTls>) -> Postgres {
         let bin = PathBuf::from(
             std::env::var("POOLWATCH_PG_BIN")
                 .expect("POOLWATCH_PG_BIN is set (eval \"$(scripts/services.sh env)\")"),
@@ -349,11 +366,39 @@ impl Postgres {
                 "--locale=C",
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
              -c fsync=off -c max_connections=100",
             dir.path().display()
         );
+        if let Some(tls) = tls {
+            // The server reads its key only if the postgres user owns it, mode 0600.
+            let copy = |from: &Path, name: &str| {
+                let to = dir.path().join(name);
+                std::fs::copy(from, &to).unwrap();
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .unwrap();
+                if let Some((uid, gid)) = postgres_ids() {
+                    std::os::unix::fs::chown(&to, Some(uid), Some(gid)).unwrap();
+                }
+                to.display().to_string()
+            };
+            let (cert, key) = (
+                copy(&tls.server.cert, "server.crt"),
+                copy(&tls.server.key, "server.key"),
+            );
+            let ca = copy(tls.client_ca, "client-ca.crt");
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key} -c ssl_ca_file={ca}"
+            ));
+            let hba = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(
+                &hba,
+                format!("hostssl all certuser 127.0.0.1/32 cert\n{rest}"),
+            )
+            .unwrap();
+        }
         let log = dir.path().join("postgres.log");
         run(
             "pg_ctl",
@@ -390,6 +435,8 @@ impl Postgres {
                 "-c",
                 "CREATE ROLE mdm LOGIN",
                 "-c",
+                "CREATE ROLE certuser LOGIN IN ROLE pg_monitor",
+                "-c",
                 &create,
             ],
         );
@@ -399,6 +446,33 @@ impl Postgres {
     /// The monitoring role's URL (trust authentication: no password).
     pub fn monitor_url(&self) -> String {
         format!("postgres://monitor@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs `sql` as the superuser over the Unix socket; the rows as psql's unaligned output.
+    pub fn query(&self, sql: &str) -> String {
+        let bin = PathBuf::from(std::env::var("POOLWATCH_PG_BIN").unwrap());
+        let mut command = Command::new(bin.join("psql"));
+        command
+            .args(["-h", self.dir.path().to_str().unwrap()])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-qAt",
+                "-c",
+                sql,
+            ]);
+        if let Some((uid, gid)) = postgres_ids() {
+            command.uid(uid).gid(gid);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 
@@ -424,11 +498,31 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_poolwatch")
 }
 
+/// `poolwatch validate --config PATH`: its exit code and what it wrote on stderr.
+pub fn validate(path: &Path) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+/// The shared PgBouncer's admin console as a `--target` argument, password included.
+pub fn pgbouncer_target() -> String {
+    format!(
+        "pgbouncer=postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
+        pgbouncer_port()
+    )
+}
+
 /// The agent binary running `poolwatch run`, its log kept in a file. Killed when dropped.
 pub struct Agent {
     pub addr: SocketAddr,
     pub child: Child,
     dir: tempfile::TempDir,
+    /// How `get` reaches the agent (TLS, credentials).
+    pub access: tls::Access,
 }
 
 impl Agent {
@@ -442,17 +536,28 @@ impl Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("poolwatch.yaml");
         std::fs::write(&path, config).unwrap();
-        Agent::start_with(dir, &["run", "--config", path.to_str().unwrap()], level)
+        let args = ["run", "--config", path.to_str().unwrap()];
+        Agent::start_with(dir, &args, level, tls::Access::default())
     }
 
     /// Runs `poolwatch run` with these arguments (plus `--listen`).
     pub fn start_args(args: &[&str]) -> Agent {
-        let mut all = vec!["run"];
-        all.extend_from_slice(args);
-        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug")
+        Agent::start_secured(args, tls::Access::default())
     }
 
-    fn start_with(dir: tempfile::TempDir, args: &[&str], level: &str) -> Agent {
+    /// As [`Agent::start_args`], for an agent reached through `access` (its web config).
+    pub fn start_secured(args: &[&str], access: tls::Access) -> Agent {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug", access)
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        level: &str,
+        access: tls::Access,
+    ) -> Agent {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         // POOLWATCH_AGENT_WRAPPER runs the agent under a profiler (e.g. valgrind's massif).
@@ -468,7 +573,12 @@ impl Agent {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut agent = Agent { addr, child, dir };
+        let mut agent = Agent {
+            addr,
+            child,
+            dir,
+            access,
+        };
         wait_for(
             Duration::from_secs(20),
             "the agent to serve /healthz",
@@ -487,15 +597,7 @@ impl Agent {
 
     /// GET a path: (status, body).
     pub fn get(&self, path: &str) -> Result<(u16, String), ureq::Error> {
-        let url = format!("http://{}{}", self.addr, path);
-        let mut response = ureq::get(&url)
-            .config()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .build()
-            .call()?;
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string()?;
+        let (status, _, body) = self.access.get(self.addr, path)?;
         Ok((status, body))
     }
 
