@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod diagnostics;
+pub mod receiver;
 pub mod templates;
 
 use std::collections::{BTreeMap, HashSet};
@@ -16,6 +17,7 @@ use serde_saphyr::Spanned;
 
 pub use args::TargetArgs;
 pub use diagnostics::{Diagnostic, Diagnostics};
+pub use receiver::ReceiverConfig;
 use templates::{POOL_SIZE_ENV, Template};
 
 use crate::model::{Labels, PoolLimits, SourceKind};
@@ -57,6 +59,8 @@ struct FileEntry {
     rules: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
+    /// The OTLP receiver for pools that applications report themselves. On by default.
+    otlp_receiver: Option<receiver::ReceiverEntry>,
 }
 
 /// One target in the file format.
@@ -132,6 +136,7 @@ pub struct Config {
     /// Rule files and directories; empty: the rules shipped in the binary.
     pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
+    pub otlp_receiver: ReceiverConfig,
 }
 
 /// One checked target.
@@ -149,7 +154,12 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceConfig {
     Pgbouncer,
-    Postgres { pool_key: PoolKey },
+    Postgres {
+        pool_key: PoolKey,
+    },
+    /// The pools applications push to the OTLP receiver: a built-in target, there whenever the
+    /// receiver is enabled.
+    Otlp,
 }
 
 impl SourceConfig {
@@ -157,9 +167,13 @@ impl SourceConfig {
         match self {
             SourceConfig::Pgbouncer => SourceKind::Pgbouncer,
             SourceConfig::Postgres { .. } => SourceKind::Postgres,
+            SourceConfig::Otlp => SourceKind::Otlp,
         }
     }
 }
+
+/// The name of the receiver's built-in target (the `target` label of pushed pools).
+pub const OTLP_TARGET: &str = "otlp";
 
 /// Reads what the config may take from the environment (passwords, `MDM_POOL_SIZE`); injected so
 /// tests do not touch the process environment.
@@ -387,12 +401,22 @@ impl Checker<'_> {
             })
             .collect();
         let mut names = HashSet::new();
-        let targets = file
+        let mut targets: Vec<Target> = file
             .targets
             .into_iter()
             .enumerate()
             .filter_map(|(i, entry)| self.target(i, entry, template.as_ref(), &mut names))
             .collect();
+        let otlp_receiver = self.receiver(file.otlp_receiver);
+        if otlp_receiver.enabled {
+            targets.push(Target {
+                name: unique_name(OTLP_TARGET, &names),
+                source: SourceConfig::Otlp,
+                connection: Connection::none("otlp (pushed by applications)"),
+                labels: Labels::new(),
+                limits: PoolLimits::default(),
+            });
+        }
         Config {
             listen: file
                 .listen
@@ -403,6 +427,7 @@ impl Checker<'_> {
             rate_window,
             rules,
             targets,
+            otlp_receiver,
         }
     }
 
@@ -496,6 +521,8 @@ impl Checker<'_> {
                     .as_ref()
                     .map_or(PoolKey::Database, |k| k.value),
             },
+            // Not a `type` the file format takes: the receiver's target is built in.
+            SourceKind::Otlp => return None,
         };
         let limits = self.limits(&entry, &field, kind, template);
         Some(Target {
@@ -725,10 +752,11 @@ mod tests {
         ];
         let config = Config::from_targets(&specs, &no_env).unwrap();
         let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, vec!["pgbouncer", "pgbouncer-2", "postgres"]);
+        // The receiver's built-in target comes with the defaults.
+        assert_eq!(names, vec!["otlp", "pgbouncer", "pgbouncer-2", "postgres"]);
         let pgpassword = |name: &str| (name == PASSWORD_ENV).then(|| "from-env".to_string());
         let config = Config::from_targets(&specs, &pgpassword).unwrap();
-        let password = config.targets[0].connection.driver_config().get_password();
+        let password = config.targets[1].connection.driver_config().get_password();
         assert_eq!(password, Some(&b"from-env"[..]));
         let bad = Config::from_targets(&["mysql=x".to_string()], &no_env).unwrap_err();
         assert!(bad.to_string().contains("unknown type `mysql`"), "{bad}");

@@ -1,6 +1,7 @@
 //! The HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the agent itself),
 //! `/api/v1/health` (per-pool health in the spec's shape), `/api/v1/alerts` (pending and firing
-//! alerts) and `/api/v1/targets` (self-telemetry).
+//! alerts) and `/api/v1/targets` (self-telemetry); and, with the receiver on, the OTLP
+//! `POST /v1/metrics` (see `receiver::http`).
 //! Handlers only read the last published state: they never wait for a target.
 
 use std::sync::Arc;
@@ -14,23 +15,32 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::exporters::prometheus;
+use crate::receiver::{self, Receiver};
 use crate::status::Published;
 
 type Shared = watch::Receiver<Arc<Published>>;
 
-pub fn router(published: Shared) -> Router {
-    Router::new()
+pub fn router(published: Shared, receiver: Option<Arc<Receiver>>) -> Router {
+    let own = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/health", get(health))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/alerts", get(alerts))
-        .with_state(published)
+        .with_state(published);
+    match receiver {
+        Some(receiver) => own.merge(receiver::http::routes(receiver)),
+        None => own,
+    }
 }
 
 /// Serves until the future is dropped.
-pub async fn serve(listener: TcpListener, published: Shared) -> std::io::Result<()> {
-    axum::serve(listener, router(published)).await
+pub async fn serve(
+    listener: TcpListener,
+    published: Shared,
+    receiver: Option<Arc<Receiver>>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(published, receiver)).await
 }
 
 fn latest(state: &Shared) -> Arc<Published> {

@@ -199,6 +199,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             ..ServerSample::default()
         },
         warnings,
+        gone: Vec::new(),
     })
 }
 

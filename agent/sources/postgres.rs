@@ -197,6 +197,7 @@ pub fn map(
             ..ServerSample::default()
         },
         warnings,
+        gone: Vec::new(),
     })
 }
 

@@ -72,6 +72,7 @@ fn snapshot() -> Snapshot {
             ..ServerSample::default()
         }),
         pools: vec![pool],
+        gone: vec![],
     };
     let down = TargetStatus {
         name: "pg".into(),
@@ -87,6 +88,7 @@ fn snapshot() -> Snapshot {
         warnings: vec![],
         server: None,
         pools: vec![],
+        gone: vec![],
     };
     Snapshot {
         targets: vec![up, down],
