@@ -922,11 +922,7 @@ fn pool_entry(
         all.insert(POOL_LABEL.into(), pool.latest.pool.clone());
         Arc::new(LabelSet::new(all))
     };
-    let key = {
-        let mut h = rustc_hash::FxBuildHasher.build_hasher();
-        (&pool.latest.pool, &pool.latest.labels).hash(&mut h);
-        h.finish()
-    };
+    let key = rustc_hash::FxBuildHasher.hash_one((&pool.latest.pool, &pool.latest.labels));
     match entry.pools.get_mut(&key) {
         Some(p) => {
             if p.pool != pool.latest.pool || p.from != pool.latest.labels {

@@ -264,11 +264,14 @@ fn value(
     m.get(name, &all)
 }
 
+/// A series' name, the labels beyond the pool's, and its value.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
 /// Every figure of the first report, as `/metrics` must show it.
 fn assert_first_report(m: &Exposition, pool: &str, instance: &str) {
     let l = labels(pool, instance);
     let get = |name: &str, extra: &[(&str, &str)]| value(m, name, &l, extra);
-    let expected: &[(&str, &[(&str, &str)], f64)] = &[
+    let expected: &[Expected] = &[
         (
             "db_client_connection_count",
             &[("db_client_connection_state", "used")],

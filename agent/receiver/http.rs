@@ -52,7 +52,7 @@ pub async fn serve(listener: TcpListener, receiver: Arc<Receiver>) -> std::io::R
     axum::serve(listener, routes(receiver)).await
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

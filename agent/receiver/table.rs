@@ -506,21 +506,20 @@ fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str
         .filter(|s| !s.is_empty())
 }
 
-fn point_count(metric: &Metric) -> u64 {
-    let n = match &metric.data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    };
-    n as u64
+/// The attributes of every data point of a metric, whatever its type.
+fn point_attributes(data: &Data) -> Vec<&[KeyValue]> {
+    match data {
+        Data::Gauge(g) => g.data_points.iter().map(|p| &p.attributes[..]).collect(),
+        Data::Sum(s) => s.data_points.iter().map(|p| &p.attributes[..]).collect(),
+        Data::Histogram(h) => h.data_points.iter().map(|p| &p.attributes[..]).collect(),
+        Data::ExponentialHistogram(h) => h.data_points.iter().map(|p| &p.attributes[..]).collect(),
+        Data::Summary(s) => s.data_points.iter().map(|p| &p.attributes[..]).collect(),
+    }
 }
 
-/// Whether a point says it carries no value (OTLP's FLAG_NO_RECORDED_VALUE).
-fn no_recorded_value(flags: u32) -> bool {
-    flags & 1 != 0
+/// Whether a point carries a value: OTLP's FLAG_NO_RECORDED_VALUE marks one that does not.
+fn has_value(flags: u32) -> bool {
+    flags & 1 == 0
 }
 
 fn ingest_metric(
@@ -531,7 +530,10 @@ fn ingest_metric(
     out: &mut Ingested,
 ) {
     let Some(mapping) = mapping::mapping(&metric.name) else {
-        out.ignored += point_count(metric);
+        out.ignored += metric
+            .data
+            .as_ref()
+            .map_or(0, |d| point_attributes(d).len() as u64);
         return;
     };
     let (scale, shape) = match mapping {
@@ -573,82 +575,51 @@ fn ingest_metric(
     };
     match (&metric.data, shape) {
         (Some(Data::Gauge(gauge)), Shape::Current) => {
-            for p in &gauge.data_points {
-                if no_recorded_value(p.flags) {
-                    continue;
-                }
+            for p in gauge.data_points.iter().filter(|p| has_value(p.flags)) {
                 each(&p.attributes, number(p, false, false));
             }
         }
         (Some(Data::Sum(sum)), Shape::Current | Shape::Counter) => {
-            let delta = match AggregationTemporality::try_from(sum.aggregation_temporality) {
-                Ok(AggregationTemporality::Delta) => true,
-                Ok(AggregationTemporality::Cumulative) => false,
-                _ => {
-                    for p in &sum.data_points {
-                        each(&p.attributes, Err(Refusal::UnspecifiedTemporality));
-                    }
-                    return;
-                }
-            };
+            let delta = is_delta(sum.aggregation_temporality);
             // An up-down counter's delta may be negative; nothing else may.
-            let may_be_negative = delta && shape == Shape::Current;
-            for p in &sum.data_points {
-                if no_recorded_value(p.flags) {
-                    continue;
-                }
-                each(&p.attributes, number(p, delta, may_be_negative));
+            let may_be_negative = delta == Some(true) && shape == Shape::Current;
+            for p in sum.data_points.iter().filter(|p| has_value(p.flags)) {
+                let point = delta
+                    .ok_or(Refusal::UnspecifiedTemporality)
+                    .and_then(|delta| number(p, delta, may_be_negative));
+                each(&p.attributes, point);
             }
         }
         (Some(Data::Histogram(histogram)), Shape::Histogram) => {
-            let delta = match AggregationTemporality::try_from(histogram.aggregation_temporality) {
-                Ok(AggregationTemporality::Delta) => true,
-                Ok(AggregationTemporality::Cumulative) => false,
-                _ => {
-                    for p in &histogram.data_points {
-                        each(&p.attributes, Err(Refusal::UnspecifiedTemporality));
-                    }
-                    return;
+            let delta = is_delta(histogram.aggregation_temporality);
+            for p in histogram.data_points.iter().filter(|p| has_value(p.flags)) {
+                let point = delta
+                    .ok_or(Refusal::UnspecifiedTemporality)
+                    .and_then(|delta| histogram_point(p, delta, scale));
+                each(&p.attributes, point);
+            }
+        }
+        (Some(data), _) => {
+            let reason = match data {
+                Data::ExponentialHistogram(_) if shape == Shape::Histogram => {
+                    Refusal::ExponentialHistogram
                 }
+                _ => Refusal::WrongType,
             };
-            for p in &histogram.data_points {
-                if no_recorded_value(p.flags) {
-                    continue;
-                }
-                each(&p.attributes, histogram_point(p, delta, scale));
-            }
-        }
-        (Some(Data::ExponentialHistogram(h)), Shape::Histogram) => {
-            for p in &h.data_points {
-                each(&p.attributes, Err(Refusal::ExponentialHistogram));
-            }
-        }
-        (Some(Data::Gauge(g)), _) => {
-            for p in &g.data_points {
-                each(&p.attributes, Err(Refusal::WrongType));
-            }
-        }
-        (Some(Data::Sum(s)), _) => {
-            for p in &s.data_points {
-                each(&p.attributes, Err(Refusal::WrongType));
-            }
-        }
-        (Some(Data::Histogram(h)), _) => {
-            for p in &h.data_points {
-                each(&p.attributes, Err(Refusal::WrongType));
-            }
-        }
-        (Some(Data::ExponentialHistogram(h)), _) => {
-            for p in &h.data_points {
-                each(&p.attributes, Err(Refusal::WrongType));
-            }
-        }
-        (Some(Data::Summary(s)), _) => {
-            for p in &s.data_points {
-                each(&p.attributes, Err(Refusal::WrongType));
+            for attributes in point_attributes(data) {
+                each(attributes, Err(reason));
             }
         }
         (None, _) => {}
+    }
+}
+
+/// Whether a sum or histogram is delta (`Some(true)`) or cumulative; `None` if unspecified.
+fn is_delta(temporality: i32) -> Option<bool> {
+    match AggregationTemporality::try_from(temporality) {
+        Ok(AggregationTemporality::Delta) => Some(true),
+        Ok(AggregationTemporality::Cumulative) => Some(false),
+        _ => None,
     }
 }
 
