@@ -208,20 +208,27 @@ fn throughput(
 const POOLS_PER_REQUEST: u64 = 100;
 const ROUNDS: u64 = 60;
 const REPORTING_POOLS: usize = 1000;
-const SCRAPES: usize = 200;
+const SCRAPES: usize = 100;
+
+/// `/metrics`, however large: 1,000 pools with three 24-bucket histograms each pass ureq's
+/// default limit of 10 MiB.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap()
+}
 
 fn scrape_latencies(addr: std::net::SocketAddr) -> (Duration, Duration, usize) {
-    let url = format!("http://{addr}/metrics");
     let mut latencies = Vec::with_capacity(SCRAPES);
     let mut bytes = 0;
     for _ in 0..SCRAPES {
         let start = Instant::now();
-        let body = ureq::get(&url)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
+        let body = scrape(addr);
         latencies.push(start.elapsed());
         bytes = body.len();
     }
@@ -231,7 +238,7 @@ fn scrape_latencies(addr: std::net::SocketAddr) -> (Duration, Duration, usize) {
 
 /// The otlp target's samples so far: (count, seconds in all).
 fn sample_durations(agent: &common::Agent) -> (f64, f64) {
-    let m = agent.metrics();
+    let m = common::exposition::Exposition::parse(&scrape(agent.addr));
     let get = |suffix: &str| {
         m.get(
             &format!("poolwatch_target_sample_duration_seconds_{suffix}"),
@@ -248,6 +255,59 @@ fn post(url: &str, body: &[u8]) {
         .send(body)
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+}
+
+/// Scrapes while one client pushes rounds of all pools every `pace` (none: no pushing), and
+/// prints the scrape latencies, the otlp target's sample duration and the points pushed.
+fn phase(agent: &common::Agent, url: &str, name: &str, pace: Option<Duration>) {
+    let pushing = Arc::new(AtomicBool::new(pace.is_some()));
+    let pushed = Arc::new(AtomicU64::new(0));
+    let pusher = {
+        let (pushing, pushed, url) = (pushing.clone(), pushed.clone(), url.to_string());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut round = 1000;
+            while pushing.load(Ordering::Relaxed) {
+                let began = Instant::now();
+                for first in (0..REPORTING_POOLS).step_by(POOLS_PER_REQUEST as usize) {
+                    let body = request(first, POOLS_PER_REQUEST as usize, round).encode_to_vec();
+                    post(&url, &body);
+                    pushed.fetch_add(
+                        POOLS_PER_REQUEST * POINTS_PER_POOL as u64,
+                        Ordering::Relaxed,
+                    );
+                }
+                round += 1;
+                let pause = pace.unwrap_or_default().saturating_sub(began.elapsed());
+                std::thread::sleep(pause);
+            }
+            started.elapsed()
+        })
+    };
+    let before = sample_durations(agent);
+    let (median, p99, bytes) = scrape_latencies(agent.addr);
+    let after = sample_durations(agent);
+    pushing.store(false, Ordering::Relaxed);
+    let took = pusher.join().unwrap();
+    let per_sample = if after.0 > before.0 {
+        Duration::from_secs_f64((after.1 - before.1) / (after.0 - before.0))
+    } else {
+        Duration::ZERO
+    };
+    let rate = match pace {
+        Some(_) => per_second(pushed.load(Ordering::Relaxed), took)
+            .trim()
+            .to_string(),
+        None => "nothing".into(),
+    };
+    println!(
+        "    {name:<26} /metrics ({:.0} KiB) median {} p99 {}; sample {} ({} samples); pushed {rate}",
+        bytes as f64 / 1024.0,
+        ms(median),
+        ms(p99),
+        ms(per_sample),
+        after.0 - before.0
+    );
 }
 
 fn ms(d: Duration) -> String {
@@ -273,7 +333,8 @@ fn main() {
     throughput("OTLP/JSON", &json, |b| serde_json::from_slice(b).unwrap());
 
     println!("\nThe agent with {REPORTING_POOLS} pools reporting every second over HTTP:");
-    let agent = common::Agent::start_logging("sample_interval: 1s\n", "warn");
+    // Short enough for several samples in each phase below.
+    let agent = common::Agent::start_logging("sample_interval: 2s\n", "warn");
     let pid = agent.child.id();
     let url = format!("http://{}/v1/metrics", agent.addr);
     let batches: Vec<Vec<Vec<u8>>> = (1..=20u64)
@@ -297,7 +358,8 @@ fn main() {
         }
         std::thread::sleep(Duration::from_secs(1).saturating_sub(round.elapsed()));
     }
-    let pools = agent.wait_metrics(Duration::from_secs(20), "1,000 pools", |m| {
+    let pools = common::wait_for(Duration::from_secs(20), "1,000 pools", || {
+        let m = common::exposition::Exposition::parse(&scrape(agent.addr));
         let n = m
             .series
             .iter()
@@ -320,55 +382,13 @@ fn main() {
         field("VmHWM:")
     );
 
-    let (idle_median, idle_p99, bytes) = scrape_latencies(agent.addr);
-    let idle_samples = sample_durations(&agent);
-    let flooding = Arc::new(AtomicBool::new(true));
-    let pushed = Arc::new(AtomicU64::new(0));
-    let flood = {
-        let (flooding, pushed, url) = (flooding.clone(), pushed.clone(), url.clone());
-        let bodies: Vec<Vec<u8>> = (21..=400u64)
-            .map(|round| request((round as usize % 10) * 100, 100, round).encode_to_vec())
-            .collect();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut i = 0;
-            while flooding.load(Ordering::Relaxed) && i < bodies.len() {
-                post(&url, &bodies[i]);
-                pushed.fetch_add(100 * POINTS_PER_POOL as u64, Ordering::Relaxed);
-                i += 1;
-            }
-            started.elapsed()
-        })
-    };
-    let (busy_median, busy_p99, _) = scrape_latencies(agent.addr);
-    let busy_samples = sample_durations(&agent);
-    flooding.store(false, Ordering::Relaxed);
-    let flood_took = flood.join().unwrap();
-    let per_sample = |(c0, s0): (f64, f64), (c1, s1): (f64, f64)| {
-        if c1 > c0 {
-            Duration::from_secs_f64((s1 - s0) / (c1 - c0))
-        } else {
-            Duration::ZERO
-        }
-    };
-    println!(
-        "  /metrics ({:.0} KiB), {SCRAPES} scrapes each:",
-        bytes as f64 / 1024.0
+    println!("  /metrics and sampling, {SCRAPES} scrapes in each phase:");
+    phase(&agent, &url, "idle", None);
+    phase(
+        &agent,
+        &url,
+        "1,000 pools every second",
+        Some(Duration::from_secs(1)),
     );
-    println!(
-        "    idle                     median {}  p99 {}",
-        ms(idle_median),
-        ms(idle_p99)
-    );
-    println!(
-        "    while ingesting          median {}  p99 {}   ({} over HTTP from one client)",
-        ms(busy_median),
-        ms(busy_p99),
-        per_second(pushed.load(Ordering::Relaxed), flood_took).trim()
-    );
-    println!(
-        "  otlp target sample duration: idle {} per sample (all so far), while ingesting {}",
-        ms(per_sample((0.0, 0.0), idle_samples)),
-        ms(per_sample(idle_samples, busy_samples))
-    );
+    phase(&agent, &url, "pushing flat out", Some(Duration::ZERO));
 }

@@ -292,50 +292,6 @@ fn assert_first_report(m: &Exposition, pool: &str, instance: &str) {
         ("poolwatch_pool_connections_closed_total", &[], 1.0),
         ("poolwatch_pool_utilization_ratio", &[], 0.6),
         ("poolwatch_pool_transactions_total", &[], 2.0),
-        // Waits 0.05 | 0.2 0.25 | - | 2.0 | -.
-        (
-            "db_client_connection_wait_time_seconds_bucket",
-            &[("le", "0.1")],
-            1.0,
-        ),
-        (
-            "db_client_connection_wait_time_seconds_bucket",
-            &[("le", "0.5")],
-            3.0,
-        ),
-        (
-            "db_client_connection_wait_time_seconds_bucket",
-            &[("le", "1")],
-            3.0,
-        ),
-        (
-            "db_client_connection_wait_time_seconds_bucket",
-            &[("le", "5")],
-            4.0,
-        ),
-        (
-            "db_client_connection_wait_time_seconds_bucket",
-            &[("le", "+Inf")],
-            4.0,
-        ),
-        ("db_client_connection_wait_time_seconds_count", &[], 4.0),
-        (
-            "db_client_connection_use_time_seconds_bucket",
-            &[("le", "1")],
-            1.0,
-        ),
-        (
-            "db_client_connection_use_time_seconds_bucket",
-            &[("le", "5")],
-            2.0,
-        ),
-        ("db_client_connection_use_time_seconds_count", &[], 2.0),
-        (
-            "db_client_connection_create_time_seconds_bucket",
-            &[("le", "0.1")],
-            6.0,
-        ),
-        ("db_client_connection_create_time_seconds_count", &[], 6.0),
     ];
     for (name, extra, want) in expected {
         let got =
@@ -343,6 +299,51 @@ fn assert_first_report(m: &Exposition, pool: &str, instance: &str) {
         assert!(
             (got - want).abs() < 1e-9,
             "{name}{extra:?}: {got}, expected {want}"
+        );
+    }
+    // Cumulative buckets by `le`; waits 0.05 | 0.2 0.25 | - | 2.0 | -.
+    let buckets: &[(&str, &[(&str, f64)])] = &[
+        (
+            "db_client_connection_wait_time_seconds",
+            &[
+                ("0.1", 1.0),
+                ("0.5", 3.0),
+                ("1", 3.0),
+                ("5", 4.0),
+                ("+Inf", 4.0),
+            ],
+        ),
+        (
+            "db_client_connection_use_time_seconds",
+            &[
+                ("0.1", 0.0),
+                ("0.5", 0.0),
+                ("1", 1.0),
+                ("5", 2.0),
+                ("+Inf", 2.0),
+            ],
+        ),
+        (
+            "db_client_connection_create_time_seconds",
+            &[
+                ("0.1", 6.0),
+                ("0.5", 6.0),
+                ("1", 6.0),
+                ("5", 6.0),
+                ("+Inf", 6.0),
+            ],
+        ),
+    ];
+    for (family, by_le) in buckets {
+        for (le, want) in *by_le {
+            let got = get(&format!("{family}_bucket"), &[("le", le)]);
+            assert_eq!(got, Some(*want), "{family} le={le}");
+        }
+        let count = by_le.last().map(|(_, c)| *c);
+        assert_eq!(
+            get(&format!("{family}_count"), &[]),
+            count,
+            "{family}_count"
         );
     }
     let sums = [

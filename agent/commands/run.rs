@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -59,24 +60,9 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             Some(_) => (bind(receiving.grpc_listen).await?, bind(receiving.http_listen).await?),
             None => (None, None),
         };
-        let grpc = async {
-            match (grpc_listener, &receiver) {
-                (Some(l), Some(r)) => {
-                    tracing::info!(address = %l.local_addr()?, "OTLP/gRPC receiver listening");
-                    receiver::grpc::serve(l, r.clone()).await.context("serving OTLP/gRPC")
-                }
-                _ => std::future::pending().await,
-            }
-        };
-        let otlp_http = async {
-            match (http_listener, &receiver) {
-                (Some(l), Some(r)) => {
-                    tracing::info!(address = %l.local_addr()?, "OTLP/HTTP receiver listening");
-                    receiver::http::serve(l, r.clone()).await.context("serving OTLP/HTTP")
-                }
-                _ => std::future::pending().await,
-            }
-        };
+        let grpc = serve_optional(grpc_listener, &receiver, "OTLP/gRPC", receiver::grpc::serve);
+        let otlp_http =
+            serve_optional(http_listener, &receiver, "OTLP/HTTP", receiver::http::serve);
         let rule_count = rules.rule_count();
         let agent = Agent::start(
             &config,
@@ -112,6 +98,26 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Serves the receiver on `listener` if there is one, else waits forever.
+async fn serve_optional<F, E>(
+    listener: Option<tokio::net::TcpListener>,
+    receiver: &Option<Arc<Receiver>>,
+    what: &'static str,
+    serve: impl FnOnce(tokio::net::TcpListener, Arc<Receiver>) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (Some(listener), Some(receiver)) = (listener, receiver) else {
+        return std::future::pending().await;
+    };
+    tracing::info!(address = %listener.local_addr()?, "{what} receiver listening");
+    serve(listener, receiver.clone())
+        .await
+        .with_context(|| format!("serving {what}"))
 }
 
 async fn shutdown() {

@@ -555,40 +555,61 @@ impl Checker<'_> {
                 "the url already holds a password",
             );
         }
-        match (&entry.password_file, &entry.password_env) {
-            (Some(_), Some(env)) => {
+        self.secret(
+            entry.password_file.as_ref(),
+            entry.password_env.as_ref(),
+            &field("password_file"),
+            &field("password_env"),
+        )
+    }
+
+    /// A secret from a file (relative to the config, trailing newline dropped) or from an
+    /// environment variable; giving both, an unreadable file or an unset variable is a problem.
+    fn secret(
+        &mut self,
+        file: Option<&Spanned<PathBuf>>,
+        var: Option<&Spanned<String>>,
+        file_field: &str,
+        var_field: &str,
+    ) -> Option<String> {
+        match (file, var) {
+            (Some(_), Some(var)) => {
                 self.problem(
-                    env,
-                    &field("password_env"),
-                    "give password_file or password_env, not both",
+                    var,
+                    var_field,
+                    format!(
+                        "give {} or {}, not both",
+                        short(file_field),
+                        short(var_field)
+                    ),
                 );
                 None
             }
             (Some(file), None) => {
                 let path = self.base.join(&file.value);
                 match std::fs::read_to_string(&path) {
-                    Ok(pw) => Some(pw.trim_end_matches(['\n', '\r']).to_string()),
+                    Ok(secret) => Some(secret.trim_end_matches(['\n', '\r']).to_string()),
                     Err(e) => {
                         self.problem(
                             file,
-                            &field("password_file"),
+                            file_field,
                             format!("cannot read {}: {e}", path.display()),
                         );
                         None
                     }
                 }
             }
-            (None, Some(var)) => match (self.env)(&var.value) {
-                Some(pw) => Some(pw),
-                None => {
+            (None, Some(var)) => {
+                let value = (self.env)(&var.value);
+                if value.is_none() {
                     self.problem(
                         var,
-                        &field("password_env"),
+                        var_field,
                         format!("environment variable `{}` is not set", var.value),
                     );
-                    None
                 }
-            },
+                value
+            }
             (None, None) => None,
         }
     }
@@ -644,6 +665,11 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A field's own name, without the path to it (`password_env` of `targets[0].password_env`).
+fn short(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
 }
 
 fn check_label_name(name: &str) -> Result<(), &'static str> {

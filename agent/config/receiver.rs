@@ -86,41 +86,16 @@ impl Checker<'_> {
             Some(d) => d.value,
             None => DEFAULT_STALE_AFTER,
         };
-        let bearer_token = match (&entry.bearer_token_file, &entry.bearer_token_env) {
-            (Some(_), Some(env)) => {
-                self.problem(
-                    env,
-                    &field("bearer_token_env"),
-                    "give bearer_token_file or bearer_token_env, not both",
-                );
-                None
-            }
-            (Some(file), None) => {
-                let path = self.base.join(&file.value);
-                match std::fs::read_to_string(&path) {
-                    Ok(t) => self.token(file, &field("bearer_token_file"), t),
-                    Err(e) => {
-                        self.problem(
-                            file,
-                            &field("bearer_token_file"),
-                            format!("cannot read {}: {e}", path.display()),
-                        );
-                        None
-                    }
-                }
-            }
-            (None, Some(var)) => match (self.env)(&var.value) {
-                Some(t) => self.token(var, &field("bearer_token_env"), t),
-                None => {
-                    self.problem(
-                        var,
-                        &field("bearer_token_env"),
-                        format!("environment variable `{}` is not set", var.value),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
+        let secret = self.secret(
+            entry.bearer_token_file.as_ref(),
+            entry.bearer_token_env.as_ref(),
+            &field("bearer_token_file"),
+            &field("bearer_token_env"),
+        );
+        let bearer_token = match (secret, &entry.bearer_token_file, &entry.bearer_token_env) {
+            (Some(text), Some(at), _) => self.token(at, &field("bearer_token_file"), &text),
+            (Some(text), None, Some(at)) => self.token(at, &field("bearer_token_env"), &text),
+            _ => None,
         };
         ReceiverConfig {
             enabled: entry.enabled.unwrap_or(true),
@@ -132,8 +107,7 @@ impl Checker<'_> {
         }
     }
 
-    fn token<T>(&mut self, at: &Spanned<T>, field: &str, text: String) -> Option<Token> {
-        let token = text.trim_end_matches(['\n', '\r']);
+    fn token<T>(&mut self, at: &Spanned<T>, field: &str, token: &str) -> Option<Token> {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             // The message never quotes the token.
             self.problem(

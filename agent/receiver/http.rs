@@ -112,18 +112,7 @@ async fn answer(receiver: &Receiver, headers: &HeaderMap, body: Body) -> (Outcom
     };
     let request = match decode::decode(&bytes, encoding, gzip, limit) {
         Ok(r) => r,
-        Err(error @ DecodeError::TooLarge { .. }) => {
-            let message = error.to_string();
-            return (
-                Outcome::TooLarge,
-                status(
-                    reply,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    RESOURCE_EXHAUSTED,
-                    message,
-                ),
-            );
-        }
+        Err(DecodeError::TooLarge { .. }) => return too_large(),
         Err(error) => {
             tracing::debug!(%error, "OTLP request refused");
             return (
