@@ -301,7 +301,8 @@ fn assert_first_report(m: &Exposition, pool: &str, instance: &str) {
             "{name}{extra:?}: {got}, expected {want}"
         );
     }
-    // Cumulative buckets by `le`; waits 0.05 | 0.2 0.25 | - | 2.0 | -.
+    // Cumulative buckets by `le` (a bound holds what equals it): waits 0.05 | 0.2 0.25 | - |
+    // 2.0 | -, uses - | 0.5 | - | 1.5 | -.
     let buckets: &[(&str, &[(&str, f64)])] = &[
         (
             "db_client_connection_wait_time_seconds",
@@ -317,7 +318,7 @@ fn assert_first_report(m: &Exposition, pool: &str, instance: &str) {
             "db_client_connection_use_time_seconds",
             &[
                 ("0.1", 0.0),
-                ("0.5", 0.0),
+                ("0.5", 1.0),
                 ("1", 1.0),
                 ("5", 2.0),
                 ("+Inf", 2.0),
