@@ -367,19 +367,10 @@ fn main() {
             .count();
         (n == REPORTING_POOLS).then_some(n)
     });
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
+    let (rss, peak) = common::memory_mib(pid);
     println!(
         "  RSS {:.1} MiB (peak {:.1} MiB) with {pools} pools after 20 rounds",
-        field("VmRSS:"),
-        field("VmHWM:")
+        rss, peak
     );
 
     println!("  /metrics and sampling, {SCRAPES} scrapes in each phase:");

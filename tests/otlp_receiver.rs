@@ -358,6 +358,27 @@ fn assert_first_report(m: &Exposition, pool: &str, instance: &str) {
     }
 }
 
+/// The totals after both reports, 6 waits in all, and the current pending count.
+fn assert_second_report(m: &Exposition, l: &[(&str, &str)], pending: f64) {
+    let get = |name: &str, extra: &[(&str, &str)]| value(m, name, l, extra);
+    assert_eq!(get("db_client_connection_timeouts_total", &[]), Some(3.0));
+    assert_eq!(
+        get("db_client_connection_wait_time_seconds_count", &[]),
+        Some(6.0)
+    );
+    assert_eq!(
+        get(
+            "db_client_connection_wait_time_seconds_bucket",
+            &[("le", "0.5")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        get("db_client_connection_pending_requests", &[]),
+        Some(pending)
+    );
+}
+
 fn receiver_config(extra: &str, grpc: u16, http: u16) -> String {
     format!(
         "sample_interval: 250ms\nrate_window: 1m\notlp_receiver:\n  grpc_listen: 127.0.0.1:{grpc}\n  http_listen: 127.0.0.1:{http}\n{extra}"
@@ -442,23 +463,7 @@ fn sdk_reports_over_every_transport_show_exactly() {
             (wait - 0.4).abs() < 1e-9 && (usage - 2.0).abs() < 1e-9,
             "{instance}: {wait} {usage}"
         );
-        assert_eq!(
-            value(&m, "db_client_connection_timeouts_total", &l, &[]),
-            Some(3.0)
-        );
-        assert_eq!(
-            value(&m, "db_client_connection_pending_requests", &l, &[]),
-            Some(0.0)
-        );
-        assert_eq!(
-            value(
-                &m,
-                "db_client_connection_wait_time_seconds_bucket",
-                &l,
-                &[("le", "0.5")]
-            ),
-            Some(5.0)
-        );
+        assert_second_report(&m, &l, 0.0);
     }
     let own = agent.metrics();
     assert_eq!(
@@ -512,24 +517,8 @@ fn an_application_restart_is_a_reset_not_a_drop() {
     let m = agent.wait_metrics(LIMIT, "the second run", |m| {
         (value(m, "db_client_connection_timeouts_total", &l, &[]) == Some(3.0)).then(|| m.clone())
     });
-    assert_eq!(
-        value(&m, "db_client_connection_wait_time_seconds_count", &l, &[]),
-        Some(6.0)
-    );
-    assert_eq!(
-        value(
-            &m,
-            "db_client_connection_wait_time_seconds_bucket",
-            &l,
-            &[("le", "0.5")]
-        ),
-        Some(5.0)
-    );
-    // The second run's current counts are its own, not added to the first's.
-    assert_eq!(
-        value(&m, "db_client_connection_pending_requests", &l, &[]),
-        Some(1.0)
-    );
+    // The second run's current counts are its own (1 pending), not added to the first's.
+    assert_second_report(&m, &l, 1.0);
 }
 
 /// A pool whose process closed everything and exited is ended; one that went silent with
