@@ -238,6 +238,33 @@ pub static CATALOGUE: &[Family] = &[
         "Always 1; the agent's version as a label.",
     ),
     family(
+        "poolwatch_otlp_data_points_received_total",
+        "poolwatch.otlp.data_points.received",
+        "{data_point}",
+        Counter,
+        &["outcome"],
+        Read::Agent,
+        "Data points the OTLP receiver took in: accepted into a pool, ignored (a metric it does not read) or refused.",
+    ),
+    family(
+        "poolwatch_otlp_data_points_refused_total",
+        "poolwatch.otlp.data_points.refused",
+        "{data_point}",
+        Counter,
+        &["reason"],
+        Read::Agent,
+        "Data points the OTLP receiver refused, by reason.",
+    ),
+    family(
+        "poolwatch_otlp_requests_total",
+        "poolwatch.otlp.requests",
+        "{request}",
+        Counter,
+        &["transport", "outcome"],
+        Read::Agent,
+        "OTLP export requests by transport (http, grpc) and outcome.",
+    ),
+    family(
         "poolwatch_pgbouncer_client_connections",
         "poolwatch.pgbouncer.client_connections",
         "{connection}",
@@ -775,11 +802,14 @@ struct TargetLabels {
     source: &'static str,
     configured: crate::model::Labels,
     labels: Arc<LabelSet>,
-    pools: FxHashMap<String, PoolLabels>,
+    /// By a hash of the pool's name and own labels: pushed pools of one name from several
+    /// service instances are several pools.
+    pools: FxHashMap<u64, PoolLabels>,
     seen: u64,
 }
 
 struct PoolLabels {
+    pool: String,
     from: crate::model::Labels,
     labels: Arc<LabelSet>,
     seen: u64,
@@ -911,9 +941,11 @@ fn pool_entry(
         all.insert(POOL_LABEL.into(), pool.latest.pool.clone());
         Arc::new(LabelSet::new(all))
     };
-    match entry.pools.get_mut(pool.latest.pool.as_str()) {
+    let key = rustc_hash::FxBuildHasher.hash_one((&pool.latest.pool, &pool.latest.labels));
+    match entry.pools.get_mut(&key) {
         Some(p) => {
-            if p.from != pool.latest.labels {
+            if p.pool != pool.latest.pool || p.from != pool.latest.labels {
+                p.pool = pool.latest.pool.clone();
                 p.from = pool.latest.labels.clone();
                 p.labels = build();
             }
@@ -923,8 +955,9 @@ fn pool_entry(
         None => {
             let labels = build();
             entry.pools.insert(
-                pool.latest.pool.clone(),
+                key,
                 PoolLabels {
+                    pool: pool.latest.pool.clone(),
                     from: pool.latest.labels.clone(),
                     labels: labels.clone(),
                     seen: generation,

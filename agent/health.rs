@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::{PoolFigures, SourceKind};
+use crate::model::{Labels, PoolEnd, PoolFigures, PoolSample, SourceKind};
 use crate::rules::alerts::{Alert, AlertState};
 use crate::rules::files::AlertRule;
 use crate::status::Snapshot;
@@ -129,22 +129,46 @@ pub struct HealthReport {
 
 /// Judges every pool and target from the firing alerts.
 pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthReport {
-    let mut by_pool: BTreeMap<(String, String), Verdict> = BTreeMap::new();
+    // A pool is its target, its name and its own labels: pushed pools of one name from two
+    // service instances are told apart by their service labels.
+    let mut pool_labels: BTreeMap<(&str, &str), Vec<&Labels>> = BTreeMap::new();
+    for target in &snapshot.targets {
+        for figures in &target.pools {
+            pool_labels
+                .entry((target.name.as_str(), figures.latest.pool.as_str()))
+                .or_default()
+                .push(&figures.latest.labels);
+        }
+    }
+    let mut by_pool: BTreeMap<(String, String, Labels), Verdict> = BTreeMap::new();
     let mut by_target: BTreeMap<String, Verdict> = BTreeMap::new();
     for (rule, alert) in alerts.iter().filter(|(_, a)| a.state == AlertState::Firing) {
         let target = alert.labels.get("target").cloned().unwrap_or_default();
         match alert.labels.get(POOL_LABEL) {
-            Some(pool) => by_pool
-                .entry((target, pool.clone()))
-                .or_default()
-                .add(rule, alert),
+            Some(pool) => {
+                let own = pool_labels
+                    .get(&(target.as_str(), pool.as_str()))
+                    .into_iter()
+                    .flatten()
+                    .find(|own| own.iter().all(|(k, v)| alert.labels.get(k) == Some(v)))
+                    .map(|own| (*own).clone())
+                    .unwrap_or_default();
+                by_pool
+                    .entry((target, pool.clone(), own))
+                    .or_default()
+                    .add(rule, alert)
+            }
             None => by_target.entry(target).or_default().add(rule, alert),
         }
     }
     let mut pools = Vec::new();
     for target in snapshot.targets.iter().filter(|t| t.up) {
         for figures in &target.pools {
-            let key = (target.name.clone(), figures.latest.pool.clone());
+            let key = (
+                target.name.clone(),
+                figures.latest.pool.clone(),
+                figures.latest.labels.clone(),
+            );
             let verdict = by_pool.remove(&key).unwrap_or_default();
             pools.push(PoolHealth {
                 target: key.0,
@@ -156,9 +180,30 @@ pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthRep
                 figures: figures.clone(),
             });
         }
+        // A pushed pool that went silent with connections open: nobody knows how it is. One
+        // that ended cleanly is no failure and is only listed with its target.
+        for gone in target.gone.iter().filter(|g| g.state == PoolEnd::Stale) {
+            pools.push(PoolHealth {
+                target: target.name.clone(),
+                pool: gone.pool.clone(),
+                status: Status::Unknown,
+                warnings: vec![format!(
+                    "stopped reporting with {} connections in use and {} callers waiting",
+                    gone.used.unwrap_or(0),
+                    gone.pending.unwrap_or(0)
+                )],
+                recommendations: Vec::new(),
+                alerts: Vec::new(),
+                figures: PoolFigures::from_latest(PoolSample {
+                    pool: gone.pool.clone(),
+                    labels: gone.labels.clone(),
+                    ..PoolSample::default()
+                }),
+            });
+        }
     }
     // Alerts about pools the snapshot no longer shows (kept firing a while) still count.
-    for ((target, _), verdict) in by_pool {
+    for ((target, _, _), verdict) in by_pool {
         let entry = by_target.entry(target).or_default();
         entry.status = entry.status.max(verdict.status);
         entry.warnings.extend(verdict.warnings);
@@ -255,6 +300,7 @@ groups:
             last_error: (!up && samples > 0).then(|| "connect: refused".to_string()),
             warnings: vec![],
             server: None,
+            gone: vec![],
             pools: pools
                 .iter()
                 .map(|p| {

@@ -12,6 +12,7 @@ pub mod exporters;
 pub mod exposition;
 pub mod health;
 pub mod model;
+pub mod receiver;
 pub mod reload;
 pub mod rules;
 pub mod scheduler;

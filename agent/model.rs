@@ -16,6 +16,10 @@ pub type Labels = BTreeMap<String, String>;
 pub enum SourceKind {
     Pgbouncer,
     Postgres,
+    /// Pools that applications report to the agent's OTLP receiver: the receiver's built-in
+    /// target, never a `type` in the config.
+    #[serde(skip_deserializing)]
+    Otlp,
 }
 
 impl SourceKind {
@@ -23,6 +27,7 @@ impl SourceKind {
         match self {
             SourceKind::Pgbouncer => "pgbouncer",
             SourceKind::Postgres => "postgres",
+            SourceKind::Otlp => "otlp",
         }
     }
 }
@@ -174,6 +179,32 @@ pub struct TargetSample {
     pub pools: Vec<PoolSample>,
     pub server: ServerSample,
     pub warnings: Vec<String>,
+    /// Pools that stopped reporting (pushed pools only): no longer exported, still listed.
+    pub gone: Vec<GonePool>,
+}
+
+/// How a pushed pool stopped reporting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolEnd {
+    /// Its last report had no connection open and nothing pending: the process closed its pool
+    /// and exited, the normal end of a short-lived command.
+    Ended,
+    /// It stopped reporting with connections open or callers waiting: its health is unknown.
+    Stale,
+}
+
+/// A pushed pool that has not reported for the receiver's `stale_after`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GonePool {
+    pub pool: String,
+    pub labels: Labels,
+    pub state: PoolEnd,
+    pub last_report_unix_seconds: f64,
+    /// What its last report showed.
+    pub used: Option<u64>,
+    pub idle: Option<u64>,
+    pub pending: Option<u64>,
 }
 
 /// A pool's figures over the window: the latest sample plus what needs more than one sample.

@@ -16,6 +16,7 @@ use crate::exporters::prometheus;
 use crate::exposition::{self, CATALOGUE, ExportedSample, Exposer};
 use crate::health;
 use crate::model::TargetSample;
+use crate::receiver::Receiver;
 use crate::rules::alerts::RuleEngine;
 use crate::rules::files::RuleSet;
 use crate::series::{Millis, SeriesStore};
@@ -33,6 +34,8 @@ pub struct Options {
     pub rules: RuleSet,
     /// Whether a rule's `for` is awaited; a one-shot `check` has no history to wait on.
     pub hold: bool,
+    /// The OTLP receiver whose pools the built-in otlp target reports.
+    pub receiver: Option<Arc<Receiver>>,
 }
 
 /// What can be changed while the agent runs.
@@ -65,6 +68,7 @@ impl Agent {
             series: SeriesStore::new(config.window.as_millis() as Millis),
             wanted: wanted_families(&options.rules),
             engine: RuleEngine::new(options.rules),
+            receiver: options.receiver,
             exposer: Exposer::default(),
             samples: Vec::new(),
             alert_samples: Vec::new(),
@@ -142,6 +146,7 @@ fn initial_status(target: &Target) -> TargetStatus {
         warnings: Vec::new(),
         server: None,
         pools: Vec::new(),
+        gone: Vec::new(),
     }
 }
 
@@ -166,8 +171,9 @@ async fn sample_loop(
     interval: Duration,
     deadline: Duration,
     reports: mpsc::Sender<Report>,
+    receiver: Option<Arc<Receiver>>,
 ) {
-    let mut source = sources::build(&target, deadline);
+    let mut source = sources::build(&target, deadline, receiver.as_ref());
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -206,6 +212,7 @@ struct Aggregator {
     store: Store,
     series: SeriesStore,
     engine: RuleEngine,
+    receiver: Option<Arc<Receiver>>,
     /// By catalogue position: whether some rule reads the family, so its history is kept.
     wanted: Vec<bool>,
     exposer: Exposer,
@@ -279,6 +286,7 @@ impl Aggregator {
                     self.config.sample_interval,
                     self.config.sample_timeout,
                     self.reports.clone(),
+                    self.receiver.clone(),
                 ))
             })
             .collect();
@@ -337,6 +345,9 @@ impl Aggregator {
             Control::Config(config) => {
                 if config.listen != self.config.listen {
                     tracing::warn!(listen = %config.listen, "a new listen address takes a restart");
+                }
+                if config.otlp_receiver != self.config.otlp_receiver {
+                    tracing::warn!("a change to otlp_receiver takes a restart");
                 }
                 tracing::info!(targets = config.targets.len(), "config reloaded");
                 let previous = self
@@ -403,6 +414,7 @@ impl Aggregator {
                 status.warnings = sample.warnings;
                 status.server = Some(sample.server);
                 status.pools = self.store.figures(&status.name);
+                status.gone = sample.gone;
             }
             Err(error) => {
                 if status.up || status.samples == 1 {

@@ -89,6 +89,16 @@ impl Connection {
         self.tls.connector()
     }
 
+    /// A target the agent does not connect to (the OTLP receiver's pools): only an endpoint to
+    /// show.
+    pub fn none(endpoint: &str) -> Connection {
+        Connection {
+            config: tokio_postgres::Config::new(),
+            endpoint: endpoint.to_string(),
+            tls: TlsSettings::default(),
+        }
+    }
+
     pub fn has_password(&self) -> bool {
         self.config.get_password().is_some()
     }
@@ -150,6 +160,47 @@ impl fmt::Display for Connection {
     }
 }
 
+/// A bearer token clients must present. It prints as `***` and is compared in constant time, so
+/// neither a log line nor response timing gives it away.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: String) -> Token {
+        Token(token)
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <this token>`.
+    pub fn authorizes(&self, header: Option<&[u8]>) -> bool {
+        let Some(presented) = header.and_then(|h| {
+            let scheme = h.get(..7)?;
+            scheme
+                .eq_ignore_ascii_case(b"bearer ")
+                .then(|| h[7..].trim_ascii())
+        }) else {
+            return false;
+        };
+        let expected = self.0.as_bytes();
+        let differences = presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        differences == 0 && presented.len() == expected.len()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +218,23 @@ mod tests {
     fn key_value_strings_work_too() {
         let c = Connection::parse("host=127.0.0.1 port=5433 user=u password=pw dbname=d").unwrap();
         assert_eq!(c.endpoint(), "postgres://u@127.0.0.1:5433/d");
+    }
+
+    #[test]
+    fn a_token_authorizes_only_itself_and_never_prints() {
+        let token = Token::new("t0ken-4b2".into());
+        assert!(token.authorizes(Some(b"Bearer t0ken-4b2")));
+        assert!(token.authorizes(Some(b"bearer t0ken-4b2")));
+        for wrong in [
+            &b"Bearer t0ken-4b"[..],
+            b"Bearer t0ken-4b2x",
+            b"Basic t0ken-4b2",
+            b"",
+        ] {
+            assert!(!token.authorizes(Some(wrong)), "{wrong:?}");
+        }
+        assert!(!token.authorizes(None));
+        assert!(!format!("{token} {token:?}").contains("t0ken"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::health::HealthReport;
-use crate::model::{Labels, PoolFigures, ServerSample, SourceKind};
+use crate::model::{GonePool, Labels, PoolFigures, ServerSample, SourceKind};
 use crate::rules::alerts::Alert;
 use crate::sources::ErrorKind;
 
@@ -70,6 +70,9 @@ pub struct TargetStatus {
     pub warnings: Vec<String>,
     pub server: Option<ServerSample>,
     pub pools: Vec<PoolFigures>,
+    /// Pushed pools that stopped reporting: ended cleanly, or stale.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<GonePool>,
 }
 
 fn errors_by_name<S: serde::Serializer>(

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::model::{PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
+use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
 
 /// One pool: its latest sample, and its counters over the window (all rates need).
 #[derive(Debug)]
@@ -21,7 +21,9 @@ struct PoolWindow {
 pub struct Store {
     window: Duration,
     rate_window: Duration,
-    pools: BTreeMap<(String, String), PoolWindow>,
+    /// By target, pool name and the pool's own labels: pushed pools of one name from two
+    /// service instances are two pools.
+    pools: BTreeMap<(String, String, Labels), PoolWindow>,
 }
 
 impl Store {
@@ -42,15 +44,20 @@ impl Store {
         sample: &TargetSample,
         configured: PoolLimits,
     ) {
-        self.pools
-            .retain(|(t, pool), _| t != target || sample.pools.iter().any(|p| &p.pool == pool));
+        self.pools.retain(|(t, pool, labels), _| {
+            t != target
+                || sample
+                    .pools
+                    .iter()
+                    .any(|p| &p.pool == pool && &p.labels == labels)
+        });
         for pool in &sample.pools {
             let mut latest = pool.clone();
             latest.limits = latest.limits.or(configured);
             let totals = latest.totals;
             let window = self
                 .pools
-                .entry((target.to_string(), pool.pool.clone()))
+                .entry((target.to_string(), pool.pool.clone(), pool.labels.clone()))
                 .and_modify(|w| w.latest = latest.clone())
                 .or_insert_with(|| PoolWindow {
                     latest,
@@ -70,14 +77,14 @@ impl Store {
 
     /// Forgets a target's pools: after a failed sample, what comes next starts a new history.
     pub fn forget(&mut self, target: &str) {
-        self.pools.retain(|(t, _), _| t != target);
+        self.pools.retain(|(t, _, _), _| t != target);
     }
 
     /// The figures of a target's pools, by pool name.
     pub fn figures(&self, target: &str) -> Vec<PoolFigures> {
         self.pools
-            .range((target.to_string(), String::new())..)
-            .take_while(|((t, _), _)| t == target)
+            .range((target.to_string(), String::new(), Labels::new())..)
+            .take_while(|((t, _, _), _)| t == target)
             .filter_map(|(_, window)| self.figures_of(window))
             .collect()
     }

@@ -11,6 +11,7 @@ use metrics::Label;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::exposition::{CATALOGUE, Instrument, Read};
+use crate::receiver::{Ingested, Outcome, Refusal};
 use crate::sources::ErrorKind;
 
 /// Bucket bounds of the sample-duration histogram, in seconds: a healthy sample takes a few
@@ -99,6 +100,47 @@ pub fn sample_finished(labels: &[Label], duration: Duration, error: Option<Error
         )
         .increment(1);
     }
+}
+
+/// The OTLP receiver started: its counters exist, at 0, before the first request.
+pub fn otlp_receiver_started() {
+    for outcome in ["accepted", "ignored", "refused"] {
+        metrics::counter!("poolwatch_otlp_data_points_received_total", "outcome" => outcome)
+            .increment(0);
+    }
+    for reason in Refusal::ALL {
+        metrics::counter!("poolwatch_otlp_data_points_refused_total", "reason" => reason.as_str())
+            .increment(0);
+    }
+    for transport in ["http", "grpc"] {
+        for outcome in Outcome::ALL {
+            otlp_request_count(transport, outcome.as_str()).increment(0);
+        }
+    }
+}
+
+/// The data points of one OTLP request were folded in.
+pub fn otlp_points(ingested: &Ingested) {
+    let received = |outcome: &'static str, n: u64| {
+        metrics::counter!("poolwatch_otlp_data_points_received_total", "outcome" => outcome)
+            .increment(n);
+    };
+    received("accepted", ingested.accepted);
+    received("ignored", ingested.ignored);
+    received("refused", ingested.refused_count());
+    for (reason, (n, _)) in &ingested.refused {
+        metrics::counter!("poolwatch_otlp_data_points_refused_total", "reason" => reason.as_str())
+            .increment(*n);
+    }
+}
+
+/// An OTLP request over `transport` (http, grpc) ended with `outcome`.
+pub fn otlp_request(transport: &'static str, outcome: &'static str) {
+    otlp_request_count(transport, outcome).increment(1);
+}
+
+fn otlp_request_count(transport: &'static str, outcome: &'static str) -> metrics::Counter {
+    metrics::counter!("poolwatch_otlp_requests_total", "transport" => transport, "outcome" => outcome)
 }
 
 /// The rules were (re)loaded.

@@ -47,20 +47,6 @@ unsafe fn libc_sysconf_clk_tck() -> f64 {
         .unwrap_or(100) as f64
 }
 
-/// Resident and peak resident memory in MiB, from /proc/PID/status.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 struct ScrapeFigures {
     median: Duration,
     p99: Duration,
@@ -188,11 +174,11 @@ fn main() {
     bar.finish();
     let cpu_per_cycle = (cpu_seconds(pid) - cpu_before) / f64::from(CYCLES);
     let ours = scrape_loop("poolwatch", agent.addr, pid);
-    let (rss, peak) = memory_mib(pid);
+    let (rss, peak) = common::memory_mib(pid);
 
     let exporter = start_postgres_exporter();
     let theirs = scrape_loop("postgres_exporter", exporter.addr, exporter.child.id());
-    let (their_rss, their_peak) = memory_mib(exporter.child.id());
+    let (their_rss, their_peak) = common::memory_mib(exporter.child.id());
     drop(clients);
     // A graceful stop lets a profiler wrapped around the agent (POOLWATCH_AGENT_WRAPPER) write
     // its report.

@@ -13,6 +13,7 @@ mod failures;
 mod false_alarms;
 mod fuzz;
 mod listener;
+mod otlp_receiver;
 mod pgbouncer;
 mod postgres;
 mod prometheus_scrape;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::TargetArgs;
+use crate::config::{SourceConfig, TargetArgs};
 use crate::health::{HealthReport, Status};
 use crate::scheduler::{Agent, Options};
 
@@ -26,6 +26,8 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
             return Ok(ExitCode::from(Status::Unknown.exit_code()));
         }
     };
+    // One look has no receiver running: pushed pools are for `run`.
+    config.targets.retain(|t| t.source != SourceConfig::Otlp);
     if config.targets.is_empty() {
         eprintln!("no targets: give --config FILE or --target TYPE=URL");
         return Ok(ExitCode::from(Status::Unknown.exit_code()));
@@ -45,7 +47,14 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(async {
         // One look has no history to wait on: a rule counts when its condition holds now.
-        let agent = Agent::start(&config, Options { rules, hold: false });
+        let agent = Agent::start(
+            &config,
+            Options {
+                rules,
+                hold: false,
+                receiver: None,
+            },
+        );
         let mut updates = agent.subscribe();
         let enough =
             |p: &crate::status::Published| p.snapshot.targets.iter().all(|t| t.samples >= 2);

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod diagnostics;
+pub mod receiver;
 pub mod templates;
 pub mod web;
 
@@ -17,6 +18,7 @@ use serde_saphyr::Spanned;
 
 pub use args::TargetArgs;
 pub use diagnostics::{Diagnostic, Diagnostics};
+pub use receiver::ReceiverConfig;
 use templates::{POOL_SIZE_ENV, Template};
 
 use crate::model::{Labels, PoolLimits, SourceKind};
@@ -62,6 +64,8 @@ struct FileEntry {
     /// exporter-toolkit's web config (TLS, basic auth, headers) for every listener, relative to
     /// this file. Default: none (plain HTTP, no auth).
     web_config_file: Option<Spanned<PathBuf>>,
+    /// The OTLP receiver for pools that applications report themselves. On by default.
+    otlp_receiver: Option<receiver::ReceiverEntry>,
 }
 
 /// One target in the file format.
@@ -142,6 +146,7 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// exporter-toolkit's web config file for the listeners, if any.
     pub web_config_file: Option<PathBuf>,
+    pub otlp_receiver: ReceiverConfig,
 }
 
 /// One checked target.
@@ -159,7 +164,12 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceConfig {
     Pgbouncer,
-    Postgres { pool_key: PoolKey },
+    Postgres {
+        pool_key: PoolKey,
+    },
+    /// The pools applications push to the OTLP receiver: a built-in target, there whenever the
+    /// receiver is enabled.
+    Otlp,
 }
 
 impl SourceConfig {
@@ -167,9 +177,13 @@ impl SourceConfig {
         match self {
             SourceConfig::Pgbouncer => SourceKind::Pgbouncer,
             SourceConfig::Postgres { .. } => SourceKind::Postgres,
+            SourceConfig::Otlp => SourceKind::Otlp,
         }
     }
 }
+
+/// The name of the receiver's built-in target (the `target` label of pushed pools).
+pub const OTLP_TARGET: &str = "otlp";
 
 /// Reads what the config may take from the environment (passwords, `MDM_POOL_SIZE`); injected so
 /// tests do not touch the process environment.
@@ -387,7 +401,7 @@ impl Checker<'_> {
             })
             .collect();
         let mut names = HashSet::new();
-        let targets = file
+        let mut targets: Vec<Target> = file
             .targets
             .into_iter()
             .enumerate()
@@ -403,6 +417,16 @@ impl Checker<'_> {
                 None
             }
         });
+        let otlp_receiver = self.receiver(file.otlp_receiver);
+        if otlp_receiver.enabled {
+            targets.push(Target {
+                name: unique_name(OTLP_TARGET, &names),
+                source: SourceConfig::Otlp,
+                connection: Connection::none("otlp (pushed by applications)"),
+                labels: Labels::new(),
+                limits: PoolLimits::default(),
+            });
+        }
         Config {
             web_config_file,
             listen: file
@@ -414,6 +438,7 @@ impl Checker<'_> {
             rate_window,
             rules,
             targets,
+            otlp_receiver,
         }
     }
 
@@ -519,6 +544,8 @@ impl Checker<'_> {
                     .as_ref()
                     .map_or(PoolKey::Database, |k| k.value),
             },
+            // Not a `type` the file format takes: the receiver's target is built in.
+            SourceKind::Otlp => return None,
         };
         let limits = self.limits(&entry, &field, kind, template);
         Some(Target {
@@ -551,40 +578,61 @@ impl Checker<'_> {
                 "the url already holds a password",
             );
         }
-        match (&entry.password_file, &entry.password_env) {
-            (Some(_), Some(env)) => {
+        self.secret(
+            entry.password_file.as_ref(),
+            entry.password_env.as_ref(),
+            &field("password_file"),
+            &field("password_env"),
+        )
+    }
+
+    /// A secret from a file (relative to the config, trailing newline dropped) or from an
+    /// environment variable; giving both, an unreadable file or an unset variable is a problem.
+    fn secret(
+        &mut self,
+        file: Option<&Spanned<PathBuf>>,
+        var: Option<&Spanned<String>>,
+        file_field: &str,
+        var_field: &str,
+    ) -> Option<String> {
+        match (file, var) {
+            (Some(_), Some(var)) => {
                 self.problem(
-                    env,
-                    &field("password_env"),
-                    "give password_file or password_env, not both",
+                    var,
+                    var_field,
+                    format!(
+                        "give {} or {}, not both",
+                        short(file_field),
+                        short(var_field)
+                    ),
                 );
                 None
             }
             (Some(file), None) => {
                 let path = self.base.join(&file.value);
                 match std::fs::read_to_string(&path) {
-                    Ok(pw) => Some(pw.trim_end_matches(['\n', '\r']).to_string()),
+                    Ok(secret) => Some(secret.trim_end_matches(['\n', '\r']).to_string()),
                     Err(e) => {
                         self.problem(
                             file,
-                            &field("password_file"),
+                            file_field,
                             format!("cannot read {}: {e}", path.display()),
                         );
                         None
                     }
                 }
             }
-            (None, Some(var)) => match (self.env)(&var.value) {
-                Some(pw) => Some(pw),
-                None => {
+            (None, Some(var)) => {
+                let value = (self.env)(&var.value);
+                if value.is_none() {
                     self.problem(
                         var,
-                        &field("password_env"),
+                        var_field,
                         format!("environment variable `{}` is not set", var.value),
                     );
-                    None
                 }
-            },
+                value
+            }
             (None, None) => None,
         }
     }
@@ -640,6 +688,11 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A field's own name, without the path to it (`password_env` of `targets[0].password_env`).
+fn short(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
 }
 
 fn check_label_name(name: &str) -> Result<(), &'static str> {
@@ -748,10 +801,11 @@ mod tests {
         ];
         let config = Config::from_targets(&specs, &no_env).unwrap();
         let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, vec!["pgbouncer", "pgbouncer-2", "postgres"]);
+        // The receiver's built-in target comes with the defaults.
+        assert_eq!(names, vec!["otlp", "pgbouncer", "pgbouncer-2", "postgres"]);
         let pgpassword = |name: &str| (name == PASSWORD_ENV).then(|| "from-env".to_string());
         let config = Config::from_targets(&specs, &pgpassword).unwrap();
-        let password = config.targets[0].connection.driver_config().get_password();
+        let password = config.targets[1].connection.driver_config().get_password();
         assert_eq!(password, Some(&b"from-env"[..]));
         let bad = Config::from_targets(&["mysql=x".to_string()], &no_env).unwrap_err();
         assert!(bad.to_string().contains("unknown type `mysql`"), "{bad}");

@@ -1,7 +1,8 @@
 //! The HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the agent runs),
 //! `/readyz` (every target sampled once), and the JSON API: `/api/v1/pools` (every pool's
 //! figures), `/api/v1/health` (per-pool health in the spec's shape), `/api/v1/alerts` (pending
-//! and firing alerts) and `/api/v1/targets` (self-telemetry).
+//! and firing alerts) and `/api/v1/targets` (self-telemetry); and, with the receiver on, the
+//! OTLP `POST /v1/metrics` (see `receiver::http`).
 //! Handlers only read the last published state: they never wait for a target.
 
 use std::sync::Arc;
@@ -18,12 +19,13 @@ use serde::Serialize;
 
 use crate::exporters::{listener, prometheus};
 use crate::model::{PoolFigures, SourceKind};
+use crate::receiver::{self, Receiver};
 use crate::status::Published;
 
 type Shared = watch::Receiver<Arc<Published>>;
 
-pub fn router(published: Shared) -> Router {
-    Router::new()
+pub fn router(published: Shared, receiver: Option<Arc<Receiver>>) -> Router {
+    let own = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -31,16 +33,21 @@ pub fn router(published: Shared) -> Router {
         .route("/api/v1/health", get(health))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/alerts", get(alerts))
-        .with_state(published)
+        .with_state(published);
+    match receiver {
+        Some(receiver) => own.merge(receiver::http::routes(receiver)),
+        None => own,
+    }
 }
 
 /// Serves until the future is dropped, under the web config (TLS, basic auth, headers).
 pub async fn serve(
     listener: TcpListener,
     published: Shared,
+    receiver: Option<Arc<Receiver>>,
     web: listener::WebConfigs,
 ) -> std::io::Result<()> {
-    listener::serve(listener, router(published), web).await
+    listener::serve(listener, router(published, receiver), web).await
 }
 
 fn latest(state: &Shared) -> Arc<Published> {

@@ -34,6 +34,7 @@ const FUNCTIONS: &[(&str, bool)] = &[
     ("ceil", false),
     ("floor", false),
     ("abs", false),
+    ("histogram_quantile", false),
 ];
 
 const AGGREGATIONS: &[&str] = &["sum", "min", "max", "avg", "count"];
@@ -329,6 +330,10 @@ impl Evaluator<'_> {
             "ceil" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::ceil))),
             "floor" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::floor))),
             "abs" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::abs))),
+            "histogram_quantile" => {
+                histogram::histogram_quantile(self.scalar(arg(0)?)?, self.vector(arg(1)?)?)
+                    .map(Value::Vector)
+            }
             other => Err(format!("function `{other}` is not supported")),
         }
     }
@@ -708,5 +713,6 @@ fn linear_regression(points: &[(Millis, f64)], intercept_time: Millis) -> (f64, 
     (slope, intercept)
 }
 
+mod histogram;
 #[cfg(test)]
 mod tests;

@@ -202,6 +202,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             ..ServerSample::default()
         },
         warnings,
+        gone: Vec::new(),
     })
 }
 

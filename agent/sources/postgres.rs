@@ -207,6 +207,7 @@ pub fn map(
             ..ServerSample::default()
         },
         warnings,
+        gone: Vec::new(),
     })
 }
 

@@ -73,6 +73,7 @@ fn snapshot() -> Snapshot {
             ..ServerSample::default()
         }),
         pools: vec![pool],
+        gone: vec![],
     };
     let down = TargetStatus {
         name: "pg".into(),
@@ -88,6 +89,7 @@ fn snapshot() -> Snapshot {
         warnings: vec![],
         server: None,
         pools: vec![],
+        gone: vec![],
     };
     Snapshot {
         targets: vec![up, down],
