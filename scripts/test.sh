@@ -13,6 +13,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/poolwatch/target}
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
+# The Rust suite runs Python workloads through the SQLAlchemy integration too.
+POOLWATCH_PYTHON=$(scripts/python-env.sh)
+export POOLWATCH_PYTHON
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -12,6 +12,7 @@ mod exposition;
 mod failures;
 mod false_alarms;
 mod fuzz;
+mod inapp;
 mod listener;
 mod otlp_receiver;
 mod pgbouncer;

@@ -656,6 +656,30 @@ impl Drop for Agent {
     }
 }
 
+/// The shipped health rules (rules/pool-health.yaml) with `for` and `keep_firing_for` short
+/// enough for a test, written under `dir`; returns the rules directory.
+pub fn quick_health_rules(dir: &Path) -> PathBuf {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules/pool-health.yaml");
+    let text = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replace("for: 1m", "for: 2s")
+        .replace("keep_firing_for: 2m", "keep_firing_for: 1s");
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("pool-health.yaml"), text).unwrap();
+    rules
+}
+
+/// The project's Python (scripts/python-env.sh) with the SQLAlchemy integration installed.
+pub fn python() -> String {
+    std::env::var("POOLWATCH_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "POOLWATCH_PYTHON is not set: run the suite with scripts/test.sh, or \
+             export POOLWATCH_PYTHON=$(scripts/python-env.sh)"
+        )
+    })
+}
+
 /// An agent config sampling `targets` (from [`target`]) every `interval`.
 pub fn agent_config(interval: &str, timeout: &str, targets: &[String]) -> String {
     format!(
