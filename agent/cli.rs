@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 use crate::commands::check::Format;
-use crate::config::TargetArgs;
+use crate::config::{AlertingArgs, TargetArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +31,8 @@ pub enum Command {
         /// Address to serve on (overrides `listen` in the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        alerting: AlertingArgs,
     },
     /// Check a config file (and the rule files it names) and print every problem in it.
     Validate {
@@ -87,7 +89,11 @@ pub enum ExportFormat {
 /// Runs the parsed command; the process exit code comes back.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { targets, listen } => commands::run::run(targets, listen),
+        Command::Run {
+            targets,
+            listen,
+            alerting,
+        } => commands::run::run(targets, alerting, listen),
         Command::Validate { config } => Ok(commands::validate::validate(&config)),
         Command::Check {
             targets,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::config::TargetArgs;
+use crate::config::{AlertingArgs, Config, TargetArgs};
 use crate::rules::files::{self, RuleSet};
 use crate::scheduler::Agent;
 
@@ -64,6 +64,7 @@ pub async fn settled(events: &mut mpsc::UnboundedReceiver<()>) -> bool {
 /// What the agent was started from, to load it again.
 pub struct Reloader {
     args: TargetArgs,
+    alerting: AlertingArgs,
     rule_paths: Vec<PathBuf>,
     config_text: Option<String>,
     rules_text: String,
@@ -84,7 +85,7 @@ fn read_all(paths: &[PathBuf]) -> String {
 }
 
 impl Reloader {
-    pub fn new(args: TargetArgs, rule_paths: Vec<PathBuf>) -> Reloader {
+    pub fn new(args: TargetArgs, alerting: AlertingArgs, rule_paths: Vec<PathBuf>) -> Reloader {
         let config_text = args
             .config
             .as_ref()
@@ -92,6 +93,7 @@ impl Reloader {
         let rules_text = read_all(&rule_paths);
         Reloader {
             args,
+            alerting,
             rule_paths,
             config_text,
             rules_text,
@@ -108,13 +110,15 @@ impl Reloader {
             .collect()
     }
 
-    /// Loads what changed and hands the agent what is good.
-    pub fn reload(&mut self, agent: &Agent) {
+    /// Loads what changed and hands the agent what is good; a new config is returned too, for
+    /// what runs beside the agent (the Alertmanager sender).
+    pub fn reload(&mut self, agent: &Agent) -> Option<Config> {
+        let mut reloaded = None;
         if let Some(path) = &self.args.config {
             let text = std::fs::read_to_string(path).ok();
             if text != self.config_text {
                 self.config_text = text;
-                match self.args.load() {
+                match self.alerting.load(&self.args) {
                     Ok(config) => {
                         let rules: Vec<PathBuf> = config
                             .rules
@@ -125,7 +129,8 @@ impl Reloader {
                         if !rules.is_empty() && rules != self.rule_paths {
                             tracing::warn!("changing which rule files are loaded takes a restart");
                         }
-                        agent.reload_config(config);
+                        agent.reload_config(config.clone());
+                        reloaded = Some(config);
                     }
                     Err(problems) => {
                         tracing::error!(
@@ -137,11 +142,11 @@ impl Reloader {
             }
         }
         if self.rule_paths.is_empty() {
-            return;
+            return reloaded;
         }
         let text = read_all(&self.rule_paths);
         if text == self.rules_text {
-            return;
+            return reloaded;
         }
         self.rules_text = text;
         match RuleSet::load(&self.rule_paths) {
@@ -151,5 +156,6 @@ impl Reloader {
                 agent.reload_failed("rules", problems.to_string());
             }
         }
+        reloaded
     }
 }

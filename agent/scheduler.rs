@@ -419,6 +419,7 @@ impl Aggregator {
             metrics: prometheus::render(&snapshot).into(),
             snapshot,
             alerts,
+            notifications: self.engine.notifications(self.config.sample_interval),
             health,
         };
         self.publish.send_replace(Arc::new(published));

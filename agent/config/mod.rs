@@ -2,6 +2,7 @@
 //! state the defaults; unknown keys are rejected); [`Config`] is the checked form the agent runs
 //! on. Every problem in a file is reported at once, each with file, line and field.
 
+pub mod alerting;
 pub mod args;
 pub mod diagnostics;
 pub mod templates;
@@ -14,7 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-pub use args::TargetArgs;
+pub use alerting::Alerting;
+pub use args::{AlertingArgs, TargetArgs};
 pub use diagnostics::{Diagnostic, Diagnostics};
 use templates::{POOL_SIZE_ENV, Template};
 
@@ -57,6 +59,19 @@ struct FileEntry {
     rules: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
+    /// Alertmanagers (API v2) every firing and resolved alert is sent to: `http://host:9093`,
+    /// with the path prefix it serves under, if any. Default: none.
+    #[serde(default)]
+    alertmanagers: Vec<Spanned<String>>,
+    /// Deadline of one request to an Alertmanager. Default `10s`.
+    #[serde(default, deserialize_with = "duration")]
+    alertmanager_timeout: Option<Spanned<Duration>>,
+    /// How often a firing alert is sent again, renewing its lease. Default `1m`.
+    #[serde(default, deserialize_with = "duration")]
+    alert_resend_delay: Option<Spanned<Duration>>,
+    /// The URL on-call reaches the agent at, for each alert's `generatorURL`. Default
+    /// `http://<listen>`.
+    external_url: Option<Spanned<String>>,
 }
 
 /// One target in the file format.
@@ -132,6 +147,7 @@ pub struct Config {
     /// Rule files and directories; empty: the rules shipped in the binary.
     pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
+    pub alerting: Alerting,
 }
 
 /// One checked target.
@@ -386,6 +402,12 @@ impl Checker<'_> {
                 }
             })
             .collect();
+        let alerting = self.alerting(alerting::AlertingEntry {
+            alertmanagers: file.alertmanagers,
+            timeout: file.alertmanager_timeout,
+            resend_delay: file.alert_resend_delay,
+            external_url: file.external_url,
+        });
         let mut names = HashSet::new();
         let targets = file
             .targets
@@ -403,6 +425,7 @@ impl Checker<'_> {
             rate_window,
             rules,
             targets,
+            alerting,
         }
     }
 
