@@ -1,17 +1,23 @@
-//! `poolwatch run`: the agent, with hot reload of its config and rule files.
+//! `poolwatch run`: the agent, with hot reload of its config and rule files, and the sender of
+//! its alerts to Alertmanager beside it.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::TargetArgs;
+use crate::config::{AlertingArgs, TargetArgs};
+use crate::exporters::alertmanager::{Notifier, Settings};
 use crate::exporters::http;
 use crate::reload::{self, Reloader};
 use crate::scheduler::{Agent, Options};
 
-pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
-    let mut config = match args.load() {
+pub fn run(
+    args: TargetArgs,
+    alerting: AlertingArgs,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = match alerting.load(&args) {
         Ok(config) => config,
         Err(problems) => {
             eprintln!("{problems}");
@@ -47,12 +53,15 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             interval = %humantime::format_duration(config.sample_interval),
             "poolwatch serving /metrics, /healthz, /api/v1/health"
         );
-        let mut reloader = Reloader::new(args, rule_paths);
+        let notifier = Notifier::start(Settings::new(&config.alerting, address), agent.subscribe());
+        let mut reloader = Reloader::new(args, alerting, rule_paths);
         let (_watcher, mut changes) =
             reload::watch(&reloader.paths()).context("watching the config and rule files")?;
         let reloads = async {
             while reload::settled(&mut changes).await {
-                reloader.reload(&agent);
+                if let Some(config) = reloader.reload(&agent) {
+                    notifier.reconfigure(Settings::new(&config.alerting, address));
+                }
             }
             std::future::pending::<()>().await;
         };
