@@ -3,6 +3,7 @@
 
 mod common;
 
+mod alertmanager;
 mod config_errors;
 mod exposition;
 mod failures;

@@ -109,11 +109,7 @@ pub fn external_url(given: &str) -> Result<Url, UrlProblem> {
 
 /// A URL of one of `schemes`, with no credentials (they would show in logs and labels), query
 /// or fragment.
-fn checked_url(
-    given: &str,
-    schemes: &[&str],
-    expected: &'static str,
-) -> Result<Url, UrlProblem> {
+fn checked_url(given: &str, schemes: &[&str], expected: &'static str) -> Result<Url, UrlProblem> {
     let url = Url::parse(given.trim()).map_err(UrlProblem::Invalid)?;
     if !schemes.contains(&url.scheme()) {
         return Err(UrlProblem::Scheme {
@@ -188,10 +184,19 @@ mod tests {
     #[test]
     fn alertmanager_urls_become_the_push_url() {
         let cases = [
-            ("http://127.0.0.1:9093", "http://127.0.0.1:9093/api/v2/alerts"),
+            (
+                "http://127.0.0.1:9093",
+                "http://127.0.0.1:9093/api/v2/alerts",
+            ),
             ("http://am:9093/", "http://am:9093/api/v2/alerts"),
-            ("http://proxy/alertmanager", "http://proxy/alertmanager/api/v2/alerts"),
-            ("http://am:9093/api/v2/alerts", "http://am:9093/api/v2/alerts"),
+            (
+                "http://proxy/alertmanager",
+                "http://proxy/alertmanager/api/v2/alerts",
+            ),
+            (
+                "http://am:9093/api/v2/alerts",
+                "http://am:9093/api/v2/alerts",
+            ),
         ];
         for (given, push) in cases {
             assert_eq!(alertmanager_url(given).unwrap().as_str(), push, "{given}");
@@ -275,7 +280,9 @@ mod tests {
         args.apply(&mut config).unwrap();
         assert_eq!(config.alerting.alertmanagers.len(), 2);
         assert_eq!(
-            config.alerting.generator_url("127.0.0.1:1".parse().unwrap()),
+            config
+                .alerting
+                .generator_url("127.0.0.1:1".parse().unwrap()),
             "http://agent:9898/api/v1/alerts"
         );
         let bad = AlertingArgs {

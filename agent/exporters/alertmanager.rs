@@ -99,7 +99,11 @@ pub struct Resender {
 }
 
 impl Resender {
-    pub fn due(&mut self, notifications: &[Notification], settings: &Settings) -> Vec<PostableAlert> {
+    pub fn due(
+        &mut self,
+        notifications: &[Notification],
+        settings: &Settings,
+    ) -> Vec<PostableAlert> {
         let resend = millis(settings.resend_delay);
         let mut due = Vec::new();
         let mut current = BTreeMap::new();
@@ -116,9 +120,7 @@ impl Resender {
             };
             let sent = if needed {
                 let lease = settings.resend_delay.max(n.interval) * LEASE_INTERVALS;
-                let ends_at = alert
-                    .resolved_at
-                    .unwrap_or(n.evaluated_at + millis(lease));
+                let ends_at = alert.resolved_at.unwrap_or(n.evaluated_at + millis(lease));
                 due.push(PostableAlert {
                     labels: alert.labels.clone(),
                     annotations: alert.annotations.clone(),
@@ -245,7 +247,9 @@ fn describe_metrics() {
 
 /// The queue, also after a panic elsewhere: it stays consistent, every change is one call.
 fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One Alertmanager: its queue and the task that empties it.
@@ -385,7 +389,8 @@ impl Delivery {
             .body(body)
             .send()
             .await
-            .map_err(|e| DeliveryError::Unavailable(chain(&e)))?;
+            // The URL is in the log line already.
+            .map_err(|e| DeliveryError::Unavailable(chain(&e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

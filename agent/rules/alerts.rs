@@ -283,11 +283,15 @@ impl RuleEngine {
                     .active
                     .values()
                     .filter(|a| a.state == AlertState::Firing);
-                out.extend(firing.chain(state.resolved.values()).map(|alert| Notification {
-                    alert: alert.clone(),
-                    evaluated_at,
-                    interval,
-                }));
+                out.extend(
+                    firing
+                        .chain(state.resolved.values())
+                        .map(|alert| Notification {
+                            alert: alert.clone(),
+                            evaluated_at,
+                            interval,
+                        }),
+                );
             }
         }
         out

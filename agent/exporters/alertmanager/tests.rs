@@ -64,7 +64,10 @@ fn ends(due: &[PostableAlert]) -> Vec<&str> {
 #[test]
 fn the_payload_is_alertmanagers_postable_alert() {
     let mut resender = Resender::default();
-    let due = resender.due(&[notification("PoolUtilizationHigh", T0, None, T0)], &settings());
+    let due = resender.due(
+        &[notification("PoolUtilizationHigh", T0, None, T0)],
+        &settings(),
+    );
     let json = serde_json::to_value(&due).unwrap();
     assert_eq!(
         json,
@@ -88,13 +91,19 @@ fn a_firing_alert_is_resent_after_the_resend_delay_with_a_renewed_lease() {
     let mut resender = Resender::default();
     let s = settings();
     let at = |t: Millis| vec![notification("A", T0, None, t)];
-    assert_eq!(ends(&resender.due(&at(T0), &s)), ["2024-01-01T00:04:00.000Z"]);
+    assert_eq!(
+        ends(&resender.due(&at(T0), &s)),
+        ["2024-01-01T00:04:00.000Z"]
+    );
     // Not again until more than resend_delay (1m) after the last send, as `needsSending`.
     assert!(resender.due(&at(T0 + 10 * SEC), &s).is_empty());
     assert!(resender.due(&at(T0 + 60 * SEC), &s).is_empty());
     let again = resender.due(&at(T0 + 70 * SEC), &s);
     assert_eq!(ends(&again), ["2024-01-01T00:05:10.000Z"]);
-    assert_eq!(again[0].starts_at, "2024-01-01T00:00:00.000Z", "startsAt never moves");
+    assert_eq!(
+        again[0].starts_at, "2024-01-01T00:00:00.000Z",
+        "startsAt never moves"
+    );
     // The same evaluation seen twice (a publish without evaluation) sends nothing.
     assert!(resender.due(&at(T0 + 70 * SEC), &s).is_empty());
 }
@@ -133,7 +142,10 @@ fn a_resolution_is_sent_at_once_then_every_resend_delay_until_forgotten() {
 fn an_alert_firing_again_is_sent_at_once() {
     let mut resender = Resender::default();
     let s = settings();
-    resender.due(&[notification("A", T0, Some(T0 + 10 * SEC), T0 + 10 * SEC)], &s);
+    resender.due(
+        &[notification("A", T0, Some(T0 + 10 * SEC), T0 + 10 * SEC)],
+        &s,
+    );
     // Fires again 20 s later: a new alert (new startsAt), not held back by the resend delay.
     let due = resender.due(&[notification("A", T0 + 30 * SEC, None, T0 + 30 * SEC)], &s);
     assert_eq!(due.len(), 1);

@@ -136,7 +136,11 @@ fn a_resolved_alert_is_kept_for_alertmanager_only_for_the_retention() {
     assert!(state.active.is_empty(), "resolved alerts are not active");
     let resolved = state.resolved.values().next().unwrap();
     assert_eq!(resolved.resolved_at, Some(MIN));
-    assert_eq!(resolved.fired_at, Some(0), "it keeps when it started firing");
+    assert_eq!(
+        resolved.fired_at,
+        Some(0),
+        "it keeps when it started firing"
+    );
     assert_eq!(state.evaluated_at, Some(MIN));
     // Kept while no more than 15 minutes old, as in Prometheus.
     state.evaluate(&r, &s, MIN + 15 * MIN, true).unwrap();
@@ -179,7 +183,10 @@ fn an_alert_back_after_resolving_is_a_new_alert() {
     let alert = state.active.values().next().unwrap();
     assert_eq!((alert.state, alert.active_at), (P, 3 * MIN));
     state.evaluate(&r, &s, 4 * MIN, true).unwrap();
-    assert_eq!(state.active.values().next().unwrap().fired_at, Some(4 * MIN));
+    assert_eq!(
+        state.active.values().next().unwrap().fired_at,
+        Some(4 * MIN)
+    );
 }
 
 #[test]
@@ -191,7 +198,11 @@ fn notifications_are_firing_and_resolved_alerts_with_their_group_interval() {
     };
     let text = format!(
         "groups:\n- name: g\n  interval: 30s\n  rules:\n{}{}- name: h\n  rules:\n{}",
-        rule("Busy", "poolwatch_pool_utilization_ratio > 0.8", "    for: 1m\n"),
+        rule(
+            "Busy",
+            "poolwatch_pool_utilization_ratio > 0.8",
+            "    for: 1m\n"
+        ),
         rule("Full", "poolwatch_pool_utilization_ratio >= 1", ""),
         rule("Quiet", "poolwatch_pool_utilization_ratio < 0.6", ""),
     );
@@ -205,7 +216,9 @@ fn notifications_are_firing_and_resolved_alerts_with_their_group_interval() {
     engine.evaluate_all(&s, 0, true);
     engine.evaluate_all(&s, MIN, true);
     // Busy pending then firing at 1m; Full fired at 0 and resolved at 1m; Quiet never held.
-    let got: Vec<(String, Option<Millis>, Option<Millis>, Millis, Duration)> = engine
+    // (alertname, fired_at, resolved_at, evaluated_at, interval)
+    type Seen = (String, Option<Millis>, Option<Millis>, Millis, Duration);
+    let got: Vec<Seen> = engine
         .notifications(Duration::from_secs(10))
         .into_iter()
         .map(|n| {
@@ -226,5 +239,9 @@ fn notifications_are_firing_and_resolved_alerts_with_their_group_interval() {
             ("Full".into(), Some(0), Some(MIN), MIN, group_interval),
         ]
     );
-    assert_eq!(engine.alerts().len(), 1, "alerts() stays pending and firing");
+    assert_eq!(
+        engine.alerts().len(),
+        1,
+        "alerts() stays pending and firing"
+    );
 }
