@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health.
+    /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health, send
+    /// alerts to Alertmanager.
     Run {
         #[command(flatten)]
         targets: TargetArgs,
