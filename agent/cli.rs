@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 use crate::commands::check::Format;
-use crate::config::TargetArgs;
+use crate::config::{AlertingArgs, TargetArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,13 +24,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health.
+    /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health, send
+    /// alerts to Alertmanager.
     Run {
         #[command(flatten)]
         targets: TargetArgs,
         /// Address to serve on (overrides `listen` in the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        alerting: AlertingArgs,
         /// exporter-toolkit web config (TLS, basic auth, headers) for every endpoint
         /// (overrides `web_config_file` in the config).
         #[arg(long, value_name = "FILE")]
@@ -94,8 +97,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             targets,
             listen,
+            alerting,
             web_config_file,
-        } => commands::run::run(targets, listen, web_config_file),
+        } => commands::run::run(targets, alerting, listen, web_config_file),
         Command::Validate { config } => Ok(commands::validate::validate(&config)),
         Command::Check {
             targets,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::TargetArgs;
 use crate::config::web::WebConfig;
+use crate::config::{AlertingArgs, Config, TargetArgs};
 use crate::rules::files::{self, RuleSet};
 use crate::scheduler::Agent;
 
@@ -66,6 +66,7 @@ pub async fn settled(events: &mut mpsc::UnboundedReceiver<()>) -> bool {
 /// What the agent was started from, to load it again.
 pub struct Reloader {
     args: TargetArgs,
+    alerting: AlertingArgs,
     rule_paths: Vec<PathBuf>,
     config_text: Option<String>,
     rules_text: String,
@@ -107,7 +108,7 @@ fn read_all(paths: &[PathBuf]) -> String {
 }
 
 impl Reloader {
-    pub fn new(args: TargetArgs, rule_paths: Vec<PathBuf>) -> Reloader {
+    pub fn new(args: TargetArgs, alerting: AlertingArgs, rule_paths: Vec<PathBuf>) -> Reloader {
         let config_text = args
             .config
             .as_ref()
@@ -115,6 +116,7 @@ impl Reloader {
         let rules_text = read_all(&rule_paths);
         Reloader {
             args,
+            alerting,
             rule_paths,
             config_text,
             rules_text,
@@ -180,14 +182,16 @@ impl Reloader {
         }
     }
 
-    /// Loads what changed and hands the agent what is good.
-    pub fn reload(&mut self, agent: &Agent) {
+    /// Loads what changed and hands the agent what is good; a new config is returned too, for
+    /// what runs beside the agent (the Alertmanager sender).
+    pub fn reload(&mut self, agent: &Agent) -> Option<Config> {
         self.reload_web_config(agent);
+        let mut reloaded = None;
         if let Some(path) = &self.args.config {
             let text = std::fs::read_to_string(path).ok();
             if text != self.config_text {
                 self.config_text = text;
-                match self.args.load() {
+                match self.alerting.load(&self.args) {
                     Ok(config) => {
                         let rules: Vec<PathBuf> = config
                             .rules
@@ -198,7 +202,8 @@ impl Reloader {
                         if !rules.is_empty() && rules != self.rule_paths {
                             tracing::warn!("changing which rule files are loaded takes a restart");
                         }
-                        agent.reload_config(config);
+                        agent.reload_config(config.clone());
+                        reloaded = Some(config);
                     }
                     Err(problems) => {
                         tracing::error!(
@@ -210,11 +215,11 @@ impl Reloader {
             }
         }
         if self.rule_paths.is_empty() {
-            return;
+            return reloaded;
         }
         let text = read_all(&self.rule_paths);
         if text == self.rules_text {
-            return;
+            return reloaded;
         }
         self.rules_text = text;
         match RuleSet::load(&self.rule_paths) {
@@ -224,5 +229,6 @@ impl Reloader {
                 agent.reload_failed("rules", problems.to_string());
             }
         }
+        reloaded
     }
 }

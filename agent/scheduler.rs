@@ -471,6 +471,7 @@ impl Aggregator {
             metrics: metrics.into(),
             snapshot,
             alerts,
+            notifications: self.engine.notifications(self.config.sample_interval),
             health,
         };
         self.publish.send_replace(Arc::new(published));

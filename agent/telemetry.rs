@@ -143,6 +143,36 @@ fn otlp_request_count(transport: &'static str, outcome: &'static str) -> metrics
     metrics::counter!("poolwatch_otlp_requests_total", "transport" => transport, "outcome" => outcome)
 }
 
+/// The Alertmanager sender starts with `count` Alertmanagers, each with a queue of `capacity`.
+pub fn alertmanagers(count: usize, capacity: usize) {
+    metrics::gauge!("poolwatch_alertmanagers").set(count as f64);
+    metrics::gauge!("poolwatch_notifications_queue_capacity").set(capacity as f64);
+}
+
+/// Alerts waiting for one Alertmanager.
+pub fn notification_queue(alertmanager: &str, length: usize) {
+    metrics::gauge!("poolwatch_notifications_queue_length", "alertmanager" => alertmanager.to_string())
+        .set(length as f64);
+}
+
+/// An Alertmanager accepted `count` alerts.
+pub fn notifications_sent(alertmanager: &str, count: usize) {
+    metrics::counter!("poolwatch_notifications_sent_total", "alertmanager" => alertmanager.to_string())
+        .increment(count as u64);
+}
+
+/// A request to an Alertmanager failed (unreachable, timed out, or not 2xx).
+pub fn notification_failed(alertmanager: &str) {
+    metrics::counter!("poolwatch_notifications_errors_total", "alertmanager" => alertmanager.to_string())
+        .increment(1);
+}
+
+/// `count` alerts will not reach an Alertmanager: dropped from a full queue, or rejected.
+pub fn notifications_dropped(alertmanager: &str, count: usize) {
+    metrics::counter!("poolwatch_notifications_dropped_total", "alertmanager" => alertmanager.to_string())
+        .increment(count as u64);
+}
+
 /// The rules were (re)loaded.
 pub fn rules_loaded(count: usize) {
     metrics::gauge!("poolwatch_rules_loaded").set(count as f64);

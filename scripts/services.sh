@@ -2,6 +2,8 @@
 # Installs (Debian packages) and starts the real services poolwatch is tested and demonstrated
 # against: one PostgreSQL cluster and one PgBouncer on loopback ports of their own, so they never
 # collide with a system cluster on 5432/6432. Idempotent: running it twice starts nothing twice.
+# Alertmanager (prometheus-alertmanager, with amtool) is installed but not started: each test
+# that needs one starts its own.
 #
 #   scripts/services.sh start    install what is missing, start PostgreSQL and PgBouncer
 #   scripts/services.sh stop     stop both
@@ -20,7 +22,7 @@ MONITOR_PASSWORD=monitor-pw-4f1c
 APP_PASSWORD=mdm-pw-9a27
 PGBOUNCER_PASSWORD=pgbouncer-pw-7d3e
 
-PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter)
+PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter prometheus-alertmanager)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -41,6 +43,7 @@ install_packages() {
     command -v pgbouncer >/dev/null || missing+=(pgbouncer)
     command -v promtool >/dev/null || missing+=(prometheus)
     command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+    command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
     ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || { log "missing ${missing[*]}; run as root to install them"; exit 1; }

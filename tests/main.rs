@@ -6,6 +6,7 @@
 
 mod common;
 
+mod alertmanager;
 mod api;
 mod config_errors;
 mod exposition;

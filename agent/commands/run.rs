@@ -1,5 +1,5 @@
-//! `poolwatch run`: the agent, with hot reload of its config and rule files, and the OTLP
-//! receiver's listeners when it is on.
+//! `poolwatch run`: the agent, with hot reload of its config and rule files, the OTLP receiver's
+//! listeners when it is on, and the sender of its alerts to Alertmanager beside it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::config::TargetArgs;
 use crate::config::web::WebConfig;
+use crate::config::{AlertingArgs, TargetArgs};
+use crate::exporters::alertmanager::{Notifier, Settings};
 use crate::exporters::http;
 use crate::receiver::{self, Receiver};
 use crate::reload::{self, Reloader};
@@ -17,10 +18,11 @@ use crate::scheduler::{Agent, Options};
 
 pub fn run(
     args: TargetArgs,
+    alerting: AlertingArgs,
     listen: Option<SocketAddr>,
     web_config_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let mut config = match args.load() {
+    let mut config = match alerting.load(&args) {
         Ok(config) => config,
         Err(problems) => {
             eprintln!("{problems}");
@@ -107,7 +109,8 @@ pub fn run(
             otlp_receiver = receiver.is_some(),
             "poolwatch serving /metrics, /healthz, /api/v1/health"
         );
-        let mut reloader = Reloader::new(args, rule_paths);
+        let notifier = Notifier::start(Settings::new(&config.alerting, address), agent.subscribe());
+        let mut reloader = Reloader::new(args, alerting, rule_paths);
         if let Some(path) = web_path {
             agent.reload_succeeded("web_config");
             reloader = reloader.with_web_config(path, web_updates);
@@ -116,7 +119,9 @@ pub fn run(
             reload::watch(&reloader.paths()).context("watching the config and rule files")?;
         let reloads = async {
             while reload::settled(&mut changes).await {
-                reloader.reload(&agent);
+                if let Some(config) = reloader.reload(&agent) {
+                    notifier.reconfigure(Settings::new(&config.alerting, address));
+                }
             }
             std::future::pending::<()>().await;
         };

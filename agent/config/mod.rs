@@ -2,6 +2,7 @@
 //! state the defaults; unknown keys are rejected); [`Config`] is the checked form the agent runs
 //! on. Every problem in a file is reported at once, each with file, line and field.
 
+pub mod alerting;
 pub mod args;
 pub mod diagnostics;
 pub mod receiver;
@@ -16,7 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-pub use args::TargetArgs;
+pub use alerting::Alerting;
+pub use args::{AlertingArgs, TargetArgs};
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use receiver::ReceiverConfig;
 use templates::{POOL_SIZE_ENV, Template};
@@ -66,6 +68,19 @@ struct FileEntry {
     web_config_file: Option<Spanned<PathBuf>>,
     /// The OTLP receiver for pools that applications report themselves. On by default.
     otlp_receiver: Option<receiver::ReceiverEntry>,
+    /// Alertmanagers (API v2) every firing and resolved alert is sent to: `http://host:9093`,
+    /// with the path prefix it serves under, if any. Default: none.
+    #[serde(default)]
+    alertmanagers: Vec<Spanned<String>>,
+    /// Deadline of one request to an Alertmanager. Default `10s`.
+    #[serde(default, deserialize_with = "duration")]
+    alertmanager_timeout: Option<Spanned<Duration>>,
+    /// How often a firing alert is sent again, renewing its lease. Default `1m`.
+    #[serde(default, deserialize_with = "duration")]
+    alert_resend_delay: Option<Spanned<Duration>>,
+    /// The URL on-call reaches the agent at, for each alert's `generatorURL`. Default
+    /// `http://<listen>`.
+    external_url: Option<Spanned<String>>,
 }
 
 /// One target in the file format.
@@ -147,6 +162,7 @@ pub struct Config {
     /// exporter-toolkit's web config file for the listeners, if any.
     pub web_config_file: Option<PathBuf>,
     pub otlp_receiver: ReceiverConfig,
+    pub alerting: Alerting,
 }
 
 /// One checked target.
@@ -400,6 +416,12 @@ impl Checker<'_> {
                 }
             })
             .collect();
+        let alerting = self.alerting(alerting::AlertingEntry {
+            alertmanagers: file.alertmanagers,
+            timeout: file.alertmanager_timeout,
+            resend_delay: file.alert_resend_delay,
+            external_url: file.external_url,
+        });
         let mut names = HashSet::new();
         let mut targets: Vec<Target> = file
             .targets
@@ -439,6 +461,7 @@ impl Checker<'_> {
             rules,
             targets,
             otlp_receiver,
+            alerting,
         }
     }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod exposition;
 pub mod healthy_load;
 pub mod tls;
@@ -277,6 +278,25 @@ impl PgBouncer {
         )
         .parse()
         .unwrap()
+    }
+
+    /// Gives `mdm_demo` a new pool_size and has PgBouncer reload its config (SIGHUP), as an
+    /// operator following a recommendation would.
+    pub fn set_pool_size(&self, pool_size: u32) {
+        let ini = self.dir.path().join("pgbouncer.ini");
+        let text = std::fs::read_to_string(&ini).unwrap();
+        let text: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("mdm_demo = ") {
+                Some(rest) => {
+                    let (before, _) = rest.split_once(" pool_size=").expect("pool_size");
+                    format!("mdm_demo = {before} pool_size={pool_size}\n")
+                }
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(&ini, text).unwrap();
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
     }
 
     pub fn kill(&mut self) {
