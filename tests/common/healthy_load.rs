@@ -53,6 +53,7 @@ pub fn start() -> Watched {
     ];
     // Sampling every 2 s, as in the run that found the false alarms; the deadline leaves room
     // for a loaded CI machine, where a late sample would be a real (if harmless) TargetDown.
+    // The default rate window (1m), as a deployment has it.
     let config = agent_config(
         "2s",
         "1800ms",
@@ -60,7 +61,8 @@ pub fn start() -> Watched {
             target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
             target("postgres", "pg", &postgres.monitor_url(), &limits),
         ],
-    );
+    )
+    .replace("rate_window: 10s\n", "");
     let agent = Agent::start_logging(&config, "info");
     Watched {
         agent,
