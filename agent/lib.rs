@@ -5,12 +5,15 @@
 //! samples per pool and derives rates; `health` judges each pool; the `scheduler` runs it all
 //! and publishes a `status` snapshot that the `exporters` serve.
 
+pub mod advisor;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exporters;
 pub mod health;
 pub mod model;
+pub mod pools;
 pub mod reload;
 pub mod rules;
 pub mod scheduler;

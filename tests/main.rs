@@ -3,10 +3,14 @@
 
 mod common;
 
+mod advisor;
+mod benchmark;
 mod config_errors;
 mod exposition;
 mod failures;
 mod pgbouncer;
+mod pools;
 mod postgres;
+mod report;
 mod rules;
 mod secrets;
