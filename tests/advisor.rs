@@ -190,7 +190,32 @@ fn size_refuses_inputs_the_spec_cannot_compute() {
 
 /// Runs `benchmark` with these arguments, failing the test with its output if it fails.
 pub fn benchmark(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<Report> {
-    let out = Command::new(binary())
+    run_benchmark(Command::new(binary()), dir, args, env)
+}
+
+/// As [`benchmark`], at real-time priority where the test runs as root (as CI does): waits of
+/// a fraction of a millisecond are then the pool's, not the time other processes kept the
+/// woken caller off the CPU. The load generator sleeps most of the time, and the kernel keeps
+/// 5% of each second for everything else whatever it does.
+fn benchmark_realtime(dir: &Path, args: &[&str]) -> Vec<Report> {
+    let root = nix::unistd::Uid::effective().is_root();
+    let command = if root && Command::new("chrt").arg("--version").output().is_ok() {
+        let mut command = Command::new("chrt");
+        command.args(["--fifo", "10", binary()]);
+        command
+    } else {
+        Command::new(binary())
+    };
+    run_benchmark(command, dir, args, &[])
+}
+
+fn run_benchmark(
+    mut command: Command,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<Report> {
+    let out = command
         .arg("benchmark")
         .args(args)
         .envs(env.iter().copied())
@@ -213,13 +238,16 @@ pub fn benchmark(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<Report>
     reports
 }
 
-/// Open loop on SQLite with a controlled hold time: Poisson arrivals at 3,000/s, each holding
-/// its connection ~2 ms (exponential), on 7, 8 and 9 connections. Each run is predicted from
+/// Open loop on SQLite with a controlled hold time: Poisson arrivals at 3,300/s, each holding
+/// its connection ~1.5 ms (exponential), on 6, 7 and 8 connections (utilization ~0.85 to
+/// ~0.65), without pre-ping so that the wait is the queue's alone. Each run is predicted from
 /// its own arrival rate and mean hold, as the agent predicts a pool from what it observes.
+/// Short holds at a high rate give the ~30,000 arrivals per size a mean wait needs to settle.
 #[test]
 fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
+    let _load = crate::common::exclusive_load();
     let dir = tempfile::tempdir().unwrap();
-    let reports = benchmark(
+    let reports = benchmark_realtime(
         dir.path(),
         &[
             "--backend",
@@ -229,17 +257,18 @@ fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
             "--rows",
             "1000",
             "--pool-size",
-            "7,8,9",
+            "6,7,8",
+            "--pre-ping",
+            "false",
             "--arrival-rate",
-            "3000",
+            "3300",
             "--hold-time-ms",
-            "2",
+            "1.5",
             "--concurrent-users",
-            "64",
+            "32",
             "--duration",
-            "8",
+            "9",
         ],
-        &[],
     );
     assert_eq!(reports.len(), 3);
     let mut table =

@@ -66,6 +66,7 @@ fn consistent(report: &Report) {
 
 #[test]
 fn postgres_reports_echo_the_settings_and_add_up() {
+    let _load = crate::common::exclusive_load();
     let port = pg_port();
     let schema = unique("pw_bench");
     let dir = tempfile::tempdir().unwrap();
@@ -179,6 +180,7 @@ fn a_missing_password_fails_at_once_with_the_reason() {
 
 #[test]
 fn ctrl_c_writes_the_report_marked_interrupted_and_removes_the_dataset() {
+    let _load = crate::common::exclusive_load();
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r_{pool_size}.json");
     let mut child = Command::new(binary())

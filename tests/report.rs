@@ -74,6 +74,7 @@ fn near(a: [u8; 3], b: [u8; 3]) -> bool {
 
 #[test]
 fn the_report_renders_with_its_charts_visible() {
+    let _load = crate::common::exclusive_load();
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     std::fs::create_dir(&runs).unwrap();

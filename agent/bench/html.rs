@@ -362,7 +362,7 @@ pub fn render(analysis: &Analysis) -> String {
     if let Some(w) = &analysis.workload {
         let _ = write!(
             html,
-            "<p>Workload for the prediction, pooled over the runs: {:.1} arrivals/s × {:.2} ms mean hold = {:.2} connections busy on average; p99 wait target {:.0} ms.</p>",
+            "<p>Each run is predicted from its own arrival rate and mean hold time. Pooled over the runs, the workload the recommendation sizes for is {:.1} arrivals/s × {:.2} ms mean hold = {:.2} connections busy on average; p99 wait target {:.0} ms.</p>",
             w.arrival_rate,
             w.mean_hold_seconds * 1e3,
             w.offered_load(),

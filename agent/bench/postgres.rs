@@ -46,7 +46,7 @@ impl Postgres {
     fn error(&self, e: r2d2_postgres::postgres::Error) -> BenchError {
         BenchError::Backend {
             backend: "postgres",
-            message: self.endpoint.scrub(&e.to_string()),
+            message: self.endpoint.scrub(&crate::pools::error_chain(&e)),
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Percentiles {
     pub count: u64,
     /// Exact mean (from the sum, not the histogram).
     pub mean: f64,
+    /// Exact standard deviation.
+    pub stddev: f64,
     pub p50: f64,
     pub p90: f64,
     pub p95: f64,
@@ -47,16 +49,22 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// From a histogram of nanoseconds and the exact sum of its values.
-    pub fn from_histogram(histogram: &Histogram<u64>, sum_seconds: f64) -> Percentiles {
+    /// From a histogram of nanoseconds and the exact sum of its values and of their squares.
+    pub fn from_histogram(
+        histogram: &Histogram<u64>,
+        sum_seconds: f64,
+        sum_squares: f64,
+    ) -> Percentiles {
         let count = histogram.len();
         if count == 0 {
             return Percentiles::default();
         }
         let at = |q: f64| histogram.value_at_quantile(q) as f64 / 1e9;
+        let mean = sum_seconds / count as f64;
         Percentiles {
             count,
-            mean: sum_seconds / count as f64,
+            mean,
+            stddev: (sum_squares / count as f64 - mean * mean).max(0.0).sqrt(),
             p50: at(0.50),
             p90: at(0.90),
             p95: at(0.95),

@@ -244,21 +244,46 @@ pub struct Managed<M> {
     counters: Arc<Counters>,
 }
 
+/// A driver error with its causes, as one message: r2d2 keeps only the text of the last
+/// error, and postgres' own text is just "db error" without them.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DriverError(String);
+
+/// An error and its sources, joined by ": ".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 impl<M: ManageConnection> ManageConnection for Managed<M> {
     type Connection = M::Connection;
-    type Error = M::Error;
+    type Error = DriverError;
 
-    fn connect(&self) -> Result<M::Connection, M::Error> {
-        self.inner.connect().inspect_err(|error| {
+    fn connect(&self) -> Result<M::Connection, DriverError> {
+        self.inner.connect().map_err(|error| {
             self.counters
                 .connection_errors
                 .fetch_add(1, Ordering::Relaxed);
+            let error = DriverError(error_chain(&error));
             tracing::debug!(%error, "pool connect failed");
+            error
         })
     }
 
-    fn is_valid(&self, conn: &mut M::Connection) -> Result<(), M::Error> {
-        self.inner.is_valid(conn)
+    fn is_valid(&self, conn: &mut M::Connection) -> Result<(), DriverError> {
+        self.inner
+            .is_valid(conn)
+            .map_err(|e| DriverError(error_chain(&e)))
     }
 
     fn has_broken(&self, conn: &mut M::Connection) -> bool {
