@@ -106,18 +106,24 @@ fn size_reproduces_the_spec_function() {
     }
 }
 
+/// `poolwatch size` with these arguments.
+fn size(args: &[&str]) -> std::process::Output {
+    Command::new(binary()).arg("size").args(args).output().unwrap()
+}
+
 #[test]
 fn size_prints_all_three_models() {
-    let out = Command::new(binary())
-        .args(["size", "--cpu-cores", "4", "--concurrent-users", "100"])
-        .args([
-            "--avg-query-time-ms",
-            "10",
-            "--target-response-time-ms",
-            "200",
-        ])
-        .output()
-        .unwrap();
+    let workload = [
+        "--cpu-cores",
+        "4",
+        "--concurrent-users",
+        "100",
+        "--avg-query-time-ms",
+        "10",
+        "--target-response-time-ms",
+        "200",
+    ];
+    let out = size(&workload);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Basic formula         pool_size = 4 workers × 1 connections per worker + 3 overhead = 7"), "{text}");
@@ -132,24 +138,7 @@ fn size_prints_all_three_models() {
         "{text}"
     );
     assert!(text.contains("← recommended"), "{text}");
-    let json = Command::new(binary())
-        .args([
-            "size",
-            "--format",
-            "json",
-            "--cpu-cores",
-            "4",
-            "--concurrent-users",
-            "100",
-        ])
-        .args([
-            "--avg-query-time-ms",
-            "10",
-            "--target-response-time-ms",
-            "200",
-        ])
-        .output()
-        .unwrap();
+    let json = size(&[&workload[..], &["--format", "json"]].concat());
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let recommended = json["erlang_c"]["recommendation"]["pool_size"]
         .as_u64()
@@ -169,17 +158,18 @@ fn size_prints_all_three_models() {
 
 #[test]
 fn size_refuses_inputs_the_spec_cannot_compute() {
-    let out = Command::new(binary())
-        .args(["size", "--cpu-cores", "4", "--concurrent-users", "10"])
-        .args([
-            "--avg-query-time-ms",
-            "0",
-            "--target-response-time-ms",
-            "100",
-        ])
-        .args(["--connection-overhead-ms", "0"])
-        .output()
-        .unwrap();
+    let out = size(&[
+        "--cpu-cores",
+        "4",
+        "--concurrent-users",
+        "10",
+        "--avg-query-time-ms",
+        "0",
+        "--target-response-time-ms",
+        "100",
+        "--connection-overhead-ms",
+        "0",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -285,11 +275,13 @@ fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
         let measured = report.wait_seconds.mean;
         let ratio = measured / predicted;
         table.push_str(&format!(
-            "{c:>9}  {:>10.0}  {:>7.3}  {:>22.4}  {:>8.4}  {ratio:>5.2}   (generator delay mean {:.3} ms)\n",
+            "{c:>9}  {:>10.0}  {:>7.3}  {:>22.4}  {:>8.4}  {ratio:>5.2}   (arrival SCV {:.2}, hold SCV {:.2}, generator delay mean {:.3} ms)\n",
             workload.arrival_rate,
             workload.mean_hold_seconds * 1e3,
             predicted * 1e3,
             measured * 1e3,
+            report.arrival_scv.unwrap_or(f64::NAN),
+            (report.hold_seconds.stddev / report.hold_seconds.mean).powi(2),
             generator.mean * 1e3
         ));
         if (ratio - 1.0).abs() > (worst - 1.0).abs() {

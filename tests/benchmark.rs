@@ -131,6 +131,7 @@ fn postgres_reports_echo_the_settings_and_add_up() {
         assert!(!report.interrupted);
         assert_eq!(report.arrival_rate_per_second, None);
         assert_eq!(report.generator_delay_seconds, None);
+        assert_eq!(report.arrival_scv, None);
         // 8 users back to back on at most size + 1 connections: the pool is full the whole run.
         assert_eq!(
             report.pool_metrics.peak_active_connections,

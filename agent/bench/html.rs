@@ -269,60 +269,47 @@ pub fn render(analysis: &Analysis) -> String {
         }
         series
     };
-    let charts = [
-        chart(
+    type Measured = fn(&Point) -> f64;
+    type Predicted = fn(&Point) -> Option<f64>;
+    // Title, unit, then the measured and the predicted value of a run in that unit.
+    let panels: [(&str, &str, Measured, Predicted); 4] = [
+        (
             "Throughput",
             "operations/s",
-            &sizes,
-            &pair(
-                "measured",
-                measured(|p| p.throughput_per_second),
-                predicted(|p| p.predicted.map(|q| q.throughput_per_second)),
-            ),
-            recommended,
+            |p| p.throughput_per_second,
+            |p| p.predicted.map(|q| q.throughput_per_second),
         ),
-        chart(
+        (
             "p99 wait for a connection",
             "ms",
-            &sizes,
-            &pair(
-                "measured",
-                measured(|p| p.p99_wait_seconds * 1e3),
-                predicted(|p| {
-                    p.predicted
-                        .and_then(|q| q.p99_wait_seconds)
-                        .map(|v| v * 1e3)
-                }),
-            ),
-            recommended,
+            |p| p.p99_wait_seconds * 1e3,
+            |p| p.predicted.and_then(|q| q.p99_wait_seconds).map(|v| v * 1e3),
         ),
-        chart(
+        (
             "Mean wait for a connection",
             "ms",
-            &sizes,
-            &pair(
-                "measured",
-                measured(|p| p.mean_wait_seconds * 1e3),
-                predicted(|p| {
-                    p.predicted
-                        .and_then(|q| q.mean_wait_seconds)
-                        .map(|v| v * 1e3)
-                }),
-            ),
-            recommended,
+            |p| p.mean_wait_seconds * 1e3,
+            |p| p.predicted.and_then(|q| q.mean_wait_seconds).map(|v| v * 1e3),
         ),
-        chart(
+        (
             "Utilization (active / pool_size)",
             "%",
-            &sizes,
-            &pair(
-                "measured",
-                measured(|p| p.utilization * 100.0),
-                predicted(|p| p.predicted.map(|q| q.utilization * 100.0)),
-            ),
-            recommended,
+            |p| p.utilization * 100.0,
+            |p| p.predicted.map(|q| q.utilization * 100.0),
         ),
     ];
+    let charts: Vec<String> = panels
+        .iter()
+        .map(|(title, unit, m, p)| {
+            chart(
+                title,
+                unit,
+                &sizes,
+                &pair("measured", measured(*m), predicted(*p)),
+                recommended,
+            )
+        })
+        .collect();
     let s = &analysis.settings;
     let mut html = String::new();
     let _ = write!(

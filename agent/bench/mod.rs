@@ -96,6 +96,8 @@ struct Tally {
     hold: Recorder,
     delay: Recorder,
     statements: Vec<(Recorder, u64)>,
+    /// When each request asked the pool, for the variability of arrivals as the pool saw them.
+    asks: Vec<Instant>,
     ok: u64,
     errors: u64,
     messages: BTreeMap<String, u64>,
@@ -109,6 +111,7 @@ impl Tally {
             hold: Recorder::new(),
             delay: Recorder::new(),
             statements: STATEMENTS.iter().map(|_| (Recorder::new(), 0)).collect(),
+            asks: Vec::new(),
             ok: 0,
             errors: 0,
             messages: BTreeMap::new(),
@@ -139,6 +142,7 @@ impl Tally {
             mine.0.merge(&theirs.0);
             mine.1 += theirs.1;
         }
+        self.asks.extend(other.asks);
         self.ok += other.ok;
         self.errors += other.errors;
         for (message, n) in other.messages {
@@ -184,6 +188,9 @@ impl<B: Backend> Shared<'_, B> {
             self.next_test_id.fetch_add(count as i64, Ordering::Relaxed)
         });
         let asked = Instant::now();
+        if self.settings.arrival_rate.is_some() {
+            tally.asks.push(asked);
+        }
         let mut conn = match self.pool.get() {
             Ok(conn) => conn,
             Err(e) => {
@@ -400,6 +407,22 @@ pub fn run<B: Backend>(
         pool_metrics: pool_metrics(settings, &before, &after, &samples, elapsed),
         error_messages: tally.messages,
     })
+}
+
+/// The squared coefficient of variation of the gaps between instants: 1 for Poisson arrivals,
+/// more when they come in bursts.
+fn gap_scv(mut instants: Vec<Instant>) -> Option<f64> {
+    instants.sort_unstable();
+    let gaps: Vec<f64> = instants
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    if gaps.len() < 2 {
+        return None;
+    }
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let variance = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+    (mean > 0.0).then(|| variance / (mean * mean))
 }
 
 /// Checks out pool_size connections at once and returns them: the spec's `prewarm_pool`, so the

@@ -192,24 +192,12 @@ impl Backend for Postgres {
         ));
         client.batch_execute(&ddl).map_err(|e| self.error(e))?;
         let mut tx = client.transaction().map_err(|e| self.error(e))?;
-        for (table, rows) in [
-            (Table::Train, dataset.train_rows),
-            (Table::Test, dataset.test_rows),
-        ] {
-            let mut id = 1;
-            while id <= rows {
-                let count = dataset.batch_size.min((rows - id + 1) as usize);
-                let batch = Rows::new(id, count);
-                tx.execute(&self.insert_sql(table, count), &batch.params())
-                    .map_err(|e| self.error(e))?;
-                id += count as i64;
-            }
+        for (table, first_id, count) in dataset.batches() {
+            let batch = Rows::new(first_id, count);
+            tx.execute(&self.insert_sql(table, count), &batch.params())
+                .map_err(|e| self.error(e))?;
         }
-        for (key, value) in [
-            ("train_rows", dataset.train_rows.to_string()),
-            ("test_rows", dataset.test_rows.to_string()),
-            ("created_by", "poolwatch benchmark".to_string()),
-        ] {
+        for (key, value) in dataset.metadata() {
             tx.execute(
                 &format!("INSERT INTO {schema}._metadata (key, value) VALUES ($1, $2)"),
                 &[&key, &value],

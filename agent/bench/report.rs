@@ -133,6 +133,10 @@ pub struct Report {
     /// Open loop: time an arrival waited for a free user before it asked the pool. Near zero
     /// unless the load generator itself is the bottleneck.
     pub generator_delay_seconds: Option<Percentiles>,
+    /// Open loop: squared coefficient of variation of the gaps between requests as they reached
+    /// the pool. Poisson arrivals give 1; above it, arrivals bunched (Erlang C then predicts
+    /// too little waiting).
+    pub arrival_scv: Option<f64>,
     pub by_statement: BTreeMap<String, StatementFigures>,
     pub pool_metrics: PoolMetrics,
     /// Errors by message (first 5 kinds), to say what failed.

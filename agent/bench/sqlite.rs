@@ -88,22 +88,10 @@ impl Backend for Sqlite {
         ddl.push_str("CREATE TABLE _metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL);");
         conn.execute_batch(&ddl).map_err(error)?;
         conn.execute_batch("BEGIN").map_err(error)?;
-        for (table, rows) in [
-            (Table::Train, dataset.train_rows),
-            (Table::Test, dataset.test_rows),
-        ] {
-            let mut id = 1;
-            while id <= rows {
-                let count = dataset.batch_size.min((rows - id + 1) as usize);
-                batch_insert(&conn, table, id, count).map_err(error)?;
-                id += count as i64;
-            }
+        for (table, first_id, count) in dataset.batches() {
+            batch_insert(&conn, table, first_id, count).map_err(error)?;
         }
-        for (key, value) in [
-            ("train_rows", dataset.train_rows.to_string()),
-            ("test_rows", dataset.test_rows.to_string()),
-            ("created_by", "poolwatch benchmark".to_string()),
-        ] {
+        for (key, value) in dataset.metadata() {
             conn.execute(
                 "INSERT INTO _metadata (key, value) VALUES (?1, ?2)",
                 (key, value),

@@ -102,6 +102,30 @@ impl Dataset {
         }
     }
 
+    /// The dataset's rows as batch_insert statements: (table, first id, rows) for train, then
+    /// test, `batch_size` rows each but the last.
+    pub fn batches(&self) -> Vec<(Table, i64, usize)> {
+        let mut batches = Vec::new();
+        for (table, rows) in [(Table::Train, self.train_rows), (Table::Test, self.test_rows)] {
+            let mut id = 1;
+            while id <= rows {
+                let count = self.batch_size.min((rows - id + 1) as usize);
+                batches.push((table, id, count));
+                id += count as i64;
+            }
+        }
+        batches
+    }
+
+    /// The rows of `_metadata`: what the dataset holds.
+    pub fn metadata(&self) -> [(&'static str, String); 3] {
+        [
+            ("train_rows", self.train_rows.to_string()),
+            ("test_rows", self.test_rows.to_string()),
+            ("created_by", "poolwatch benchmark".to_string()),
+        ]
+    }
+
     /// The next statement for `operation`; `next_test_id` hands out ids for inserted rows.
     pub fn next(
         &self,
@@ -225,6 +249,20 @@ mod tests {
                 assert!((percent - want).abs() < 0.5, "{operation}: {counts:?}");
             }
         }
+    }
+
+    #[test]
+    fn batches_cover_every_row_once() {
+        let batches = Dataset::new(2_500, 1_000).batches();
+        assert_eq!(
+            batches,
+            vec![
+                (Table::Train, 1, 1000),
+                (Table::Train, 1001, 1000),
+                (Table::Train, 2001, 500),
+                (Table::Test, 1, 625),
+            ]
+        );
     }
 
     #[test]
