@@ -108,7 +108,11 @@ fn size_reproduces_the_spec_function() {
 
 /// `poolwatch size` with these arguments.
 fn size(args: &[&str]) -> std::process::Output {
-    Command::new(binary()).arg("size").args(args).output().unwrap()
+    Command::new(binary())
+        .arg("size")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]

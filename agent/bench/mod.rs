@@ -389,6 +389,7 @@ pub fn run<B: Backend>(
         wait_seconds: tally.wait.percentiles(),
         hold_seconds: tally.hold.percentiles(),
         generator_delay_seconds: settings.arrival_rate.map(|_| tally.delay.percentiles()),
+        arrival_scv: settings.arrival_rate.and_then(|_| gap_scv(tally.asks)),
         by_statement: STATEMENTS
             .iter()
             .zip(&tally.statements)

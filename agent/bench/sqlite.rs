@@ -25,7 +25,7 @@ fn error(e: rusqlite::Error) -> BenchError {
 
 /// `INSERT INTO {table} VALUES (?, …), …` for `count` rows.
 fn insert_sql(table: Table, count: usize) -> String {
-    let one = format!("({})", vec!["?"; COLUMNS].join(", "));
+    let one = format!("({})", ["?"; COLUMNS].join(", "));
     format!(
         "INSERT INTO {} VALUES {}",
         table.as_str(),

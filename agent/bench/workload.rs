@@ -106,7 +106,10 @@ impl Dataset {
     /// test, `batch_size` rows each but the last.
     pub fn batches(&self) -> Vec<(Table, i64, usize)> {
         let mut batches = Vec::new();
-        for (table, rows) in [(Table::Train, self.train_rows), (Table::Test, self.test_rows)] {
+        for (table, rows) in [
+            (Table::Train, self.train_rows),
+            (Table::Test, self.test_rows),
+        ] {
             let mut id = 1;
             while id <= rows {
                 let count = self.batch_size.min((rows - id + 1) as usize);

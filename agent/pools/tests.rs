@@ -99,7 +99,9 @@ fn a_caller_gives_up_after_the_timeout_and_is_counted() {
     let pool = pool(&dir, settings(1, 0, Duration::from_millis(100)));
     let held = pool.get().unwrap();
     let start = Instant::now();
-    let error = pool.get().err().expect("the pool is exhausted");
+    let Err(error) = pool.get() else {
+        panic!("the pool is exhausted")
+    };
     assert!(start.elapsed() >= Duration::from_millis(100));
     assert!(matches!(error, PoolError::Timeout { .. }), "{error}");
     let stats = pool.stats();
