@@ -115,7 +115,8 @@ fn failed_connects_are_counted_as_connection_errors() {
     let settings = PoolSettings {
         pool_size: 1,
         max_overflow: 0,
-        timeout: Duration::from_millis(800),
+        // Long enough for the failed SCRAM exchange to finish on a busy machine.
+        timeout: Duration::from_secs(5),
         pre_ping: true,
         recycle: None,
     };
