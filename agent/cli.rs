@@ -48,6 +48,15 @@ pub enum Command {
     /// Work with threshold rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Recommend a pool size: the spec's basic formula and Little's-law function, and the
+    /// Erlang C (M/M/c) table of waits per pool size.
+    Size(commands::size::SizeArgs),
+    /// The spec's performance test: drive a pool at each pool size and write a JSON report
+    /// per size.
+    Benchmark(Box<commands::benchmark::BenchmarkArgs>),
+    /// Turn benchmark reports into one self-contained HTML report with charts and a
+    /// recommended pool size.
+    AnalyzeBenchmarks(commands::analyze::AnalyzeArgs),
     /// Sample every pool over a short window, print its health; exit 0 healthy, 1 warnings,
     /// 2 unhealthy, 3 could not check.
     Check {
@@ -113,5 +122,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         }) => commands::rules::export(&rules, output.as_deref()),
         Command::Rules(RulesCommand::Check { paths }) => Ok(commands::rules::check(&paths)),
+        Command::Size(args) => commands::size::size(&args),
+        Command::Benchmark(args) => commands::benchmark::benchmark(&args),
+        Command::AnalyzeBenchmarks(args) => commands::analyze::analyze_benchmarks(&args),
     }
 }

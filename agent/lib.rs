@@ -5,6 +5,8 @@
 //! samples per pool and derives rates; `health` judges each pool; the `scheduler` runs it all
 //! and publishes a `status` snapshot that the `exporters` serve.
 
+pub mod advisor;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -12,6 +14,7 @@ pub mod exporters;
 pub mod exposition;
 pub mod health;
 pub mod model;
+pub mod pools;
 pub mod receiver;
 pub mod reload;
 pub mod rules;

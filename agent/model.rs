@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::advisor;
+
 /// Extra labels on every series of a pool (dataset, role, …), sorted so output is deterministic.
 pub type Labels = BTreeMap<String, String>;
 
@@ -231,8 +233,7 @@ pub struct PoolFigures {
     pub observed_seconds: Option<f64>,
 }
 
-/// The utilization the spec treats as the limit of a healthy pool.
-pub const UTILIZATION_TARGET: f64 = 0.8;
+pub use crate::advisor::UTILIZATION_TARGET;
 
 impl PoolFigures {
     /// Derives the ratios that need only the latest sample; the store adds the rates.
@@ -244,10 +245,9 @@ impl PoolFigures {
             (Some(u), Some(s), Some(o)) if o > 0 => Some((u - s).max(0.0) / o as f64),
             _ => None,
         };
-        let recommended_pool_size = latest.used.map(|used| {
-            let demand = (used + latest.pending.unwrap_or(0)) as f64;
-            ((demand / UTILIZATION_TARGET).ceil() as u64).max(1)
-        });
+        let recommended_pool_size = latest
+            .used
+            .map(|used| advisor::utilization_rule(used + latest.pending.unwrap_or(0)));
         PoolFigures {
             latest,
             utilization,

@@ -22,7 +22,8 @@ MONITOR_PASSWORD=monitor-pw-4f1c
 APP_PASSWORD=mdm-pw-9a27
 PGBOUNCER_PASSWORD=pgbouncer-pw-7d3e
 
-PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter prometheus-alertmanager)
+# chromium renders the HTML report of analyze-benchmarks in its test (headless screenshots).
+PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter prometheus-alertmanager chromium)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -44,6 +45,7 @@ install_packages() {
     command -v promtool >/dev/null || missing+=(prometheus)
     command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
     command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+    command -v chromium >/dev/null || missing+=(chromium)
     ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || { log "missing ${missing[*]}; run as root to install them"; exit 1; }
@@ -157,6 +159,7 @@ export POOLWATCH_PGBOUNCER_PORT=$PGBOUNCER_PORT
 export POOLWATCH_PG_BIN=$(pg_bin)
 export POOLWATCH_PGBOUNCER_PASSWORD=$PGBOUNCER_PASSWORD
 export POOLWATCH_POSTGRES_PASSWORD=$MONITOR_PASSWORD
+export POOLWATCH_APP_PASSWORD=$APP_PASSWORD
 EOF
 }
 

@@ -6,8 +6,10 @@
 
 mod common;
 
+mod advisor;
 mod alertmanager;
 mod api;
+mod benchmark;
 mod config_errors;
 mod exposition;
 mod failures;
@@ -17,9 +19,11 @@ mod inapp;
 mod listener;
 mod otlp_receiver;
 mod pgbouncer;
+mod pools;
 mod postgres;
 mod prometheus_scrape;
 mod rule_scenarios;
+mod report;
 mod rules;
 mod secrets;
 mod tls_targets;

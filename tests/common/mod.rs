@@ -716,3 +716,11 @@ pub fn target(kind: &str, name: &str, url: &str, extra: &[&str]) -> String {
     }
     out
 }
+
+static LOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held by the tests that put load on the machine (benchmarks), so that they never run beside
+/// one another: a test that measures waits would otherwise measure the other's CPU use.
+pub fn exclusive_load() -> std::sync::MutexGuard<'static, ()> {
+    LOAD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
