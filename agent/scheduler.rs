@@ -332,6 +332,9 @@ impl Aggregator {
                 if config.listen != self.config.listen {
                     tracing::warn!(listen = %config.listen, "a new listen address takes a restart");
                 }
+                if config.otlp != self.config.otlp {
+                    tracing::warn!("a change to the OTLP export takes a restart");
+                }
                 tracing::info!(targets = config.targets.len(), "config reloaded");
                 let previous = self
                     .targets

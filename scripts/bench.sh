@@ -7,4 +7,5 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/poolwatch/target}
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
+eval "$(scripts/otlp-receiver-env.sh)"
 cargo bench --bench footprint "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs and starts the real services it needs
-# (PostgreSQL, PgBouncer, promtool), then runs every unit and integration test.
+# (PostgreSQL, PgBouncer, promtool) and the Python of the tests' OTLP receiver, then runs every
+# unit and integration test.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test main failures`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/poolwatch/target}
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
+eval "$(scripts/otlp-receiver-env.sh)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

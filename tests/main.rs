@@ -6,6 +6,7 @@ mod common;
 mod config_errors;
 mod exposition;
 mod failures;
+mod otlp;
 mod pgbouncer;
 mod postgres;
 mod rules;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::TargetArgs;
-use crate::exporters::http;
+use crate::exporters::{http, otlp};
 use crate::reload::{self, Reloader};
 use crate::scheduler::{Agent, Options};
 
@@ -41,6 +41,13 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         let address = listener.local_addr()?;
         let rule_count = rules.rule_count();
         let agent = Agent::start(&config, Options { rules, hold: true });
+        let exporter = match config.otlp.clone() {
+            Some(settings) => Some(
+                otlp::start(settings, address, agent.subscribe())
+                    .context("starting the OTLP exporter")?,
+            ),
+            None => None,
+        };
         tracing::info!(
             %address,
             targets = config.targets.len(),
@@ -61,6 +68,9 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             served = http::serve(listener, agent.subscribe()) => served.context("serving HTTP")?,
             _ = reloads => {}
             _ = shutdown() => tracing::info!("shutting down"),
+        }
+        if let Some(exporter) = exporter {
+            exporter.shutdown().await;
         }
         Ok(ExitCode::SUCCESS)
     })

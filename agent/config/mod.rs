@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod diagnostics;
+pub mod otlp;
 pub mod templates;
 
 use std::collections::{BTreeMap, HashSet};
@@ -16,6 +17,7 @@ use serde_saphyr::Spanned;
 
 pub use args::TargetArgs;
 pub use diagnostics::{Diagnostic, Diagnostics};
+pub use otlp::OtlpConfig;
 use templates::{POOL_SIZE_ENV, Template};
 
 use crate::model::{Labels, PoolLimits, SourceKind};
@@ -57,6 +59,8 @@ struct FileEntry {
     rules: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
+    /// OTLP push; the OpenTelemetry environment fills in what it leaves out.
+    otlp: Option<otlp::OtlpEntry>,
 }
 
 /// One target in the file format.
@@ -132,6 +136,8 @@ pub struct Config {
     /// Rule files and directories; empty: the rules shipped in the binary.
     pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
+    /// OTLP push, when on (the `otlp` section or `OTEL_METRICS_EXPORTER=otlp`).
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// One checked target.
@@ -393,6 +399,8 @@ impl Checker<'_> {
             .enumerate()
             .filter_map(|(i, entry)| self.target(i, entry, template.as_ref(), &mut names))
             .collect();
+        let (otlp, mut problems) = otlp::check(file.otlp.as_ref(), self.origin, self.env);
+        self.problems.append(&mut problems);
         Config {
             listen: file
                 .listen
@@ -403,6 +411,7 @@ impl Checker<'_> {
             rate_window,
             rules,
             targets,
+            otlp,
         }
     }
 

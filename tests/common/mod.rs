@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod otlp;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -308,20 +309,31 @@ impl Agent {
 
     /// As [`Agent::start`], logging at `level` (benchmarks log less).
     pub fn start_logging(config: &str, level: &str) -> Agent {
+        Agent::start_env(config, level, &[])
+    }
+
+    /// As [`Agent::start_logging`], with these variables in the agent's environment.
+    pub fn start_env(config: &str, level: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("poolwatch.yaml");
         std::fs::write(&path, config).unwrap();
-        Agent::start_with(dir, &["run", "--config", path.to_str().unwrap()], level)
+        let args = ["run", "--config", path.to_str().unwrap()];
+        Agent::start_with(dir, &args, level, env)
     }
 
     /// Runs `poolwatch run` with these arguments (plus `--listen`).
     pub fn start_args(args: &[&str]) -> Agent {
         let mut all = vec!["run"];
         all.extend_from_slice(args);
-        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug")
+        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug", &[])
     }
 
-    fn start_with(dir: tempfile::TempDir, args: &[&str], level: &str) -> Agent {
+    fn start_with(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        level: &str,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         // POOLWATCH_AGENT_WRAPPER runs the agent under a profiler (e.g. valgrind's massif).
@@ -333,6 +345,7 @@ impl Agent {
             .args(args)
             .args(["--listen", &addr.to_string()])
             .env("POOLWATCH_LOG", level)
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
