@@ -395,10 +395,12 @@ fn millis_env(
 
 /// A collector URL the transports can use, or why not.
 fn collector_url(url: &str, protocol: Protocol) -> Result<http::Uri, String> {
-    let uri: http::Uri = url
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{}` is not a URL", url.trim()))?;
+    let url = url.trim();
+    // Credentials belong in headers, which are never shown; a URL is logged and echoed.
+    if url.split("://").nth(1).unwrap_or(url).split('/').next().is_some_and(|a| a.contains('@')) {
+        return Err("the URL holds credentials: give them in headers instead".into());
+    }
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
@@ -407,15 +409,15 @@ fn collector_url(url: &str, protocol: Protocol) -> Result<http::Uri, String> {
                     .into(),
             );
         }
-        _ => return Err(format!("`{}` is not an http:// URL", url.trim())),
+        _ => return Err(format!("`{url}` is not an http:// URL")),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{}` names no host", url.trim()));
+        return Err(format!("`{url}` names no host"));
     }
     if protocol == Protocol::HttpProtobuf && uri.path() == "/" {
         return Err(format!(
             "give the full URL for http/protobuf, e.g. {}/{HTTP_METRICS_PATH}",
-            url.trim().trim_end_matches('/')
+            url.trim_end_matches('/')
         ));
     }
     Ok(uri)

@@ -169,12 +169,11 @@ fn the_service_name_and_resource_attributes_come_from_the_environment() {
 fn mistakes_are_located_in_the_file_or_named_in_the_environment() {
     let file = "otlp:\n  protocol: http/json\n  endpoint: https://c:4318/v1/metrics\n  \
                 interval: 50ms\n  headers:\n    bad name: secret-value\n";
+    // The section decides whether export is on: the variable is not read.
     let found = problems(file, &[(EXPORTER_ENV, "console")]);
     assert_eq!(
         found,
         vec![
-            "(environment): OTEL_METRICS_EXPORTER: `console` is not a metrics exporter poolwatch \
-             has: use otlp, prometheus (always on at /metrics) or none",
             "p.yaml:2:13: otlp.protocol: `http/json` is not supported: use http/protobuf or grpc",
             "p.yaml:3:13: otlp.endpoint: https is not supported by this build (no TLS): send to \
              a collector over http://",
@@ -183,7 +182,7 @@ fn mistakes_are_located_in_the_file_or_named_in_the_environment() {
         ]
     );
     let env = [
-        (EXPORTER_ENV, "otlp"),
+        (EXPORTER_ENV, "otlp,console"),
         (INTERVAL_ENV, "soon"),
         (HEADERS_ENV, "authorization=Bearer top\nsecret"),
         (ENDPOINT_ENV, "collector:4318"),
@@ -192,8 +191,10 @@ fn mistakes_are_located_in_the_file_or_named_in_the_environment() {
     assert_eq!(
         found,
         vec![
-            "(environment): OTEL_EXPORTER_OTLP_ENDPOINT: `collector:4318/v1/metrics` is not an \
-             http:// URL",
+            "(environment): OTEL_METRICS_EXPORTER: `console` is not a metrics exporter poolwatch \
+             has: use otlp, prometheus (always on at /metrics) or none",
+            "(environment): OTEL_EXPORTER_OTLP_ENDPOINT: `collector:4318/v1/metrics` is not a \
+             URL",
             "(environment): OTEL_EXPORTER_OTLP_HEADERS: the value of header `authorization` is \
              not valid in a header",
             "(environment): OTEL_METRIC_EXPORT_INTERVAL: `soon` is not a number of milliseconds",
@@ -207,5 +208,10 @@ fn mistakes_are_located_in_the_file_or_named_in_the_environment() {
             "p.yaml:2:13: otlp.endpoint: give the full URL for http/protobuf, e.g. \
              http://c:4318/v1/metrics"
         ]
+    );
+    let found = problems("otlp:\n  endpoint: http://u:pw-9f2@c:4318/v1/metrics\n", &[]);
+    assert_eq!(
+        found,
+        vec!["p.yaml:2:13: otlp.endpoint: the URL holds credentials: give them in headers instead"]
     );
 }
