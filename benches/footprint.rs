@@ -154,26 +154,8 @@ fn main() {
         clients
     });
 
-    let agent = Agent::start_logging(
-        &agent_config(
-            &format!("{}ms", INTERVAL.as_millis()),
-            "400ms",
-            &[
-                target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
-                target("postgres", "pg", &monitor_url(), &[]),
-            ],
-        ),
-        "warn",
-    );
+    let agent = start_agent(&bench_config(&bouncer));
     let pid = agent.child.id();
-    agent.wait_metrics(Duration::from_secs(30), "all pools", |m| {
-        let pools = m
-            .series
-            .iter()
-            .filter(|s| s.name == "poolwatch_pool_size" && s.labels["source"] == "pgbouncer")
-            .count();
-        (pools >= POOLS).then_some(())
-    });
 
     let bar = ProgressBar::new(u64::from(CYCLES)).with_style(
         ProgressStyle::with_template("{msg:>20} {bar:40} {pos}/{len} sample cycles").unwrap(),
@@ -274,6 +256,32 @@ fn main() {
     }
 }
 
+/// The agent's config: the PgBouncer of 100 pools and the PostgreSQL, sampled every `INTERVAL`.
+fn bench_config(bouncer: &PgBouncer) -> String {
+    agent_config(
+        &format!("{}ms", INTERVAL.as_millis()),
+        "400ms",
+        &[
+            target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
+            target("postgres", "pg", &monitor_url(), &[]),
+        ],
+    )
+}
+
+/// Starts the agent and waits until it shows every pool.
+fn start_agent(config: &str) -> Agent {
+    let agent = Agent::start_logging(config, "warn");
+    agent.wait_metrics(Duration::from_secs(30), "all pools", |m| {
+        let pools = m
+            .series
+            .iter()
+            .filter(|s| s.name == "poolwatch_pool_size" && s.labels["source"] == "pgbouncer")
+            .count();
+        (pools >= POOLS).then_some(())
+    });
+    agent
+}
+
 /// RSS and CPU of one agent run.
 struct Footprint {
     cpu_per_cycle: f64,
@@ -300,14 +308,7 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
         ("on, live receiver", Some(live_port)),
         ("on, collector silent", Some(silent_port)),
     ] {
-        let mut config = agent_config(
-            &format!("{}ms", INTERVAL.as_millis()),
-            "400ms",
-            &[
-                target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
-                target("postgres", "pg", &monitor_url(), &[]),
-            ],
-        );
+        let mut config = bench_config(bouncer);
         if let Some(port) = port {
             config.push_str(&format!(
                 "otlp:\n  endpoint: http://127.0.0.1:{port}/v1/metrics\n  interval: {0}ms\n  \
@@ -315,16 +316,8 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
                 INTERVAL.as_millis()
             ));
         }
-        let agent = Agent::start_logging(&config, "warn");
+        let agent = start_agent(&config);
         let pid = agent.child.id();
-        agent.wait_metrics(Duration::from_secs(30), "all pools", |m| {
-            let pools = m
-                .series
-                .iter()
-                .filter(|s| s.name == "poolwatch_pool_size" && s.labels["source"] == "pgbouncer")
-                .count();
-            (pools >= POOLS).then_some(())
-        });
         let bar = ProgressBar::new(u64::from(OTLP_CYCLES)).with_style(
             ProgressStyle::with_template("{msg:>20} {bar:40} {pos}/{len} sample cycles").unwrap(),
         );

@@ -25,6 +25,35 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    /// A problem with the value at `at` in `origin`.
+    pub fn at<T>(
+        origin: &Path,
+        at: &serde_saphyr::Spanned<T>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            origin: origin.to_path_buf(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the environment variable `name`.
+    pub fn environment(name: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            origin: "(environment)".into(),
+            line: 0,
+            column: 0,
+            field: name.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let origin = self.origin.display();

@@ -312,13 +312,10 @@ fn pool_size_override(limits: PoolLimits, env: Env) -> Result<PoolLimits, Diagno
             pool_size: Some(size),
             ..limits
         }),
-        _ => Err(Diagnostic {
-            origin: "(environment)".into(),
-            line: 0,
-            column: 0,
-            field: POOL_SIZE_ENV.into(),
-            message: format!("`{value}` is not a positive pool size"),
-        }),
+        _ => Err(Diagnostic::environment(
+            POOL_SIZE_ENV,
+            format!("`{value}` is not a positive pool size"),
+        )),
     }
 }
 
@@ -332,13 +329,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
-        self.problems.push(Diagnostic {
-            origin: self.origin.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: field.to_string(),
-            message: message.into(),
-        });
+        self.problems
+            .push(Diagnostic::at(self.origin, at, field, message));
     }
 
     fn config(&mut self, file: FileEntry) -> Config {

@@ -150,23 +150,12 @@ struct Problems<'a> {
 
 impl Problems<'_> {
     fn at<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
-        self.found.push(Diagnostic {
-            origin: self.origin.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: field.to_string(),
-            message: message.into(),
-        });
+        self.found
+            .push(Diagnostic::at(self.origin, at, field, message));
     }
 
     fn env(&mut self, name: &str, message: impl Into<String>) {
-        self.found.push(Diagnostic {
-            origin: "(environment)".into(),
-            line: 0,
-            column: 0,
-            field: name.to_string(),
-            message: message.into(),
-        });
+        self.found.push(Diagnostic::environment(name, message));
     }
 }
 
@@ -397,7 +386,14 @@ fn millis_env(
 fn collector_url(url: &str, protocol: Protocol) -> Result<http::Uri, String> {
     let url = url.trim();
     // Credentials belong in headers, which are never shown; a URL is logged and echoed.
-    if url.split("://").nth(1).unwrap_or(url).split('/').next().is_some_and(|a| a.contains('@')) {
+    if url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .is_some_and(|a| a.contains('@'))
+    {
         return Err("the URL holds credentials: give them in headers instead".into());
     }
     let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;

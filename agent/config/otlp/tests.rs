@@ -209,7 +209,10 @@ fn mistakes_are_located_in_the_file_or_named_in_the_environment() {
              http://c:4318/v1/metrics"
         ]
     );
-    let found = problems("otlp:\n  endpoint: http://u:pw-9f2@c:4318/v1/metrics\n", &[]);
+    let found = problems(
+        "otlp:\n  endpoint: http://u:pw-9f2@c:4318/v1/metrics\n",
+        &[],
+    );
     assert_eq!(
         found,
         vec!["p.yaml:2:13: otlp.endpoint: the URL holds credentials: give them in headers instead"]
