@@ -336,14 +336,14 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
         let (rss, peak) = memory_mib(pid);
         let exports = agent.metrics();
         let count = |name: &str, labels: &[(&str, &str)]| exports.get(name, labels).unwrap_or(0.0);
-        bar.println(format!(
+        eprintln!(
             "OTLP {what}: {} exports, {} timed out",
             count("poolwatch_otlp_exports_total", &[]),
             count(
                 "poolwatch_otlp_export_failures_total",
                 &[("reason", "timeout")]
             )
-        ));
+        );
         rows.push((
             what,
             Footprint {
