@@ -24,6 +24,16 @@ pub const POOL_LABEL: &str = "db_client_connection_pool_name";
 /// The label of a connection's state on `db_client_connection_count`.
 pub const STATE_LABEL: &str = "db_client_connection_state";
 
+/// A label's OpenTelemetry attribute name: the semantic-convention labels go back to their
+/// dotted names; the others (`target`, `source`, `dataset`, configured labels) stay as they are.
+pub fn otel_attribute(label: &str) -> &str {
+    match label {
+        POOL_LABEL => "db.client.connection.pool.name",
+        STATE_LABEL => "db.client.connection.state",
+        other => other,
+    }
+}
+
 /// The OpenTelemetry instrument a family is; Prometheus calls the first two gauges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Instrument {
@@ -308,6 +318,33 @@ pub static CATALOGUE: &[Family] = &[
         &["reason"],
         Read::Agent,
         "Data points the OTLP receiver refused, by reason.",
+    ),
+    family(
+        "poolwatch_otlp_export_failures_total",
+        "poolwatch.otlp.export.failures",
+        "{export}",
+        Counter,
+        &["reason"],
+        Read::Agent,
+        "OTLP exports that failed, by reason: unreachable, timeout, rejected (the collector said no).",
+    ),
+    family(
+        "poolwatch_otlp_exports_total",
+        "poolwatch.otlp.exports",
+        "{export}",
+        Counter,
+        NONE,
+        Read::Agent,
+        "OTLP exports attempted, successful or not.",
+    ),
+    family(
+        "poolwatch_otlp_last_success_timestamp_seconds",
+        "poolwatch.otlp.last_success",
+        "s",
+        Gauge,
+        NONE,
+        Read::Agent,
+        "Unix time of the last OTLP export the collector accepted.",
     ),
     family(
         "poolwatch_otlp_requests_total",

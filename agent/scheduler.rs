@@ -349,6 +349,9 @@ impl Aggregator {
                 if config.otlp_receiver != self.config.otlp_receiver {
                     tracing::warn!("a change to otlp_receiver takes a restart");
                 }
+                if config.otlp != self.config.otlp {
+                    tracing::warn!("a change to the OTLP export takes a restart");
+                }
                 tracing::info!(targets = config.targets.len(), "config reloaded");
                 let previous = self
                     .targets

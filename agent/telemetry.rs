@@ -1,5 +1,5 @@
 //! The agent's own telemetry: sample durations and errors per target, rule evaluations, reloads
-//! and the health of its exporters, recorded through the `metrics` facade into one long-lived
+//! and the health of its exporters (OTLP exports and their failures), recorded through the `metrics` facade into one long-lived
 //! metrics-exporter-prometheus recorder and appended to `/metrics` after the pool families.
 //! Every event the agent records about itself is a function here, so names and labels live in
 //! one place (and in the catalogue, which describes them).
@@ -190,6 +190,26 @@ pub fn reloaded(kind: &'static str, success: Option<f64>) {
         .set(f64::from(u8::from(success.is_some())));
     if let Some(at) = success {
         metrics::gauge!("poolwatch_reload_last_success_timestamp_seconds", "kind" => kind).set(at);
+    }
+}
+
+/// The OTLP exporter started: its counters exist, at 0, before the first export.
+pub fn otlp_started(reasons: &[&'static str]) {
+    metrics::counter!("poolwatch_otlp_exports_total").increment(0);
+    for reason in reasons {
+        metrics::counter!("poolwatch_otlp_export_failures_total", "reason" => *reason).increment(0);
+    }
+}
+
+/// An OTLP export finished at `unix_seconds`: accepted by the collector, or failed for `failure`.
+pub fn otlp_exported(failure: Option<&'static str>, unix_seconds: f64) {
+    metrics::counter!("poolwatch_otlp_exports_total").increment(1);
+    match failure {
+        Some(reason) => {
+            metrics::counter!("poolwatch_otlp_export_failures_total", "reason" => reason)
+                .increment(1);
+        }
+        None => metrics::gauge!("poolwatch_otlp_last_success_timestamp_seconds").set(unix_seconds),
     }
 }
 

@@ -101,6 +101,7 @@ fn the_shipped_example_is_valid() {
 fn mdm_pool_size_overrides_the_template() {
     let root = env!("CARGO_MANIFEST_DIR");
     let text = std::fs::read_to_string(format!("{root}/config/poolwatch.yaml")).unwrap();
+    // The example's password variables, and nothing else (no OTEL_* variable).
     let env = |name: &str| match name {
         "MDM_POOL_SIZE" => Some("42".to_string()),
         // The passwords the example names; PGSSLMODE and the others stay unset.

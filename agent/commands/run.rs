@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::config::web::WebConfig;
 use crate::config::{AlertingArgs, TargetArgs};
 use crate::exporters::alertmanager::{Notifier, Settings};
-use crate::exporters::http;
+use crate::exporters::{http, otlp};
 use crate::receiver::{self, Receiver};
 use crate::reload::{self, Reloader};
 use crate::scheduler::{Agent, Options};
@@ -99,6 +99,13 @@ pub fn run(
                 receiver: receiver.clone(),
             },
         );
+        let exporter = match config.otlp.clone() {
+            Some(settings) => Some(
+                otlp::start(settings, address, agent.subscribe())
+                    .context("starting the OTLP exporter")?,
+            ),
+            None => None,
+        };
         tracing::info!(
             %address,
             tls = web.tls.is_some(),
@@ -133,6 +140,9 @@ pub fn run(
             served = otlp_http => served?,
             _ = reloads => {}
             _ = shutdown() => tracing::info!("shutting down"),
+        }
+        if let Some(exporter) = exporter {
+            exporter.shutdown().await;
         }
         Ok(ExitCode::SUCCESS)
     })

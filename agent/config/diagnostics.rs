@@ -41,6 +41,17 @@ impl Diagnostic {
             message: message.into(),
         }
     }
+
+    /// A problem with the environment variable `name`.
+    pub fn environment(name: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            origin: "(environment)".into(),
+            line: 0,
+            column: 0,
+            field: name.to_string(),
+            message: message.into(),
+        }
+    }
 }
 
 /// The text of an input file, or the one problem that it cannot be read.

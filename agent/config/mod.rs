@@ -5,6 +5,7 @@
 pub mod alerting;
 pub mod args;
 pub mod diagnostics;
+pub mod otlp;
 pub mod receiver;
 pub mod templates;
 pub mod web;
@@ -20,6 +21,7 @@ use serde_saphyr::Spanned;
 pub use alerting::Alerting;
 pub use args::{AlertingArgs, TargetArgs};
 pub use diagnostics::{Diagnostic, Diagnostics};
+pub use otlp::OtlpConfig;
 pub use receiver::ReceiverConfig;
 use templates::{POOL_SIZE_ENV, Template};
 
@@ -81,6 +83,8 @@ struct FileEntry {
     /// The URL on-call reaches the agent at, for each alert's `generatorURL`. Default
     /// `http://<listen>`.
     external_url: Option<Spanned<String>>,
+    /// OTLP push; the OpenTelemetry environment fills in what it leaves out.
+    otlp: Option<otlp::OtlpEntry>,
 }
 
 /// One target in the file format.
@@ -163,6 +167,8 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     pub otlp_receiver: ReceiverConfig,
     pub alerting: Alerting,
+    /// OTLP push, when on (the `otlp` section or `OTEL_METRICS_EXPORTER=otlp`).
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// One checked target.
@@ -341,13 +347,10 @@ fn pool_size_override(limits: PoolLimits, env: Env) -> Result<PoolLimits, Diagno
             pool_size: Some(size),
             ..limits
         }),
-        _ => Err(Diagnostic {
-            origin: "(environment)".into(),
-            line: 0,
-            column: 0,
-            field: POOL_SIZE_ENV.into(),
-            message: format!("`{value}` is not a positive pool size"),
-        }),
+        _ => Err(Diagnostic::environment(
+            POOL_SIZE_ENV,
+            format!("`{value}` is not a positive pool size"),
+        )),
     }
 }
 
@@ -449,6 +452,8 @@ impl Checker<'_> {
                 limits: PoolLimits::default(),
             });
         }
+        let (otlp, mut problems) = otlp::check(file.otlp.as_ref(), self.origin, self.env);
+        self.problems.append(&mut problems);
         Config {
             web_config_file,
             listen: file
@@ -462,6 +467,7 @@ impl Checker<'_> {
             targets,
             otlp_receiver,
             alerting,
+            otlp,
         }
     }
 

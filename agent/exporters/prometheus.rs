@@ -135,4 +135,4 @@ pub fn write_value(v: f64, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,6 +7,7 @@
 pub mod alertmanager;
 pub mod exposition;
 pub mod healthy_load;
+pub mod otlp;
 pub mod tls;
 
 use std::io::Read;
@@ -567,11 +568,16 @@ impl Agent {
 
     /// As [`Agent::start`], logging at `level` (benchmarks log less).
     pub fn start_logging(config: &str, level: &str) -> Agent {
+        Agent::start_env(config, level, &[])
+    }
+
+    /// As [`Agent::start_logging`], with these variables in the agent's environment.
+    pub fn start_env(config: &str, level: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("poolwatch.yaml");
         std::fs::write(&path, config).unwrap();
         let args = ["run", "--config", path.to_str().unwrap()];
-        Agent::start_with(dir, &args, level, tls::Access::default())
+        Agent::start_with(dir, &args, level, tls::Access::default(), env)
     }
 
     /// Runs `poolwatch run` with these arguments (plus `--listen`).
@@ -583,7 +589,7 @@ impl Agent {
     pub fn start_secured(args: &[&str], access: tls::Access) -> Agent {
         let mut all = vec!["run"];
         all.extend_from_slice(args);
-        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug", access)
+        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug", access, &[])
     }
 
     fn start_with(
@@ -591,6 +597,7 @@ impl Agent {
         args: &[&str],
         level: &str,
         access: tls::Access,
+        env: &[(&str, &str)],
     ) -> Agent {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
@@ -603,6 +610,7 @@ impl Agent {
             .args(args)
             .args(["--listen", &addr.to_string()])
             .env("POOLWATCH_LOG", level)
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

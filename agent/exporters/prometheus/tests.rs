@@ -13,7 +13,7 @@ use crate::model::{
 use crate::sources::ErrorKind;
 use crate::status::{AgentStatus, TargetStatus};
 
-fn snapshot() -> Snapshot {
+pub(crate) fn snapshot() -> Snapshot {
     let pool = PoolFigures {
         utilization: Some(1.0),
         overflow_utilization: Some(0.0),
