@@ -27,7 +27,9 @@ impl Connection {
         Ok(Connection::from_config(config))
     }
 
-    fn from_config(config: tokio_postgres::Config) -> Connection {
+    /// A connection built field by field (MDM's registry gives host, port, user, password), so
+    /// the password never passes through a URL string.
+    pub fn from_config(config: tokio_postgres::Config) -> Connection {
         let endpoint = endpoint_of(&config);
         Connection { config, endpoint }
     }

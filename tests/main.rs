@@ -4,9 +4,12 @@
 mod common;
 
 mod config_errors;
+mod duckdb;
 mod exposition;
 mod failures;
+mod mdm;
 mod pgbouncer;
 mod postgres;
 mod rules;
 mod secrets;
+mod sqlite;

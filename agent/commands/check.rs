@@ -27,7 +27,7 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
         }
     };
     if config.targets.is_empty() {
-        eprintln!("no targets: give --config FILE or --target TYPE=URL");
+        eprintln!("no targets: give --config FILE or --target TYPE=URL|PATH");
         return Ok(ExitCode::from(Status::Unknown.exit_code()));
     }
     let rules = match args.rules(&config) {

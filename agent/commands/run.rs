@@ -22,7 +22,7 @@ pub fn run(args: TargetArgs, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         config.listen = listen;
     }
     if config.targets.is_empty() {
-        eprintln!("no targets: give --config FILE or --target TYPE=URL");
+        eprintln!("no targets: give --config FILE or --target TYPE=URL|PATH");
         return Ok(ExitCode::from(2));
     }
     let (rules, rule_paths) = match args.rules(&config) {

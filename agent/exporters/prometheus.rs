@@ -9,7 +9,7 @@
 use metrics::{Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-use crate::model::{Labels, PoolFigures};
+use crate::model::{Labels, PoolFigures, ServerSample};
 use crate::sources::ErrorKind;
 use crate::status::{AgentStatus, Snapshot, TargetStatus};
 
@@ -242,6 +242,143 @@ pub const CATALOGUE: &[MetricDef] = &[
         "version",
         "Always 1; the agent's version as a label.",
     ),
+    // Database files (SQLite, DuckDB) and the processes holding them, the host, MDM datasets,
+    // and the PostgreSQL settings the spec tunes.
+    gauge(
+        "poolwatch_database_size_bytes",
+        POOL,
+        "Size of the database file.",
+    ),
+    gauge(
+        "poolwatch_database_wal_size_bytes",
+        POOL,
+        "Size of the database's write-ahead log (SQLite -wal, DuckDB .wal); 0 while there is none.",
+    ),
+    gauge(
+        "poolwatch_database_wal_growth_bytes_per_second",
+        POOL,
+        "How fast the write-ahead log grew over the rate window; negative after a checkpoint truncated it.",
+    ),
+    gauge(
+        "poolwatch_database_setting_info",
+        "db_client_connection_pool_name, setting, value",
+        "Always 1; a setting stored in the database file and its value: SQLite journal_mode (wal or rollback) and auto_vacuum, DuckDB storage_version and library_version.",
+    ),
+    gauge(
+        "poolwatch_sqlite_page_size_bytes",
+        POOL,
+        "SQLite page_size of the database file.",
+    ),
+    gauge(
+        "poolwatch_database_rows",
+        POOL,
+        "Rows in the dataset's tables: MDM's registry statistics, else read from the file (SQLite: largest rowid per table; DuckDB: estimated_size).",
+    ),
+    gauge(
+        "poolwatch_pool_dataset_recommended_size",
+        "db_client_connection_pool_name, pool_size",
+        "pool_size the spec's PerDatasetPoolManager gives the dataset: twice pool_size above 1e9 rows, half of it (at least 2) below 1e6; pool_size is the configured one.",
+    ),
+    gauge(
+        "poolwatch_duckdb_block_size_bytes",
+        POOL,
+        "DuckDB block size of the database file.",
+    ),
+    gauge(
+        "poolwatch_duckdb_blocks",
+        "db_client_connection_pool_name, state",
+        "DuckDB blocks of the database file by state: used or free.",
+    ),
+    gauge(
+        "poolwatch_duckdb_threads",
+        POOL,
+        "DuckDB threads the owner's connections run with (MDM's database.duckdb).",
+    ),
+    gauge(
+        "poolwatch_duckdb_memory_limit_bytes",
+        POOL,
+        "DuckDB memory_limit of the owner's connections (MDM's database.duckdb).",
+    ),
+    gauge(
+        "poolwatch_database_process_connections",
+        "db_client_connection_pool_name, pid, process",
+        "Open file descriptors a process has on the database file: one per SQLite connection.",
+    ),
+    gauge(
+        "poolwatch_database_process_lock_info",
+        "db_client_connection_pool_name, pid, process, lock",
+        "Always 1; a lock a process holds on the database: shared, reserved, pending, exclusive (SQLite rollback journal), wal_read, wal_write, wal_checkpoint, wal_recover (SQLite WAL), read, write (DuckDB).",
+    ),
+    gauge(
+        "poolwatch_database_lock_waiters",
+        POOL,
+        "Lock requests on the database file or its WAL index that the kernel holds blocked.",
+    ),
+    gauge(
+        "poolwatch_database_process_cpu_utilization_ratio",
+        "db_client_connection_pool_name, pid, process",
+        "Share of one CPU a process holding the database used since the previous sample.",
+    ),
+    gauge(
+        "poolwatch_database_process_resident_memory_bytes",
+        "db_client_connection_pool_name, pid, process",
+        "Resident memory of a process holding the database.",
+    ),
+    gauge(
+        "poolwatch_host_cpu_utilization_ratio",
+        "",
+        "Share of all the host's CPUs busy since the previous sample.",
+    ),
+    gauge(
+        "poolwatch_host_memory_total_bytes",
+        "",
+        "The host's memory.",
+    ),
+    gauge(
+        "poolwatch_host_memory_available_bytes",
+        "",
+        "Memory available to new work on the host (MemAvailable).",
+    ),
+    gauge(
+        "poolwatch_host_memory_utilization_ratio",
+        "",
+        "(total - available) / total memory of the host, as psutil's virtual_memory().percent / 100.",
+    ),
+    gauge(
+        "poolwatch_postgres_shared_buffers_bytes",
+        "",
+        "PostgreSQL shared_buffers.",
+    ),
+    gauge(
+        "poolwatch_postgres_effective_cache_size_bytes",
+        "",
+        "PostgreSQL effective_cache_size.",
+    ),
+    gauge(
+        "poolwatch_postgres_maintenance_work_mem_bytes",
+        "",
+        "PostgreSQL maintenance_work_mem.",
+    ),
+    gauge(
+        "poolwatch_postgres_work_mem_bytes",
+        "",
+        "PostgreSQL work_mem.",
+    ),
+    gauge(
+        "poolwatch_postgres_wal_buffers_bytes",
+        "",
+        "PostgreSQL wal_buffers.",
+    ),
+    gauge(
+        "poolwatch_postgres_checkpoint_completion_target",
+        "",
+        "PostgreSQL checkpoint_completion_target.",
+    ),
+    gauge(
+        "poolwatch_postgres_random_page_cost",
+        "",
+        "PostgreSQL random_page_cost.",
+    ),
 ];
 
 /// One exported sample: what `/metrics` shows and what rules evaluate.
@@ -436,6 +573,7 @@ fn write_target(out: &mut Out, target: &TargetStatus) {
                 out.gauge(name, labels(&[]), v);
             }
         }
+        write_server_settings(out, &labels(&[]), server);
     }
     for pool in &target.pools {
         write_pool(out, target, pool);
@@ -525,6 +663,166 @@ fn write_pool(out: &mut Out, target: &TargetStatus, f: &PoolFigures) {
     for (name, value) in counters {
         if let Some(v) = value {
             out.counter(name, base.clone(), v);
+        }
+    }
+    write_database(out, &base, f);
+}
+
+/// `labels` with `extra` added, kept sorted by name.
+fn with(labels: &LabelPairs, extra: &[(&str, &str)]) -> LabelPairs {
+    let mut all = labels.clone();
+    for (k, v) in extra {
+        let at = all.partition_point(|(name, _)| name.as_str() < *k);
+        all.insert(at, (k.to_string(), v.to_string()));
+    }
+    all
+}
+
+/// The PostgreSQL settings the spec tunes, and the host of file databases.
+fn write_server_settings(out: &mut Out, labels: &LabelPairs, server: &ServerSample) {
+    let s = &server.postgres_settings;
+    let settings = [
+        (
+            "poolwatch_postgres_shared_buffers_bytes",
+            s.shared_buffers_bytes,
+        ),
+        (
+            "poolwatch_postgres_effective_cache_size_bytes",
+            s.effective_cache_size_bytes,
+        ),
+        (
+            "poolwatch_postgres_maintenance_work_mem_bytes",
+            s.maintenance_work_mem_bytes,
+        ),
+        ("poolwatch_postgres_work_mem_bytes", s.work_mem_bytes),
+        ("poolwatch_postgres_wal_buffers_bytes", s.wal_buffers_bytes),
+        (
+            "poolwatch_postgres_checkpoint_completion_target",
+            s.checkpoint_completion_target,
+        ),
+        ("poolwatch_postgres_random_page_cost", s.random_page_cost),
+    ];
+    let host = server.host.as_ref();
+    let host_figures = [
+        (
+            "poolwatch_host_cpu_utilization_ratio",
+            host.and_then(|h| h.cpu_utilization),
+        ),
+        (
+            "poolwatch_host_memory_total_bytes",
+            host.and_then(|h| h.memory_total_bytes).map(|v| v as f64),
+        ),
+        (
+            "poolwatch_host_memory_available_bytes",
+            host.and_then(|h| h.memory_available_bytes)
+                .map(|v| v as f64),
+        ),
+        (
+            "poolwatch_host_memory_utilization_ratio",
+            host.and_then(|h| h.memory_utilization()),
+        ),
+    ];
+    for (name, value) in settings.into_iter().chain(host_figures) {
+        if let Some(v) = value {
+            out.gauge(name, labels.clone(), v);
+        }
+    }
+}
+
+/// A pool's database file, the processes holding it, and the spec's size for its dataset.
+fn write_database(out: &mut Out, base: &LabelPairs, f: &PoolFigures) {
+    if let Some(size) = f.dataset_recommended_size
+        && let Some(configured) = f.latest.limits.pool_size
+    {
+        let configured = configured.to_string();
+        out.gauge(
+            "poolwatch_pool_dataset_recommended_size",
+            with(base, &[("pool_size", configured.as_str())]),
+            size as f64,
+        );
+    }
+    let Some(db) = f.latest.database.as_deref() else {
+        return;
+    };
+    let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
+    let gauges = [
+        ("poolwatch_database_size_bytes", as_f64(db.size_bytes)),
+        (
+            "poolwatch_database_wal_size_bytes",
+            as_f64(db.wal_size_bytes),
+        ),
+        (
+            "poolwatch_database_wal_growth_bytes_per_second",
+            f.wal_growth_bytes_per_second,
+        ),
+        (
+            "poolwatch_sqlite_page_size_bytes",
+            as_f64(db.page_size_bytes),
+        ),
+        ("poolwatch_database_rows", as_f64(db.rows)),
+        (
+            "poolwatch_duckdb_block_size_bytes",
+            as_f64(db.block_size_bytes),
+        ),
+        ("poolwatch_duckdb_threads", as_f64(db.threads)),
+        (
+            "poolwatch_duckdb_memory_limit_bytes",
+            as_f64(db.memory_limit_bytes),
+        ),
+        ("poolwatch_database_lock_waiters", as_f64(db.lock_waiters)),
+    ];
+    for (name, value) in gauges {
+        if let Some(v) = value {
+            out.gauge(name, base.clone(), v);
+        }
+    }
+    for (state, blocks) in [("used", db.blocks_used), ("free", db.blocks_free)] {
+        if let Some(n) = blocks {
+            out.gauge(
+                "poolwatch_duckdb_blocks",
+                with(base, &[("state", state)]),
+                n as f64,
+            );
+        }
+    }
+    for (setting, value) in &db.settings {
+        out.gauge(
+            "poolwatch_database_setting_info",
+            with(
+                base,
+                &[("setting", setting.as_str()), ("value", value.as_str())],
+            ),
+            1.0,
+        );
+    }
+    for p in &db.processes {
+        let pid = p.pid.to_string();
+        let process = with(base, &[("pid", pid.as_str()), ("process", p.name.as_str())]);
+        let figures = [
+            (
+                "poolwatch_database_process_connections",
+                as_f64(p.connections),
+            ),
+            (
+                "poolwatch_database_process_cpu_utilization_ratio",
+                p.cpu_utilization,
+            ),
+            (
+                "poolwatch_database_process_resident_memory_bytes",
+                as_f64(p.resident_memory_bytes),
+            ),
+        ];
+        for (name, value) in figures {
+            if let Some(v) = value {
+                out.gauge(name, process.clone(), v);
+            }
+        }
+        for lock in &p.locks {
+            out.gauge(
+                "poolwatch_database_process_lock_info",
+                with(&process, &[("lock", *lock)]),
+                1.0,
+            );
         }
     }
 }

@@ -5,17 +5,19 @@
 //! used = active + idle in transaction (+ aborted, + fastpath), idle = idle; pending requests
 //! live inside the application and are absent here, never 0.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use super::churn::ChurnTracker;
-use super::rows::{Column, Rows, Unit, column};
+use super::rows::{Row, Rows};
 use super::session::{Session, Startup};
 use super::{ErrorKind, SampleError, SampleFuture, Source};
-use crate::config::{PoolKey, Target};
+use crate::config::PoolKey;
 use crate::model::{
-    Labels, PoolSample, PoolTotals, ServerSample, TargetSample, dataset_of_database,
+    Labels, PoolSample, PoolTotals, PostgresSettings, ServerSample, TargetSample,
+    dataset_of_database,
 };
+use crate::secret::Connection;
 
 /// Client backends only (no autovacuum, walsender…); our own session is marked so it can be
 /// counted in the server's total but left out of every pool.
@@ -24,22 +26,30 @@ const ACTIVITY: &str = "SELECT pid, datname, usename, application_name, state, w
      (pid = pg_backend_pid()) AS is_self \
      FROM pg_stat_activity WHERE backend_type = 'client backend'";
 
-const SETTINGS: &str = "SELECT current_setting('max_connections') AS max_connections, \
-     current_setting('superuser_reserved_connections') AS superuser_reserved_connections";
+/// The connection limits and the settings the spec tunes (`POSTGRES_SERVER_TUNING`), one row
+/// each with the unit pg_settings states; the same one query per sample as before the audit.
+const SETTINGS: &str = "SELECT name, setting, unit FROM pg_settings WHERE name IN (\
+     'max_connections', 'superuser_reserved_connections', 'shared_buffers', \
+     'effective_cache_size', 'maintenance_work_mem', 'work_mem', 'wal_buffers', \
+     'checkpoint_completion_target', 'random_page_cost')";
 
-const SETTINGS_COLUMNS: &[Column] = &[
-    column(&["max_connections"], Unit::Count),
-    column(&["superuser_reserved_connections"], Unit::Count),
-];
+/// How connections are grouped into pools.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pools {
+    pub key: PoolKey,
+    /// Only these databases (with `PoolKey::Database`), each a pool even with no connection:
+    /// the databases MDM registered.
+    pub databases: Option<BTreeSet<String>>,
+}
 
 pub struct Postgres {
     session: Session,
-    pool_key: PoolKey,
+    pools: Pools,
     churn: ChurnTracker,
 }
 
 impl Postgres {
-    pub fn new(target: &Target, pool_key: PoolKey, timeout: Duration) -> Postgres {
+    pub fn new(connection: &Connection, pools: Pools, timeout: Duration) -> Postgres {
         let millis = timeout.as_millis().max(1).to_string();
         let startup = Startup {
             settings: vec![
@@ -50,8 +60,8 @@ impl Postgres {
             ],
         };
         Postgres {
-            session: Session::new(target.connection.clone(), startup, timeout),
-            pool_key,
+            session: Session::new(connection.clone(), startup, timeout),
+            pools,
             churn: ChurnTracker::default(),
         }
     }
@@ -62,7 +72,7 @@ impl Source for Postgres {
         Box::pin(async move {
             let activity = self.session.query(ACTIVITY).await?;
             let settings = self.session.query(SETTINGS).await?;
-            map(&activity, &settings, self.pool_key, &mut self.churn)
+            map(&activity, &settings, &self.pools, &mut self.churn)
         })
     }
 
@@ -89,10 +99,20 @@ struct Tally {
 pub fn map(
     activity: &Rows,
     settings: &Rows,
-    pool_key: PoolKey,
+    pools: &Pools,
     churn: &mut ChurnTracker,
 ) -> Result<TargetSample, SampleError> {
     let mut tallies: HashMap<String, Tally> = HashMap::new();
+    for database in pools.databases.iter().flatten() {
+        tallies.insert(
+            database.clone(),
+            Tally {
+                single_database: true,
+                database: Some(database.clone()),
+                ..Tally::default()
+            },
+        );
+    }
     let mut connections = 0;
     for row in activity.iter() {
         connections += 1;
@@ -100,9 +120,12 @@ pub fn map(
             continue;
         }
         let key = row
-            .text(&[pool_key.column()])
+            .text(&[pools.key.column()])
             .unwrap_or_default()
             .to_string();
+        if pools.databases.as_ref().is_some_and(|d| !d.contains(&key)) {
+            continue;
+        }
         let tally = tallies.entry(key).or_insert_with(|| Tally {
             single_database: true,
             ..Tally::default()
@@ -144,11 +167,17 @@ pub fn map(
             .map(|(pool, t)| (pool.clone(), t.pids.clone()))
             .collect(),
     );
-    let Some(server) = settings.iter().next().map(|r| r.read(SETTINGS_COLUMNS)) else {
+    if settings.iter().next().is_none() {
         return Err(SampleError {
             kind: ErrorKind::Protocol,
             message: "the server returned no settings row".into(),
         });
+    }
+    let setting = |name: &str| {
+        settings
+            .iter()
+            .find(|r| r.text(&["name"]) == Some(name))
+            .and_then(|r| setting_value(&r))
     };
     let mut warnings = Vec::new();
     let mut pools: Vec<PoolSample> = tallies
@@ -191,13 +220,46 @@ pub fn map(
     Ok(TargetSample {
         pools,
         server: ServerSample {
-            max_connections: server.count("max_connections"),
-            reserved_connections: server.count("superuser_reserved_connections"),
+            max_connections: setting("max_connections").map(|v| v as u64),
+            reserved_connections: setting("superuser_reserved_connections").map(|v| v as u64),
             connections: Some(connections),
+            postgres_settings: PostgresSettings {
+                shared_buffers_bytes: setting("shared_buffers"),
+                effective_cache_size_bytes: setting("effective_cache_size"),
+                maintenance_work_mem_bytes: setting("maintenance_work_mem"),
+                work_mem_bytes: setting("work_mem"),
+                wal_buffers_bytes: setting("wal_buffers"),
+                checkpoint_completion_target: setting("checkpoint_completion_target"),
+                random_page_cost: setting("random_page_cost"),
+            },
             ..ServerSample::default()
         },
         warnings,
     })
+}
+
+/// A pg_settings value in base units: memory in bytes (`unit` is `B`, `kB`, `8kB`, `MB`…, all
+/// powers of 1024 as PostgreSQL counts them), anything else as given.
+fn setting_value(row: &Row) -> Option<f64> {
+    let value: f64 = row.text(&["setting"])?.trim().parse().ok()?;
+    let Some(unit) = row.text(&["unit"]).filter(|u| u.ends_with('B')) else {
+        return Some(value);
+    };
+    let digits = unit.trim_end_matches(|c: char| !c.is_ascii_digit());
+    let multiplier: f64 = if digits.is_empty() {
+        1.0
+    } else {
+        digits.parse().ok()?
+    };
+    let power = match &unit[digits.len()..] {
+        "B" => 0,
+        "kB" => 1,
+        "MB" => 2,
+        "GB" => 3,
+        "TB" => 4,
+        _ => return None,
+    };
+    Some(value * multiplier * 1024f64.powi(power))
 }
 
 #[cfg(test)]
@@ -217,9 +279,23 @@ mod tests {
 
     fn settings() -> Rows {
         Rows::new(
-            &["max_connections", "superuser_reserved_connections"],
-            &[&["100", "3"]],
+            &["name", "setting", "unit"],
+            &[
+                &["max_connections", "100", ""],
+                &["superuser_reserved_connections", "3", ""],
+                &["shared_buffers", "8192", "8kB"],
+                &["work_mem", "4096", "kB"],
+                &["checkpoint_completion_target", "0.9", ""],
+                &["random_page_cost", "4", ""],
+            ],
         )
+    }
+
+    fn by_database() -> Pools {
+        Pools {
+            key: PoolKey::Database,
+            databases: None,
+        }
     }
 
     #[test]
@@ -255,7 +331,7 @@ mod tests {
         let sample = map(
             &activity,
             &settings(),
-            PoolKey::Database,
+            &by_database(),
             &mut ChurnTracker::default(),
         )
         .unwrap();
@@ -277,6 +353,40 @@ mod tests {
         );
         assert_eq!(sample.server.connections, Some(5));
         assert_eq!(sample.server.headroom(), Some(92));
+        let tuned = sample.server.postgres_settings;
+        assert_eq!(tuned.shared_buffers_bytes, Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(tuned.work_mem_bytes, Some(4.0 * 1024.0 * 1024.0));
+        assert_eq!(tuned.checkpoint_completion_target, Some(0.9));
+        assert_eq!(tuned.effective_cache_size_bytes, None);
+    }
+
+    #[test]
+    fn registered_databases_are_pools_even_without_connections() {
+        let activity = Rows::new(
+            COLUMNS,
+            &[
+                &["1", "mdm_iris", "mdm", "api", "active", "", "1", "f"],
+                &["2", "postgres", "mdm", "api", "active", "", "1", "f"],
+            ],
+        );
+        let pools = Pools {
+            key: PoolKey::Database,
+            databases: Some(BTreeSet::from(["mdm_iris".into(), "mdm_wine".into()])),
+        };
+        let sample = map(&activity, &settings(), &pools, &mut ChurnTracker::default()).unwrap();
+        let seen: Vec<(&str, Option<u64>, Option<u64>)> = sample
+            .pools
+            .iter()
+            .map(|p| (p.pool.as_str(), p.used, p.idle))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("mdm_iris", Some(1), Some(0)),
+                ("mdm_wine", Some(0), Some(0))
+            ]
+        );
+        assert_eq!(sample.pools[1].labels["dataset"], "wine");
     }
 
     #[test]
@@ -292,7 +402,10 @@ mod tests {
         let sample = map(
             &activity,
             &settings(),
-            PoolKey::User,
+            &Pools {
+                key: PoolKey::User,
+                databases: None,
+            },
             &mut ChurnTracker::default(),
         )
         .unwrap();
@@ -326,20 +439,12 @@ mod tests {
             let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
             Rows::new(COLUMNS, &slices)
         };
-        map(
-            &at(&["1", "2"]),
-            &settings(),
-            PoolKey::ApplicationName,
-            &mut churn,
-        )
-        .unwrap();
-        let sample = map(
-            &at(&["2", "3", "4"]),
-            &settings(),
-            PoolKey::ApplicationName,
-            &mut churn,
-        )
-        .unwrap();
+        let pools = Pools {
+            key: PoolKey::ApplicationName,
+            databases: None,
+        };
+        map(&at(&["1", "2"]), &settings(), &pools, &mut churn).unwrap();
+        let sample = map(&at(&["2", "3", "4"]), &settings(), &pools, &mut churn).unwrap();
         let totals = sample.pools[0].totals;
         assert_eq!(
             (totals.connections_opened, totals.connections_closed),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod mdm;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -321,11 +322,29 @@ impl Agent {
         Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug")
     }
 
+    /// As [`Agent::start`], run through `wrapper` (e.g. `setpriv` dropping capabilities).
+    pub fn start_wrapped(config: &str, wrapper: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poolwatch.yaml");
+        std::fs::write(&path, config).unwrap();
+        let wrapper = wrapper.join(" ");
+        Agent::start_under(
+            dir,
+            &["run", "--config", path.to_str().unwrap()],
+            "debug",
+            &wrapper,
+        )
+    }
+
     fn start_with(dir: tempfile::TempDir, args: &[&str], level: &str) -> Agent {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         // POOLWATCH_AGENT_WRAPPER runs the agent under a profiler (e.g. valgrind's massif).
         let wrapper = std::env::var("POOLWATCH_AGENT_WRAPPER").unwrap_or_default();
+        Agent::start_under(dir, args, level, &wrapper)
+    }
+
+    fn start_under(dir: tempfile::TempDir, args: &[&str], level: &str, wrapper: &str) -> Agent {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         let mut words: Vec<&str> = wrapper.split_whitespace().collect();
         words.push(binary());
         let child = Command::new(words[0])
@@ -372,6 +391,18 @@ impl Agent {
         let (status, body) = self.get("/metrics").expect("scrape /metrics");
         assert_eq!(status, 200);
         Exposition::parse(&body)
+    }
+
+    /// Polls `path` until its body satisfies `probe`; (status, body).
+    pub fn wait_for_body(
+        &self,
+        limit: Duration,
+        path: &str,
+        mut probe: impl FnMut(&str) -> bool,
+    ) -> (u16, String) {
+        wait_for(limit, path, || {
+            self.get(path).ok().filter(|(_, b)| probe(b))
+        })
     }
 
     /// Polls /metrics until `probe` finds what it wants.
