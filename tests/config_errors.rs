@@ -101,7 +101,7 @@ fn each_type_takes_its_own_keys() {
             "poolwatch.yaml:4:5: targets[0].url: unknown field `url`, expected one of type, name, path, labels, limits",
             "poolwatch.yaml:7:5: targets[1].limits: unknown field `limits`, expected one of type, name, home, labels",
             "poolwatch.yaml:8:5: targets[2].name: `type` must come first in a target, before `name`: it decides which keys the target takes",
-            "poolwatch.yaml:11:5: targets[3].path: missing field `path`",
+            "poolwatch.yaml:12:5: targets[3].path: missing field `path`",
             "poolwatch.yaml: 4 problem(s)",
         ]
     );

@@ -12,7 +12,7 @@ use crate::common::{self, Agent, exposition::Exposition};
 
 fn mdm_config(home: &Path) -> String {
     format!(
-        "sample_interval: 200ms\nsample_timeout: 200ms\nrate_window: 1s\ntargets:\n  - type: mdm\n    name: mdm\n    home: {}\n",
+        "sample_interval: 1s\nsample_timeout: 1s\nrate_window: 3s\ntargets:\n  - type: mdm\n    name: mdm\n    home: {}\n",
         home.display()
     )
 }
@@ -106,11 +106,11 @@ fn datasets_are_discovered_labelled_added_and_removed() {
     );
 
     mdm::dataset(home, "taxi", "duckdb", 7, "wal");
-    agent.wait_metrics(Duration::from_secs(10), "the fourth dataset", |m| {
+    agent.wait_metrics(Duration::from_secs(20), "the fourth dataset", |m| {
         (datasets(m).len() == 4).then_some(())
     });
     mdm::run(&["remove", home.to_str().unwrap(), "wine"]);
-    let m = agent.wait_metrics(Duration::from_secs(10), "wine to go", |m| {
+    let m = agent.wait_metrics(Duration::from_secs(20), "wine to go", |m| {
         (datasets(m).len() == 3).then(|| m.clone())
     });
     assert_eq!(

@@ -278,11 +278,20 @@ impl<'de> Visitor<'de> for EntryVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TargetEntry, A::Error> {
         match map.next_key::<String>()? {
             Some(key) if key == "type" => {}
-            Some(key) => {
-                return Err(de::Error::custom(format!(
-                    "`type` must come first in a target, before `{key}`: it decides which keys \
-                     the target takes"
-                )));
+            Some(first) => {
+                // Said at the `type` that comes later, or as a missing `type` (which the
+                // diagnostics drop when they blanked a bad `type` themselves).
+                map.next_value::<IgnoredAny>()?;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "type" {
+                        return Err(de::Error::custom(format!(
+                            "`type` must come first in a target, before `{first}`: it decides \
+                             which keys the target takes"
+                        )));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                return Err(de::Error::missing_field("type"));
             }
             None => return Err(de::Error::missing_field("type")),
         }

