@@ -35,12 +35,16 @@ fn writer_is_never_disturbed(journal: &str, expected_mode: &str) -> Exposition {
     let agent = Agent::start(&file_config("100ms", &path));
     let writer = Process::start(&["sqlite-writer", path.to_str().unwrap(), WRITER_SECONDS]);
     let pid = writer.pid.to_string();
-    agent.wait_metrics(
+    // A full sample while the writer runs (in WAL mode with the rows read by opening the file).
+    let during = agent.wait_metrics(
         Duration::from_secs(10),
         "the agent to see the writer",
         |m| {
-            m.get("poolwatch_database_process_connections", &[("pid", &pid)])
-                .filter(|&c| c >= 1.0)
+            let seen = m
+                .get("poolwatch_database_process_connections", &[("pid", &pid)])
+                .is_some_and(|c| c >= 1.0);
+            let opened = journal != "wal" || m.get("poolwatch_database_rows", &[]).is_some();
+            (seen && opened).then(|| m.clone())
         },
     );
     let before = samples(&agent);
