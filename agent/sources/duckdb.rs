@@ -61,10 +61,14 @@ struct Opened {
     rows: Option<u64>,
 }
 
-/// Per file: what the last open read, keyed by the file's size, mtime and WAL size then.
+/// A file's size, mtime (seconds, nanoseconds) and WAL size: unchanged, the file holds what it
+/// held.
+type FileState = (u64, i64, i64, u64);
+
+/// Per file: what the last open read, and the state of the file then.
 #[derive(Debug, Default)]
 pub struct Cache {
-    opened: HashMap<PathBuf, ((u64, i64, i64, u64), Opened)>,
+    opened: HashMap<PathBuf, (FileState, Opened)>,
 }
 
 impl Cache {

@@ -171,7 +171,7 @@ pub enum Backend {
         memory_limit_bytes: Option<u64>,
     },
     Postgres {
-        connection: Connection,
+        connection: Box<Connection>,
         database: String,
     },
 }
@@ -397,7 +397,7 @@ fn dataset(
             }
             let prefix = global.database_prefix.as_deref().unwrap_or("mdm_");
             Backend::Postgres {
-                connection: Connection::from_config(config),
+                connection: Box::new(Connection::from_config(config)),
                 database: entry
                     .database
                     .database
@@ -581,7 +581,7 @@ impl Source for Mdm {
                 {
                     wanted
                         .entry(connection.endpoint().to_string())
-                        .or_insert_with(|| (connection.clone(), BTreeSet::new()))
+                        .or_insert_with(|| ((**connection).clone(), BTreeSet::new()))
                         .1
                         .insert(database.clone());
                 }
