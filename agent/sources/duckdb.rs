@@ -20,7 +20,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::files::{Engine, FileError, FileRequest, Inspection, companion, size_or_zero};
+use super::files::{Engine, FileError, FileRequest, Inspection, companion, open, size_or_zero};
 use super::holders::{FileId, ProcScan};
 use crate::model::DatabaseSample;
 
@@ -80,8 +80,7 @@ impl Cache {
         deadline: Instant,
     ) -> Result<Inspection, FileError> {
         let path = &file.path;
-        let handle = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
-        let metadata = handle.metadata().map_err(|e| FileError::io(path, e))?;
+        let (handle, metadata) = open(path)?;
         let mut bytes = [0u8; 84];
         let header = match handle.read_exact_at(&mut bytes, 0) {
             Ok(()) => parse_header(&bytes),

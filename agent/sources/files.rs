@@ -165,6 +165,13 @@ impl FileWatcher {
     }
 }
 
+/// Opens a database file for plain reads, with its metadata; errors name the file.
+pub fn open(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), FileError> {
+    let file = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
+    let metadata = file.metadata().map_err(|e| FileError::io(path, e))?;
+    Ok((file, metadata))
+}
+
 /// `path` with `suffix` appended to its file name (`x.db` → `x.db-wal`).
 pub fn companion(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();

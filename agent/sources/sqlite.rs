@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
-use super::files::{Engine, FileError, FileRequest, Inspection, companion, size_or_zero};
+use super::files::{Engine, FileError, FileRequest, Inspection, companion, open, size_or_zero};
 use super::holders::{FileId, HeldLock, ProcScan};
 use crate::model::DatabaseSample;
 
@@ -176,8 +176,7 @@ pub fn inspect(
     deadline: Instant,
 ) -> Result<Inspection, FileError> {
     let path = &file.path;
-    let handle = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
-    let metadata = handle.metadata().map_err(|e| FileError::io(path, e))?;
+    let (handle, metadata) = open(path)?;
     let mut sample = DatabaseSample {
         path: path.display().to_string(),
         size_bytes: Some(metadata.len()),
