@@ -22,6 +22,10 @@ want=$(printf '%s\n' "${REQUIREMENTS[@]}")
 
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     printf 'mdm-python: creating %s\n' "$VENV" >&2
+    if ! python3 -m venv --help >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        # Debian ships venv apart from python3.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+    fi
     python3 -m venv "$VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${REQUIREMENTS[@]}" >&2
     printf '%s\n' "$want" >"$stamp"
