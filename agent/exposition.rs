@@ -56,6 +56,11 @@ impl Instrument {
 
 /// Reads one figure of a pool; `None` when the source cannot know it.
 pub type PoolFigure = fn(&PoolFigures) -> Option<f64>;
+/// Calls back with each extra label set of a pool's series and its value.
+pub type PoolSeries = fn(&PoolFigures, &mut SeriesSink<'_>);
+
+/// Where a [`PoolSeries`] reader puts each series: its extra labels and its value.
+pub type SeriesSink<'a> = dyn FnMut(&[(&'static str, &str)], f64) + 'a;
 /// Reads one histogram of a pool.
 pub type PoolHistogram = fn(&PoolFigures) -> Option<&Arc<model::Histogram>>;
 
@@ -64,8 +69,11 @@ pub type PoolHistogram = fn(&PoolFigures) -> Option<&Arc<model::Histogram>>;
 pub enum Read {
     /// One value per pool of a target that is up.
     Pool(PoolFigure),
-    /// One value per pool and connection state.
-    PoolByState(&'static [(&'static str, PoolFigure)]),
+    /// One value per pool and value of one more label (a connection's state).
+    PoolByLabel(&'static str, &'static [(&'static str, PoolFigure)]),
+    /// Series of a pool whose extra labels come from the sample (a holder's pid, a setting's
+    /// value); built each cycle, so kept for the few pools that have them.
+    PoolSeries(PoolSeries),
     /// One histogram per pool that has it.
     PoolHistogram(PoolHistogram),
     /// One value per target that is up, about the server behind it.
@@ -117,6 +125,7 @@ impl Family {
 
 const POOL: &[&str] = &[POOL_LABEL];
 const POOL_STATE: &[&str] = &[POOL_LABEL, STATE_LABEL];
+const PROCESS: &[&str] = &[POOL_LABEL, "pid", "process"];
 const NONE: &[&str] = &[];
 
 const fn family(
@@ -143,6 +152,24 @@ fn count(v: Option<u64>) -> Option<f64> {
     v.map(|v| v as f64)
 }
 
+/// The database file behind a pool (SQLite, DuckDB), if it has one.
+fn database(f: &PoolFigures) -> Option<&model::DatabaseSample> {
+    f.latest.database.as_deref()
+}
+
+/// One series per process holding the pool's database file, labelled with its pid and name.
+fn for_processes(
+    f: &PoolFigures,
+    out: &mut SeriesSink<'_>,
+    read: fn(&model::ProcessSample) -> Option<f64>,
+) {
+    for p in database(f).map(|d| d.processes.as_slice()).unwrap_or_default() {
+        if let Some(v) = read(p) {
+            out(&[("pid", &p.pid.to_string()), ("process", &p.name)], v);
+        }
+    }
+}
+
 /// Every family the agent exports, sorted by Prometheus name (the order of `/metrics`).
 pub static CATALOGUE: &[Family] = &[
     family(
@@ -151,10 +178,13 @@ pub static CATALOGUE: &[Family] = &[
         "{connection}",
         UpDownCounter,
         POOL_STATE,
-        Read::PoolByState(&[
-            ("idle", |f| count(f.latest.idle)),
-            ("used", |f| count(f.latest.used)),
-        ]),
+        Read::PoolByLabel(
+            STATE_LABEL,
+            &[
+                ("idle", |f| count(f.latest.idle)),
+                ("used", |f| count(f.latest.used)),
+            ],
+        ),
         "Connections in the pool by state: used (checked out) or idle.",
     ),
     family(
@@ -255,6 +285,187 @@ pub static CATALOGUE: &[Family] = &[
         &["version"],
         Read::Agent,
         "Always 1; the agent's version as a label.",
+    ),
+    family(
+        "poolwatch_database_lock_waiters",
+        "poolwatch.database.lock_waiters",
+        "{request}",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.lock_waiters)),
+        "Lock requests on the database file or its WAL index that the kernel holds blocked.",
+    ),
+    family(
+        "poolwatch_database_process_connections",
+        "poolwatch.database.process.connections",
+        "{connection}",
+        Gauge,
+        PROCESS,
+        Read::PoolSeries(|f, out| {
+            for_processes(f, out, |p| count(p.connections));
+        }),
+        "Open file descriptors a process has on the database file: one per SQLite connection.",
+    ),
+    family(
+        "poolwatch_database_process_cpu_utilization_ratio",
+        "poolwatch.database.process.cpu.utilization",
+        "1",
+        Gauge,
+        PROCESS,
+        Read::PoolSeries(|f, out| for_processes(f, out, |p| p.cpu_utilization)),
+        "Share of one CPU a process holding the database used since the previous sample.",
+    ),
+    family(
+        "poolwatch_database_process_lock_info",
+        "poolwatch.database.process.lock",
+        "1",
+        Gauge,
+        &[POOL_LABEL, "pid", "process", "lock"],
+        Read::PoolSeries(|f, out| {
+            for p in database(f).map(|d| d.processes.as_slice()).unwrap_or_default() {
+                let pid = p.pid.to_string();
+                for lock in &p.locks {
+                    out(&[("pid", &pid), ("process", &p.name), ("lock", lock)], 1.0);
+                }
+            }
+        }),
+        "Always 1; a lock a process holds on the database: shared, reserved, pending, exclusive (SQLite rollback journal), wal_read, wal_write, wal_checkpoint, wal_recover (SQLite WAL), read, write (DuckDB).",
+    ),
+    family(
+        "poolwatch_database_process_resident_memory_bytes",
+        "poolwatch.database.process.memory.rss",
+        "By",
+        Gauge,
+        PROCESS,
+        Read::PoolSeries(|f, out| for_processes(f, out, |p| count(p.resident_memory_bytes))),
+        "Resident memory of a process holding the database.",
+    ),
+    family(
+        "poolwatch_database_rows",
+        "poolwatch.database.rows",
+        "{row}",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.rows)),
+        "Rows in the dataset's tables: MDM's registry statistics, else read from the file (SQLite: largest rowid per table; DuckDB: estimated_size).",
+    ),
+    family(
+        "poolwatch_database_setting_info",
+        "poolwatch.database.setting",
+        "1",
+        Gauge,
+        &[POOL_LABEL, "setting", "value"],
+        Read::PoolSeries(|f, out| {
+            for (setting, value) in database(f).map(|d| &d.settings).into_iter().flatten() {
+                out(&[("setting", setting), ("value", value)], 1.0);
+            }
+        }),
+        "Always 1; a setting stored in the database file and its value: SQLite journal_mode (wal or rollback) and auto_vacuum, DuckDB storage_version and library_version.",
+    ),
+    family(
+        "poolwatch_database_size_bytes",
+        "poolwatch.database.size",
+        "By",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.size_bytes)),
+        "Size of the database file.",
+    ),
+    family(
+        "poolwatch_database_wal_growth_bytes_per_second",
+        "poolwatch.database.wal.growth",
+        "By/s",
+        Gauge,
+        POOL,
+        Read::Pool(|f| f.wal_growth_bytes_per_second),
+        "How fast the write-ahead log grew over the rate window; negative after a checkpoint truncated it.",
+    ),
+    family(
+        "poolwatch_database_wal_size_bytes",
+        "poolwatch.database.wal.size",
+        "By",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.wal_size_bytes)),
+        "Size of the database's write-ahead log (SQLite -wal, DuckDB .wal); 0 while there is none.",
+    ),
+    family(
+        "poolwatch_duckdb_block_size_bytes",
+        "poolwatch.duckdb.block_size",
+        "By",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.block_size_bytes)),
+        "DuckDB block size of the database file.",
+    ),
+    family(
+        "poolwatch_duckdb_blocks",
+        "poolwatch.duckdb.blocks",
+        "{block}",
+        Gauge,
+        &[POOL_LABEL, "state"],
+        Read::PoolByLabel(
+            "state",
+            &[
+                ("free", |f| count(database(f)?.blocks_free)),
+                ("used", |f| count(database(f)?.blocks_used)),
+            ],
+        ),
+        "DuckDB blocks of the database file by state: used or free.",
+    ),
+    family(
+        "poolwatch_duckdb_memory_limit_bytes",
+        "poolwatch.duckdb.memory_limit",
+        "By",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.memory_limit_bytes)),
+        "DuckDB memory_limit of the owner's connections (MDM's database.duckdb).",
+    ),
+    family(
+        "poolwatch_duckdb_threads",
+        "poolwatch.duckdb.threads",
+        "{thread}",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.threads)),
+        "DuckDB threads the owner's connections run with (MDM's database.duckdb).",
+    ),
+    family(
+        "poolwatch_host_cpu_utilization_ratio",
+        "poolwatch.host.cpu.utilization",
+        "1",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.host.as_ref()?.cpu_utilization),
+        "Share of all the host's CPUs busy since the previous sample.",
+    ),
+    family(
+        "poolwatch_host_memory_available_bytes",
+        "poolwatch.host.memory.available",
+        "By",
+        Gauge,
+        NONE,
+        Read::Server(|s| count(s.host.as_ref()?.memory_available_bytes)),
+        "Memory available to new work on the host (MemAvailable).",
+    ),
+    family(
+        "poolwatch_host_memory_total_bytes",
+        "poolwatch.host.memory.total",
+        "By",
+        Gauge,
+        NONE,
+        Read::Server(|s| count(s.host.as_ref()?.memory_total_bytes)),
+        "The host's memory.",
+    ),
+    family(
+        "poolwatch_host_memory_utilization_ratio",
+        "poolwatch.host.memory.utilization",
+        "1",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.host.as_ref()?.memory_utilization()),
+        "(total - available) / total memory of the host, as psutil's virtual_memory().percent / 100.",
     ),
     family(
         "poolwatch_notifications_dropped_total",
@@ -428,6 +639,23 @@ pub static CATALOGUE: &[Family] = &[
         "Connections seen opening since the agent started watching.",
     ),
     family(
+        "poolwatch_pool_dataset_recommended_size",
+        "poolwatch.pool.dataset_recommended_size",
+        "{connection}",
+        Gauge,
+        &[POOL_LABEL, "pool_size"],
+        Read::PoolSeries(|f, out| {
+            // The configured pool_size rides along as a label, so that a rule's annotation can
+            // name both (templates have no query function).
+            if let (Some(size), Some(configured)) =
+                (f.dataset_recommended_size, f.latest.limits.pool_size)
+            {
+                out(&[("pool_size", &configured.to_string())], size as f64);
+            }
+        }),
+        "pool_size the spec's PerDatasetPoolManager gives the dataset: twice pool_size above 1e9 rows, half of it (at least 2) below 1e6; pool_size is the configured one.",
+    ),
+    family(
         "poolwatch_pool_idle_in_transaction_connections",
         "poolwatch.pool.idle_in_transaction",
         "{connection}",
@@ -554,6 +782,15 @@ pub static CATALOGUE: &[Family] = &[
         "Used connections / pool_size.",
     ),
     family(
+        "poolwatch_postgres_checkpoint_completion_target",
+        "poolwatch.postgres.checkpoint_completion_target",
+        "1",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.postgres_settings.checkpoint_completion_target),
+        "PostgreSQL checkpoint_completion_target.",
+    ),
+    family(
         "poolwatch_postgres_connections",
         "poolwatch.postgres.connections",
         "{connection}",
@@ -561,6 +798,15 @@ pub static CATALOGUE: &[Family] = &[
         NONE,
         Read::Server(|s| count(s.connections)),
         "Client connections to PostgreSQL across all pools.",
+    ),
+    family(
+        "poolwatch_postgres_effective_cache_size_bytes",
+        "poolwatch.postgres.effective_cache_size",
+        "By",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.postgres_settings.effective_cache_size_bytes),
+        "PostgreSQL effective_cache_size.",
     ),
     family(
         "poolwatch_postgres_headroom_connections",
@@ -572,6 +818,15 @@ pub static CATALOGUE: &[Family] = &[
         "max_connections - superuser_reserved_connections - all connections.",
     ),
     family(
+        "poolwatch_postgres_maintenance_work_mem_bytes",
+        "poolwatch.postgres.maintenance_work_mem",
+        "By",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.postgres_settings.maintenance_work_mem_bytes),
+        "PostgreSQL maintenance_work_mem.",
+    ),
+    family(
         "poolwatch_postgres_max_connections",
         "poolwatch.postgres.max_connections",
         "{connection}",
@@ -581,6 +836,15 @@ pub static CATALOGUE: &[Family] = &[
         "PostgreSQL max_connections.",
     ),
     family(
+        "poolwatch_postgres_random_page_cost",
+        "poolwatch.postgres.random_page_cost",
+        "1",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.postgres_settings.random_page_cost),
+        "PostgreSQL random_page_cost.",
+    ),
+    family(
         "poolwatch_postgres_reserved_connections",
         "poolwatch.postgres.reserved_connections",
         "{connection}",
@@ -588,6 +852,33 @@ pub static CATALOGUE: &[Family] = &[
         NONE,
         Read::Server(|s| count(s.reserved_connections)),
         "PostgreSQL superuser_reserved_connections.",
+    ),
+    family(
+        "poolwatch_postgres_shared_buffers_bytes",
+        "poolwatch.postgres.shared_buffers",
+        "By",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.postgres_settings.shared_buffers_bytes),
+        "PostgreSQL shared_buffers.",
+    ),
+    family(
+        "poolwatch_postgres_wal_buffers_bytes",
+        "poolwatch.postgres.wal_buffers",
+        "By",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.postgres_settings.wal_buffers_bytes),
+        "PostgreSQL wal_buffers.",
+    ),
+    family(
+        "poolwatch_postgres_work_mem_bytes",
+        "poolwatch.postgres.work_mem",
+        "By",
+        Gauge,
+        NONE,
+        Read::Server(|s| s.postgres_settings.work_mem_bytes),
+        "PostgreSQL work_mem.",
     ),
     family(
         "poolwatch_reload_last_success_timestamp_seconds",
@@ -633,6 +924,15 @@ pub static CATALOGUE: &[Family] = &[
         NONE,
         Read::Agent,
         "Alerting rules the agent evaluates.",
+    ),
+    family(
+        "poolwatch_sqlite_page_size_bytes",
+        "poolwatch.sqlite.page_size",
+        "By",
+        Gauge,
+        POOL,
+        Read::Pool(|f| count(database(f)?.page_size_bytes)),
+        "SQLite page_size of the database file.",
     ),
     family(
         "poolwatch_target_errors_total",
@@ -979,13 +1279,28 @@ impl Exposer {
                             }
                         }
                     }
-                    Read::PoolByState(states) => {
+                    Read::PoolByLabel(label, parts) => {
                         for (pool, labels) in target.pools.iter().zip(pool_sets) {
-                            for (state, read) in states {
+                            for (value, read) in parts {
                                 if let Some(v) = read(pool) {
-                                    push(out, labels, Some((STATE_LABEL, *state)), v);
+                                    push(out, labels, Some((label, *value)), v);
                                 }
                             }
+                        }
+                    }
+                    Read::PoolSeries(read) => {
+                        for (pool, labels) in target.pools.iter().zip(pool_sets) {
+                            read(pool, &mut |extra, v| {
+                                let mut all: BTreeMap<String, String> = labels
+                                    .pairs()
+                                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                                    .collect();
+                                for (k, x) in extra {
+                                    all.insert(k.to_string(), x.to_string());
+                                }
+                                let set = Arc::new(LabelSet::new(all));
+                                push(out, &set, None, v);
+                            });
                         }
                     }
                     Read::Alerts | Read::Agent => {}

@@ -18,6 +18,9 @@ pub type Labels = BTreeMap<String, String>;
 pub enum SourceKind {
     Pgbouncer,
     Postgres,
+    Sqlite,
+    Duckdb,
+    Mdm,
     /// Pools that applications report to the agent's OTLP receiver: the receiver's built-in
     /// target, never a `type` in the config.
     #[serde(skip_deserializing)]
@@ -25,12 +28,28 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    pub const ALL: [SourceKind; 5] = [
+        SourceKind::Pgbouncer,
+        SourceKind::Postgres,
+        SourceKind::Sqlite,
+        SourceKind::Duckdb,
+        SourceKind::Mdm,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Pgbouncer => "pgbouncer",
             SourceKind::Postgres => "postgres",
+            SourceKind::Sqlite => "sqlite",
+            SourceKind::Duckdb => "duckdb",
+            SourceKind::Mdm => "mdm",
             SourceKind::Otlp => "otlp",
         }
+    }
+
+    /// The kind a `--target TYPE=…` argument or a config `type` names.
+    pub fn parse(name: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
@@ -146,6 +165,84 @@ pub struct PoolSample {
     pub limits: PoolLimits,
     pub totals: PoolTotals,
     pub histograms: PoolHistograms,
+    /// The database file behind the pool (SQLite, DuckDB).
+    pub database: Option<Box<DatabaseSample>>,
+}
+
+/// A database file as the agent saw it: what the file holds and which processes hold the file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DatabaseSample {
+    pub path: String,
+    pub size_bytes: Option<u64>,
+    /// The write-ahead log (SQLite `-wal`, DuckDB `.wal`): 0 while there is none; absent for a
+    /// SQLite file in rollback-journal mode, which keeps no WAL.
+    pub wal_size_bytes: Option<u64>,
+    /// Settings stored in the file whose value is a word, by name: SQLite `journal_mode`
+    /// (`wal` or `rollback`) and `auto_vacuum`; DuckDB `storage_version` and `library_version`.
+    pub settings: BTreeMap<String, String>,
+    /// SQLite `page_size`.
+    pub page_size_bytes: Option<u64>,
+    /// Rows in the dataset's tables: MDM's registry statistics, else what the file says.
+    pub rows: Option<u64>,
+    /// DuckDB storage blocks.
+    pub block_size_bytes: Option<u64>,
+    pub blocks_used: Option<u64>,
+    pub blocks_free: Option<u64>,
+    /// DuckDB `threads` and `memory_limit` of the owner's connections (settings of a
+    /// connection, not of the file: from MDM's config).
+    pub threads: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    /// Processes that have the file open or hold a lock on it, by pid.
+    pub processes: Vec<ProcessSample>,
+    /// Lock requests on the file (or its WAL index) that the kernel holds blocked.
+    pub lock_waiters: Option<u64>,
+}
+
+/// A process holding a database file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProcessSample {
+    pub pid: i32,
+    /// The process name (`comm`).
+    pub name: String,
+    /// Its open file descriptors on the database file: one per SQLite connection.
+    pub connections: Option<u64>,
+    /// The locks it holds, in the database's own terms (SQLite rollback journal: `shared`,
+    /// `reserved`, `pending`, `exclusive`; SQLite WAL: `wal_read`, `wal_write`, `wal_checkpoint`,
+    /// `wal_recover`; DuckDB: `read`, `write`).
+    pub locks: Vec<&'static str>,
+    /// Share of one CPU it used since the previous sample.
+    pub cpu_utilization: Option<f64>,
+    pub resident_memory_bytes: Option<u64>,
+}
+
+/// The host the agent runs on, as the spec's ResourceLimiter sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HostSample {
+    /// Share of all CPUs busy since the previous sample.
+    pub cpu_utilization: Option<f64>,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_available_bytes: Option<u64>,
+}
+
+impl HostSample {
+    /// Memory in use / total, as psutil's `virtual_memory().percent` counts it (÷ 100).
+    pub fn memory_utilization(&self) -> Option<f64> {
+        let total = self.memory_total_bytes.filter(|&t| t > 0)? as f64;
+        let available = self.memory_available_bytes? as f64;
+        Some((total - available).max(0.0) / total)
+    }
+}
+
+/// The PostgreSQL server settings the spec tunes (`POSTGRES_SERVER_TUNING`), in base units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PostgresSettings {
+    pub shared_buffers_bytes: Option<f64>,
+    pub effective_cache_size_bytes: Option<f64>,
+    pub maintenance_work_mem_bytes: Option<f64>,
+    pub work_mem_bytes: Option<f64>,
+    pub wal_buffers_bytes: Option<f64>,
+    pub checkpoint_completion_target: Option<f64>,
+    pub random_page_cost: Option<f64>,
 }
 
 /// Figures about the server behind a target, shared by all its pools.
@@ -161,6 +258,10 @@ pub struct ServerSample {
     pub max_client_connections: Option<u64>,
     /// Clients connected to PgBouncer, across all pools.
     pub client_connections: Option<u64>,
+    /// PostgreSQL settings the spec tunes.
+    pub postgres_settings: PostgresSettings,
+    /// The host, for file databases whose server is the host itself.
+    pub host: Option<HostSample>,
 }
 
 impl ServerSample {
@@ -231,6 +332,11 @@ pub struct PoolFigures {
     pub recommended_pool_size: Option<u64>,
     /// How long the agent has watched the pool without a gap: the history its rules may judge.
     pub observed_seconds: Option<f64>,
+    /// The pool_size the spec's `PerDatasetPoolManager` gives the pool's dataset.
+    pub dataset_recommended_size: Option<u64>,
+    /// How fast the database's WAL grew over the rate window, in bytes per second (negative
+    /// when a checkpoint truncated it).
+    pub wal_growth_bytes_per_second: Option<f64>,
 }
 
 pub use crate::advisor::UTILIZATION_TARGET;
@@ -248,13 +354,32 @@ impl PoolFigures {
         let recommended_pool_size = latest
             .used
             .map(|used| advisor::utilization_rule(used + latest.pending.unwrap_or(0)));
+        let rows = latest.database.as_ref().and_then(|d| d.rows);
+        let dataset_recommended_size = latest
+            .limits
+            .pool_size
+            .zip(rows)
+            .map(|(size, rows)| pool_size_for_dataset(size, rows));
         PoolFigures {
             latest,
             utilization,
             overflow_utilization,
             recommended_pool_size,
+            dataset_recommended_size,
             ..PoolFigures::default()
         }
+    }
+}
+
+/// The spec's `PerDatasetPoolManager`: twice the pool above a billion rows, half of it (at
+/// least 2) below a million.
+pub fn pool_size_for_dataset(pool_size: u64, rows: u64) -> u64 {
+    if rows > 1_000_000_000 {
+        pool_size * 2
+    } else if rows < 1_000_000 {
+        (pool_size / 2).max(2)
+    } else {
+        pool_size
     }
 }
 
@@ -335,6 +460,37 @@ mod tests {
         };
         assert_eq!(server.headroom(), Some(57));
         assert_eq!(ServerSample::default().headroom(), None);
+    }
+
+    #[test]
+    fn per_dataset_sizing_follows_the_spec() {
+        let cases = [
+            // (pool_size, rows, expected)
+            (5, 150, 2),
+            (3, 10, 2),
+            (20, 999_999, 10),
+            (5, 1_000_000, 5),
+            (5, 1_000_000_000, 5),
+            (5, 1_000_000_001, 10),
+        ];
+        for (size, rows, want) in cases {
+            assert_eq!(pool_size_for_dataset(size, rows), want, "{size} {rows}");
+        }
+        let sample = PoolSample {
+            limits: PoolLimits {
+                pool_size: Some(5),
+                ..PoolLimits::default()
+            },
+            database: Some(Box::new(DatabaseSample {
+                rows: Some(150),
+                ..DatabaseSample::default()
+            })),
+            ..PoolSample::default()
+        };
+        assert_eq!(
+            PoolFigures::from_latest(sample).dataset_recommended_size,
+            Some(2)
+        );
     }
 
     #[test]

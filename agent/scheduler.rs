@@ -135,7 +135,7 @@ fn initial_status(target: &Target) -> TargetStatus {
     TargetStatus {
         name: target.name.clone(),
         source: target.source.kind(),
-        endpoint: target.connection.endpoint().to_string(),
+        endpoint: target.source.endpoint(),
         labels: target.labels.clone(),
         up: false,
         samples: 0,
@@ -187,7 +187,7 @@ async fn sample_loop(
                 message: format!(
                     "no answer within {} ({})",
                     humantime::format_duration(deadline),
-                    target.connection.endpoint()
+                    target.source.endpoint()
                 ),
             }),
         };

@@ -89,14 +89,17 @@ impl Connection {
         self.tls.connector()
     }
 
-    /// A target the agent does not connect to (the OTLP receiver's pools): only an endpoint to
-    /// show.
-    pub fn none(endpoint: &str) -> Connection {
-        Connection {
-            config: tokio_postgres::Config::new(),
-            endpoint: endpoint.to_string(),
+    /// A connection built field by field (MDM's registry gives host, port, user, password), so
+    /// the password never passes through a URL string.
+    pub fn from_config(config: tokio_postgres::Config) -> Connection {
+        let endpoint = endpoint_of(&config);
+        let mut connection = Connection {
+            config,
+            endpoint,
             tls: TlsSettings::default(),
-        }
+        };
+        connection.apply_tls();
+        connection
     }
 
     pub fn has_password(&self) -> bool {

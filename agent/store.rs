@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
 
-/// One pool: its latest sample, and its counters over the window (all rates need).
+/// One pool: its latest sample, and its counters over the window (all rates need), with the
+/// size of its database's WAL for the WAL's growth.
 #[derive(Debug)]
 struct PoolWindow {
     latest: PoolSample,
-    totals: VecDeque<(Instant, PoolTotals)>,
+    totals: VecDeque<(Instant, PoolTotals, Option<u64>)>,
     /// The first sample of this unbroken run of samples.
     first_seen: Instant,
 }
@@ -55,6 +56,7 @@ impl Store {
             let mut latest = pool.clone();
             latest.limits = latest.limits.or(configured);
             let totals = latest.totals;
+            let wal = latest.database.as_ref().and_then(|d| d.wal_size_bytes);
             let window = self
                 .pools
                 .entry((target.to_string(), pool.pool.clone(), pool.labels.clone()))
@@ -64,11 +66,11 @@ impl Store {
                     totals: VecDeque::new(),
                     first_seen: now,
                 });
-            window.totals.push_back((now, totals));
+            window.totals.push_back((now, totals, wal));
             while window
                 .totals
                 .front()
-                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.window)
+                .is_some_and(|(t, _, _)| now.saturating_duration_since(*t) > self.window)
             {
                 window.totals.pop_front();
             }
@@ -95,21 +97,26 @@ impl Store {
     }
 
     fn figures_of(&self, window: &PoolWindow) -> Option<PoolFigures> {
-        let (now, b) = window.totals.back()?;
+        let (now, b, wal_now) = window.totals.back()?;
         let mut figures = PoolFigures::from_latest(window.latest.clone());
         figures.observed_seconds = Some(
             now.saturating_duration_since(window.first_seen)
                 .as_secs_f64(),
         );
-        let Some((then, a)) = window
+        let Some((then, a, wal_then)) = window
             .totals
             .iter()
-            .find(|(t, _)| now.saturating_duration_since(*t) <= self.rate_window)
-            .filter(|(t, _)| t < now)
+            .find(|(t, _, _)| now.saturating_duration_since(*t) <= self.rate_window)
+            .filter(|(t, _, _)| t < now)
         else {
             return Some(figures);
         };
-        let minutes = now.saturating_duration_since(*then).as_secs_f64() / 60.0;
+        let seconds = now.saturating_duration_since(*then).as_secs_f64();
+        let minutes = seconds / 60.0;
+        figures.wal_growth_bytes_per_second = match (wal_then, wal_now) {
+            (Some(a), Some(b)) if seconds > 0.0 => Some((*b as f64 - *a as f64) / seconds),
+            _ => None,
+        };
         let per = |num: Option<f64>, den: Option<u64>| match (num, den) {
             (Some(n), Some(d)) if d > 0 => Some(n / d as f64),
             _ => None,
@@ -275,6 +282,47 @@ mod tests {
         assert!(s.figures("t").is_empty());
         s.record("t", at(40), &sample(0.0, 0, 0, 0), PoolLimits::default());
         assert_eq!(s.figures("t")[0].observed_seconds, Some(0.0));
+    }
+
+    #[test]
+    fn wal_growth_is_bytes_per_second_across_the_rate_window() {
+        let with_wal = |bytes: Option<u64>| TargetSample {
+            pools: vec![PoolSample {
+                pool: "p".into(),
+                database: Some(Box::new(crate::model::DatabaseSample {
+                    wal_size_bytes: bytes,
+                    ..Default::default()
+                })),
+                ..PoolSample::default()
+            }],
+            ..TargetSample::default()
+        };
+        let mut s = store();
+        let t0 = Instant::now();
+        s.record("t", t0, &with_wal(Some(4096)), PoolLimits::default());
+        assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, None);
+        s.record(
+            "t",
+            t0 + Duration::from_secs(4),
+            &with_wal(Some(45056)),
+            PoolLimits::default(),
+        );
+        assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, Some(10240.0));
+        // A checkpoint that truncates the WAL shows as shrinking, not as a reset.
+        s.record(
+            "t",
+            t0 + Duration::from_secs(8),
+            &with_wal(Some(0)),
+            PoolLimits::default(),
+        );
+        assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, Some(-512.0));
+        s.record(
+            "t",
+            t0 + Duration::from_secs(12),
+            &with_wal(None),
+            PoolLimits::default(),
+        );
+        assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, None);
     }
 
     #[test]

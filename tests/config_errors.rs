@@ -39,8 +39,8 @@ fn three_mistakes_three_located_errors() {
         lines,
         vec![
             "poolwatch.yaml:2:18: sample_interval: `often` is not a duration like 10s or 1m30s",
-            "poolwatch.yaml:6:5: targets[0].colour: unknown field `colour`, expected one of type, name, url, password_file, password_env, labels, pool_key, limits, tls",
-            "poolwatch.yaml:7:11: targets[1].type: unknown variant `mysql`, expected one of pgbouncer, postgres",
+            "poolwatch.yaml:6:5: targets[0].colour: unknown field `colour`, expected one of type, name, url, password_file, password_env, labels, limits, tls",
+            "poolwatch.yaml:7:11: targets[1].type: unknown variant `mysql`, expected one of pgbouncer, postgres, sqlite, duckdb, mdm",
             "poolwatch.yaml: 3 problem(s)",
         ]
     );
@@ -67,11 +67,42 @@ fn semantic_mistakes_are_located_too() {
         stderr.lines().collect::<Vec<_>>(),
         vec![
             "poolwatch.yaml:2:17: sample_timeout: must not exceed sample_interval",
-            "poolwatch.yaml:7:15: targets[0].pool_key: applies to postgres targets only",
+            "poolwatch.yaml:7:5: targets[0].pool_key: unknown field `pool_key`, expected one of type, name, url, password_file, password_env, labels, limits",
             "poolwatch.yaml:9:11: targets[1].name: another target is already named `a`",
             "poolwatch.yaml:11:19: targets[1].password_env: environment variable `POOLWATCH_TEST_UNSET_VARIABLE` is not set",
             "poolwatch.yaml:12:13: targets[1].labels: label `bad-name` is not a valid Prometheus label name",
             "poolwatch.yaml: 5 problem(s)",
+        ]
+    );
+}
+
+/// Each type takes its own keys, and says which; `type` comes first so that every key after it
+/// is read, and located, as a key of that type.
+#[test]
+fn each_type_takes_its_own_keys() {
+    let (code, _, stderr) = validate(
+        "targets:\n\
+         \x20 - type: sqlite\n\
+         \x20   path: a.sqlite\n\
+         \x20   url: postgres://x@h/db\n\
+         \x20 - type: mdm\n\
+         \x20   home: /srv/mdm\n\
+         \x20   limits: {pool_size: 3}\n\
+         \x20 - name: late\n\
+         \x20   type: duckdb\n\
+         \x20   path: b.duckdb\n\
+         \x20 - type: duckdb\n\
+         \x20   name: no-path\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        vec![
+            "poolwatch.yaml:4:5: targets[0].url: unknown field `url`, expected one of type, name, path, labels, limits",
+            "poolwatch.yaml:7:5: targets[1].limits: unknown field `limits`, expected one of type, name, home, labels",
+            "poolwatch.yaml:8:5: targets[2].name: `type` must come first in a target, before `name`: it decides which keys the target takes",
+            "poolwatch.yaml:12:5: targets[3].path: missing field `path`",
+            "poolwatch.yaml: 4 problem(s)",
         ]
     );
 }

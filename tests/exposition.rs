@@ -1,5 +1,5 @@
 //! What real consumers make of `/metrics`: `promtool check metrics` on a live scrape with pools
-//! from both sources, and the README's metric table kept in step with the catalogue.
+//! from every source, and the README's metric table kept in step with the catalogue.
 
 use crate::common;
 
@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::common::mdm::{self, Process};
 use crate::common::{
     Agent, PGBOUNCER_PASSWORD, agent_config, connect, monitor_url, pgbouncer_port, target,
 };
@@ -20,13 +21,23 @@ async fn promtool_accepts_a_live_scrape_but_for_the_semconv_count() {
         "postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
         pgbouncer_port()
     );
-    let agent = Agent::start(&agent_config(
-        "300ms",
-        "250ms",
-        &[
-            target("pgbouncer", "bouncer", &bouncer_url, &[]),
-            target("postgres", "pg", &monitor_url(), &[]),
-        ],
+    // An MDM home with a SQLite dataset held open and a DuckDB one.
+    let home = tempfile::tempdir().unwrap();
+    mdm::dataset(home.path(), "iris", "sqlite", 5, "wal");
+    mdm::dataset(home.path(), "sales", "duckdb", 5, "wal");
+    let iris = home.path().join("datasets/iris/iris.sqlite");
+    let holder = Process::start(&["hold-sqlite", iris.to_str().unwrap(), "1"]);
+    let agent = Agent::start(&format!(
+        "{}  - type: mdm\n    name: mdm\n    home: {}\n",
+        agent_config(
+            "300ms",
+            "250ms",
+            &[
+                target("pgbouncer", "bouncer", &bouncer_url, &[]),
+                target("postgres", "pg", &monitor_url(), &[]),
+            ],
+        ),
+        home.path().display()
     ));
     // A client through the shared PgBouncer makes sure it has a pool to show.
     let app: tokio_postgres::Config = format!(
@@ -38,14 +49,23 @@ async fn promtool_accepts_a_live_scrape_but_for_the_semconv_count() {
     .unwrap();
     let client = connect(&app).await;
     client.simple_query("SELECT 1").await.unwrap();
-    let m = agent.wait_metrics(Duration::from_secs(20), "pools from both sources", |m| {
+    let m = agent.wait_metrics(Duration::from_secs(20), "pools from every source", |m| {
         let pools = |source: &str| {
             m.series
                 .iter()
                 .any(|s| s.name == "db_client_connection_count" && s.labels["source"] == source)
         };
-        (pools("pgbouncer") && pools("postgres")).then(|| m.clone())
+        let held = m
+            .get(
+                "poolwatch_database_process_connections",
+                &[("dataset", "iris")],
+            )
+            .is_some();
+        let host_cpu = m.get("poolwatch_host_cpu_utilization_ratio", &[]).is_some();
+        let every = ["pgbouncer", "postgres", "mdm"].into_iter().all(pools);
+        (every && held && host_cpu).then(|| m.clone())
     });
+    drop(holder);
 
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

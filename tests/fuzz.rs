@@ -179,7 +179,8 @@ proptest! {
         key in prop::sample::select(vec![PoolKey::Database, PoolKey::User, PoolKey::ApplicationName]),
     ) {
         let mut churn = ChurnTracker::default();
-        match postgres::map(&activity, &settings, key, &mut churn) {
+        let pools = postgres::Pools { key, databases: None };
+        match postgres::map(&activity, &settings, &pools, &mut churn) {
             Ok(sample) => check_pools(&sample)?,
             Err(e) => prop_assert_eq!(e.kind, ErrorKind::Protocol, "{}", e),
         }

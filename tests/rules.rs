@@ -143,7 +143,7 @@ fn exported_rules_pass_promtool_check_rules() {
             "{said}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(said.contains("SUCCESS: 13 rules found"), "{said}");
+        assert!(said.contains("SUCCESS: 29 rules found"), "{said}");
         let exported = std::fs::read_to_string(&out_file).unwrap();
         assert!(
             exported.contains("recommendation:") && exported.contains("keep_firing_for: 2m"),

@@ -263,3 +263,49 @@ fn tls_config_errors_do_not_echo_key_material() {
         "{stderr}"
     );
 }
+
+const REGISTRY_PASSWORD: &str = "registry-pw-5e11";
+
+/// MDM's registry holds PostgreSQL passwords in plain text: one that the server refuses, and
+/// one inside a registry file that does not parse. Neither shows anywhere.
+#[test]
+fn registry_passwords_never_leave_the_agent() {
+    let home = tempfile::tempdir().unwrap();
+    let registry = home.path().join("config/datasets");
+    std::fs::create_dir_all(&registry).unwrap();
+    std::fs::write(
+        registry.join("refused.yaml"),
+        format!(
+            "database:\n  backend: postgresql\n  host: 127.0.0.1\n  port: {}\n  user: mdm\n  password: {REGISTRY_PASSWORD}\n  database: mdm_refused\n",
+            pg_port()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        registry.join("broken.yaml"),
+        format!("database:\n  backend: postgresql\n  password: {REGISTRY_PASSWORD}\n  port: [{REGISTRY_PASSWORD}\n"),
+    )
+    .unwrap();
+    let agent = Agent::start_args(&["--target", &format!("mdm={}", home.path().display())]);
+    let (_, targets) = agent.wait_for_body(Duration::from_secs(20), "/api/v1/targets", |body| {
+        body.contains("28P01") && body.contains("broken.yaml")
+    });
+    let clean = |what: &str, text: &str| {
+        assert!(
+            !text.contains(REGISTRY_PASSWORD),
+            "{what} shows a password:\n{text}"
+        );
+    };
+    clean("/api/v1/targets", &targets);
+    clean("/metrics", &agent.metrics().text);
+    clean("/api/v1/health", &agent.get("/api/v1/health").unwrap().1);
+    clean("the log", &agent.log());
+    let out = Command::new(common::binary())
+        .args(["check", "--window", "200ms", "--format", "json"])
+        .args(["--target", &format!("mdm={}", home.path().display())])
+        .env("POOLWATCH_LOG", "debug")
+        .output()
+        .unwrap();
+    clean("check's output", &String::from_utf8_lossy(&out.stdout));
+    clean("check's log", &String::from_utf8_lossy(&out.stderr));
+}

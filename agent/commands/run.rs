@@ -34,8 +34,8 @@ pub fn run(
     }
     if config.targets.is_empty() {
         eprintln!(
-            "no targets and the OTLP receiver is off: give --config FILE or --target TYPE=URL, \
-             or enable otlp_receiver"
+            "no targets and the OTLP receiver is off: give --config FILE or --target \
+             TYPE=URL|PATH, or enable otlp_receiver"
         );
         return Ok(ExitCode::from(2));
     }

@@ -16,10 +16,11 @@ pub struct TargetArgs {
     /// The config file (see config/poolwatch.yaml).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// A target without a config file: TYPE=URL, TYPE is pgbouncer or postgres
-    /// (e.g. pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer). A URL without a password
-    /// takes PGPASSWORD. Repeatable.
-    #[arg(long = "target", value_name = "TYPE=URL")]
+    /// A target without a config file, repeatable: pgbouncer=URL, postgres=URL (e.g.
+    /// pgbouncer=postgres://pgbouncer@127.0.0.1:6432/pgbouncer; a URL without a password takes
+    /// PGPASSWORD), sqlite=PATH, duckdb=PATH, or mdm=MDM_HOME (`mdm` alone: $MDM_HOME_DIR, else
+    /// ~/.mdm).
+    #[arg(long = "target", value_name = "TYPE=URL|PATH")]
     pub targets: Vec<String>,
     /// Rule files or directories, added to the config's `rules` (default: the shipped rules).
     #[arg(long = "rules", value_name = "PATH")]

@@ -7,10 +7,11 @@ pub mod args;
 pub mod diagnostics;
 pub mod otlp;
 pub mod receiver;
+pub mod targets;
 pub mod templates;
 pub mod web;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,11 +24,10 @@ pub use args::{AlertingArgs, TargetArgs};
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use otlp::OtlpConfig;
 pub use receiver::ReceiverConfig;
+pub use targets::{PoolKey, SourceConfig, Target, TargetEntry};
 use templates::{POOL_SIZE_ENV, Template};
 
 use crate::model::{Labels, PoolLimits, SourceKind};
-use crate::secret::Connection;
-use crate::tls::client::TlsSettings;
 
 /// The password a `--target` URL without one takes, as in libpq.
 pub const PASSWORD_ENV: &str = "PGPASSWORD";
@@ -87,37 +87,10 @@ struct FileEntry {
     otlp: Option<otlp::OtlpEntry>,
 }
 
-/// One target in the file format.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetEntry {
-    /// `pgbouncer` (the admin console) or `postgres` (the server's `pg_stat_activity`).
-    #[serde(rename = "type")]
-    kind: Spanned<SourceKind>,
-    /// Unique name, the `target` label. Default: the type.
-    name: Option<Spanned<String>>,
-    /// `postgres://user@host:port/dbname` or `host=… user=…`. Prefer `password_file` or
-    /// `password_env` to a password here.
-    url: Spanned<String>,
-    /// File holding the password (trailing newline ignored), relative to this file.
-    password_file: Option<Spanned<PathBuf>>,
-    /// Environment variable holding the password.
-    password_env: Option<Spanned<String>>,
-    /// Extra labels on every series of this target (`dataset`, `role`, …).
-    labels: Option<Spanned<BTreeMap<String, String>>>,
-    /// postgres only: what makes connections one pool. Default `database`.
-    pool_key: Option<Spanned<PoolKey>>,
-    /// Pool limits the source cannot see for itself (an application pool's pool_size).
-    limits: Option<Spanned<LimitsEntry>>,
-    /// TLS to the target, in libpq's terms (sslmode, sslrootcert, sslcert, sslkey); paths
-    /// relative to this file.
-    tls: Option<Spanned<TlsSettings>>,
-}
-
 /// Pool limits in the spec's terms; any not given come from `template`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LimitsEntry {
+pub(crate) struct LimitsEntry {
     /// Section of `pool_templates`: `postgresql`, `sqlite` or `duckdb`. Default `postgresql` for
     /// postgres targets when `pool_templates` is set.
     template: Option<String>,
@@ -127,29 +100,6 @@ struct LimitsEntry {
     timeout: Option<f64>,
     /// Seconds after which the pool recycles a connection (`pool_recycle`).
     recycle: Option<f64>,
-}
-
-/// What makes PostgreSQL connections one pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PoolKey {
-    /// `datname`: MDM keeps one database (`mdm_<dataset>`) per dataset.
-    Database,
-    /// `usename`.
-    User,
-    /// `application_name`.
-    ApplicationName,
-}
-
-impl PoolKey {
-    /// The `pg_stat_activity` column holding the key.
-    pub fn column(self) -> &'static str {
-        match self {
-            PoolKey::Database => "datname",
-            PoolKey::User => "usename",
-            PoolKey::ApplicationName => "application_name",
-        }
-    }
 }
 
 /// The checked config the agent runs on.
@@ -169,39 +119,6 @@ pub struct Config {
     pub alerting: Alerting,
     /// OTLP push, when on (the `otlp` section or `OTEL_METRICS_EXPORTER=otlp`).
     pub otlp: Option<OtlpConfig>,
-}
-
-/// One checked target.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub name: String,
-    pub source: SourceConfig,
-    pub connection: Connection,
-    pub labels: Labels,
-    /// Limits from the config (and `MDM_POOL_SIZE`); a source's own figures take precedence.
-    pub limits: PoolLimits,
-}
-
-/// The registry of sources: adding one is a variant here and a module in `sources/`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SourceConfig {
-    Pgbouncer,
-    Postgres {
-        pool_key: PoolKey,
-    },
-    /// The pools applications push to the OTLP receiver: a built-in target, there whenever the
-    /// receiver is enabled.
-    Otlp,
-}
-
-impl SourceConfig {
-    pub fn kind(&self) -> SourceKind {
-        match self {
-            SourceConfig::Pgbouncer => SourceKind::Pgbouncer,
-            SourceConfig::Postgres { .. } => SourceKind::Postgres,
-            SourceConfig::Otlp => SourceKind::Otlp,
-        }
-    }
 }
 
 /// The name of the receiver's built-in target (the `target` label of pushed pools).
@@ -229,6 +146,7 @@ impl Config {
             origin,
             base: origin.parent().unwrap_or(Path::new(".")),
             env,
+            template: None,
             problems: Vec::new(),
         };
         let config = file.map(|file| check.config(file));
@@ -242,60 +160,43 @@ impl Config {
         }
     }
 
-    /// A config made only of `--target TYPE=URL` arguments, with every default.
+    /// A config made only of `--target TYPE=VALUE` arguments, with every default.
     pub fn from_targets(specs: &[String], env: Env) -> Result<Config, Diagnostics> {
         let mut config = Config::from_yaml(Path::new("(defaults)"), "{}", env)?;
         config.add_targets(specs, env)?;
         Ok(config)
     }
 
-    /// Adds `--target TYPE=URL` arguments to this config.
+    /// Adds `--target TYPE=VALUE` arguments to this config (see [`SourceConfig::from_argument`]).
     pub fn add_targets(&mut self, specs: &[String], env: Env) -> Result<(), Diagnostics> {
-        let origin = Path::new("--target");
         let mut problems = Vec::new();
         let mut names: HashSet<String> = self.targets.iter().map(|t| t.name.clone()).collect();
         for spec in specs {
-            let Some((kind, url)) = spec.split_once('=') else {
-                problems.push(arg_problem(
-                    "expected TYPE=URL, as in pgbouncer=postgres://…",
-                ));
+            let (kind, value) = match spec.split_once('=') {
+                Some((kind, value)) => (kind, Some(value)),
+                None => (spec.as_str(), None),
+            };
+            let Some(kind) = SourceKind::parse(kind) else {
+                problems.push(targets::argument_problem(&format!(
+                    "unknown type `{kind}`, expected one of {} (TYPE=URL or TYPE=PATH)",
+                    targets::known_types()
+                )));
                 continue;
             };
-            let source = match kind {
-                "pgbouncer" => SourceConfig::Pgbouncer,
-                "postgres" => SourceConfig::Postgres {
-                    pool_key: PoolKey::Database,
-                },
-                other => {
-                    problems.push(arg_problem(&format!(
-                        "unknown type `{other}`, expected pgbouncer or postgres"
-                    )));
-                    continue;
-                }
-            };
-            let mut connection = match Connection::parse(url) {
-                Ok(c) => c,
+            let source = match SourceConfig::from_argument(kind, value, env) {
+                Ok(source) => source,
                 Err(e) => {
-                    problems.push(arg_problem(&e));
+                    problems.push(targets::argument_problem(&e));
                     continue;
                 }
             };
-            // As libpq does: a URL without a password takes PGPASSWORD, which keeps the
-            // password out of the process list.
-            if let (false, Some(password)) = (connection.has_password(), env(PASSWORD_ENV)) {
-                connection.set_password(&password);
-            }
-            if let Err(e) = connection.complete_tls(TlsSettings::default(), env) {
-                problems.push(arg_problem(&e));
-                continue;
-            }
-            let name = unique_name(kind, &names);
+            let name = unique_name(kind.as_str(), &names);
             names.insert(name.clone());
             let limits = match pool_size_override(PoolLimits::default(), env) {
                 Ok(l) => l,
                 Err(e) => {
                     problems.push(Diagnostic {
-                        origin: origin.into(),
+                        origin: "--target".into(),
                         ..e
                     });
                     continue;
@@ -304,8 +205,7 @@ impl Config {
             self.targets.push(Target {
                 name,
                 source,
-                connection,
-                labels: Labels::new(),
+                labels: Default::default(),
                 limits,
             });
         }
@@ -314,16 +214,6 @@ impl Config {
         } else {
             Err(Diagnostics(problems))
         }
-    }
-}
-
-fn arg_problem(message: &str) -> Diagnostic {
-    Diagnostic {
-        origin: "--target".into(),
-        line: 0,
-        column: 0,
-        field: "target".into(),
-        message: message.to_string(),
     }
 }
 
@@ -338,7 +228,7 @@ fn unique_name(base: &str, taken: &HashSet<String>) -> String {
 }
 
 /// `MDM_POOL_SIZE`, when set, replaces the configured pool_size (as in the spec's test script).
-fn pool_size_override(limits: PoolLimits, env: Env) -> Result<PoolLimits, Diagnostic> {
+pub(crate) fn pool_size_override(limits: PoolLimits, env: Env) -> Result<PoolLimits, Diagnostic> {
     let Some(value) = env(POOL_SIZE_ENV) else {
         return Ok(limits);
     };
@@ -359,6 +249,8 @@ struct Checker<'a> {
     origin: &'a Path,
     base: &'a Path,
     env: Env<'a>,
+    /// The file's `pool_templates`, once read.
+    template: Option<Template>,
     problems: Vec<Diagnostic>,
 }
 
@@ -405,7 +297,7 @@ impl Checker<'_> {
         {
             self.problem(w, "window", "must be at least rate_window");
         }
-        let template = file.pool_templates.as_ref().and_then(|p| self.template(p));
+        self.template = file.pool_templates.as_ref().and_then(|p| self.template(p));
         let rules = file
             .rules
             .iter()
@@ -430,7 +322,7 @@ impl Checker<'_> {
             .targets
             .into_iter()
             .enumerate()
-            .filter_map(|(i, entry)| self.target(i, entry, template.as_ref(), &mut names))
+            .filter_map(|(i, entry)| self.target(i, entry, &mut names))
             .collect();
         let web_config_file = file.web_config_file.as_ref().and_then(|p| {
             let path = self.base.join(&p.value);
@@ -447,7 +339,6 @@ impl Checker<'_> {
             targets.push(Target {
                 name: unique_name(OTLP_TARGET, &names),
                 source: SourceConfig::Otlp,
-                connection: Connection::none("otlp (pushed by applications)"),
                 labels: Labels::new(),
                 limits: PoolLimits::default(),
             });
@@ -499,122 +390,6 @@ impl Checker<'_> {
             }
         }
     }
-
-    fn target(
-        &mut self,
-        index: usize,
-        entry: TargetEntry,
-        template: Option<&Template>,
-        names: &mut HashSet<String>,
-    ) -> Option<Target> {
-        let field = |name: &str| format!("targets[{index}].{name}");
-        let kind = entry.kind.value;
-        let name = match &entry.name {
-            Some(n) if n.value.trim().is_empty() => {
-                self.problem(n, &field("name"), "must not be empty");
-                return None;
-            }
-            Some(n) => n.value.clone(),
-            None => kind.as_str().to_string(),
-        };
-        if !names.insert(name.clone()) {
-            let at = entry.name.as_ref().unwrap_or(&entry.url);
-            self.problem(
-                at,
-                &field("name"),
-                format!("another target is already named `{name}`"),
-            );
-        }
-        let mut connection = match Connection::parse(&entry.url.value) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                self.problem(&entry.url, &field("url"), e);
-                None
-            }
-        };
-        let password = self.password(&entry, &field, connection.as_ref());
-        if let (Some(c), Some(pw)) = (connection.as_mut(), password) {
-            c.set_password(&pw);
-        }
-        if let Some(c) = connection.as_mut() {
-            let configured = entry
-                .tls
-                .as_ref()
-                .map(|t| t.value.clone().relative_to(self.base));
-            if let Err(e) = c.complete_tls(configured.unwrap_or_default(), self.env) {
-                match &entry.tls {
-                    Some(at) => self.problem(at, &field("tls"), e),
-                    None => self.problem(&entry.url, &field("url"), e),
-                }
-            }
-        }
-        let labels = entry
-            .labels
-            .as_ref()
-            .map(|l| l.value.clone())
-            .unwrap_or_default();
-        if let Some(at) = &entry.labels {
-            for key in labels.keys() {
-                if let Err(why) = check_label_name(key) {
-                    self.problem(at, &field("labels"), format!("label `{key}` {why}"));
-                }
-            }
-        }
-        let source = match kind {
-            SourceKind::Pgbouncer => {
-                if let Some(k) = &entry.pool_key {
-                    self.problem(k, &field("pool_key"), "applies to postgres targets only");
-                }
-                SourceConfig::Pgbouncer
-            }
-            SourceKind::Postgres => SourceConfig::Postgres {
-                pool_key: entry
-                    .pool_key
-                    .as_ref()
-                    .map_or(PoolKey::Database, |k| k.value),
-            },
-            // Not a `type` the file format takes: the receiver's target is built in.
-            SourceKind::Otlp => return None,
-        };
-        let limits = self.limits(&entry, &field, kind, template);
-        Some(Target {
-            name,
-            source,
-            connection: connection?,
-            labels,
-            limits: limits?,
-        })
-    }
-
-    fn password(
-        &mut self,
-        entry: &TargetEntry,
-        field: &dyn Fn(&str) -> String,
-        connection: Option<&Connection>,
-    ) -> Option<String> {
-        let in_url = connection.is_some_and(Connection::has_password);
-        if let (true, Some(at)) = (in_url, &entry.password_file) {
-            self.problem(
-                at,
-                &field("password_file"),
-                "the url already holds a password",
-            );
-        }
-        if let (true, Some(at)) = (in_url, &entry.password_env) {
-            self.problem(
-                at,
-                &field("password_env"),
-                "the url already holds a password",
-            );
-        }
-        self.secret(
-            entry.password_file.as_ref(),
-            entry.password_env.as_ref(),
-            &field("password_file"),
-            &field("password_env"),
-        )
-    }
-
     /// A secret from a file (relative to the config, trailing newline dropped) or from an
     /// environment variable; giving both, an unreadable file or an unset variable is a problem.
     fn secret(
@@ -665,58 +440,6 @@ impl Checker<'_> {
             (None, None) => None,
         }
     }
-
-    fn limits(
-        &mut self,
-        entry: &TargetEntry,
-        field: &dyn Fn(&str) -> String,
-        kind: SourceKind,
-        template: Option<&Template>,
-    ) -> Option<PoolLimits> {
-        let empty = LimitsEntry::default();
-        let given = entry.limits.as_ref().map_or(&empty, |l| &l.value);
-        let section = given.template.clone().or_else(|| {
-            (kind == SourceKind::Postgres && template.is_some()).then(|| "postgresql".into())
-        });
-        let from_template = match (&section, template) {
-            (Some(name), Some(t)) => match t.get(name) {
-                Some(s) => s.limits(),
-                None => {
-                    let message = format!("the pool template has no `{name}` section");
-                    match &entry.limits {
-                        Some(at) => self.problem(at, &field("limits.template"), message),
-                        None => self.problem(&entry.kind, &field("limits.template"), message),
-                    }
-                    PoolLimits::default()
-                }
-            },
-            (Some(_), None) => {
-                if let Some(at) = &entry.limits {
-                    self.problem(
-                        at,
-                        &field("limits.template"),
-                        "needs `pool_templates` at the top level",
-                    );
-                }
-                PoolLimits::default()
-            }
-            (None, _) => PoolLimits::default(),
-        };
-        let explicit = PoolLimits {
-            pool_size: given.pool_size,
-            max_overflow: given.max_overflow,
-            timeout_seconds: given.timeout,
-            recycle_seconds: given.recycle,
-            ..PoolLimits::default()
-        };
-        match pool_size_override(explicit.or(from_template), self.env) {
-            Ok(limits) => Some(limits),
-            Err(problem) => {
-                self.problems.push(problem);
-                None
-            }
-        }
-    }
 }
 
 /// A field's own name, without the path to it (`password_env` of `targets[0].password_env`).
@@ -724,7 +447,7 @@ fn short(field: &str) -> &str {
     field.rsplit('.').next().unwrap_or(field)
 }
 
-fn check_label_name(name: &str) -> Result<(), &'static str> {
+pub(crate) fn check_label_name(name: &str) -> Result<(), &'static str> {
     const RESERVED: [&str; 4] = [
         "db_client_connection_pool_name",
         "db_client_connection_state",
@@ -780,7 +503,9 @@ mod tests {
         let origin = dir.path().join("poolwatch.yaml");
         let text = "targets:\n  - type: postgres\n    url: postgres://monitor@127.0.0.1:5432/postgres\n    password_file: monitor.pass\n";
         let config = Config::from_yaml(&origin, text, &no_env).unwrap();
-        let connection = &config.targets[0].connection;
+        let SourceConfig::Postgres { connection, .. } = &config.targets[0].source else {
+            panic!("a postgres target");
+        };
         assert!(connection.has_password());
         assert_eq!(
             connection.driver_config().get_password(),
@@ -834,9 +559,86 @@ mod tests {
         assert_eq!(names, vec!["otlp", "pgbouncer", "pgbouncer-2", "postgres"]);
         let pgpassword = |name: &str| (name == PASSWORD_ENV).then(|| "from-env".to_string());
         let config = Config::from_targets(&specs, &pgpassword).unwrap();
-        let password = config.targets[1].connection.driver_config().get_password();
-        assert_eq!(password, Some(&b"from-env"[..]));
+        let SourceConfig::Pgbouncer { connection } = &config.targets[0].source else {
+            panic!("a pgbouncer target");
+        };
+        assert_eq!(
+            connection.driver_config().get_password(),
+            Some(&b"from-env"[..])
+        );
         let bad = Config::from_targets(&["mysql=x".to_string()], &no_env).unwrap_err();
         assert!(bad.to_string().contains("unknown type `mysql`"), "{bad}");
+    }
+
+    #[test]
+    fn command_line_file_and_mdm_targets_go_through_the_registry() {
+        let specs: Vec<String> = [
+            "sqlite=/data/iris.sqlite",
+            "duckdb=rel/sales.duckdb",
+            "mdm",
+            "mdm=",
+            "mdm=/srv/mdm",
+            "mdm=~/other",
+        ]
+        .map(String::from)
+        .to_vec();
+        let env = |name: &str| match name {
+            "HOME" => Some("/home/u".to_string()),
+            _ => None,
+        };
+        let config = Config::from_targets(&specs, &env).unwrap();
+        let seen: Vec<(String, String)> = config
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), t.source.endpoint()))
+            .collect();
+        let want = [
+            ("sqlite", "/data/iris.sqlite"),
+            ("duckdb", "rel/sales.duckdb"),
+            ("mdm", "/home/u/.mdm"),
+            ("mdm-2", "/home/u/.mdm"),
+            ("mdm-3", "/srv/mdm"),
+            ("mdm-4", "/home/u/other"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(seen, want);
+        let home_dir = |name: &str| match name {
+            "MDM_HOME_DIR" => Some("/var/lib/mdm".to_string()),
+            "HOME" => Some("/home/u".to_string()),
+            _ => None,
+        };
+        let config = Config::from_targets(&["mdm".to_string()], &home_dir).unwrap();
+        assert_eq!(config.targets[0].source.endpoint(), "/var/lib/mdm");
+        let bad = Config::from_targets(&["sqlite".to_string()], &no_env).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "--target: target: sqlite needs a PATH: sqlite=…"
+        );
+    }
+
+    #[test]
+    fn file_targets_resolve_paths_and_take_their_template_section() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("pools.yaml"),
+            "sqlite:\n  pool_size: 5\n  max_overflow: 0\nduckdb:\n  pool_size: 10\n",
+        )
+        .unwrap();
+        let origin = dir.path().join("poolwatch.yaml");
+        let text = "pool_templates: pools.yaml\ntargets:\n  - type: sqlite\n    path: data/iris.sqlite\n  - type: duckdb\n    path: /abs/sales.duckdb\n    limits: {max_overflow: 3}\n";
+        let config = Config::from_yaml(&origin, text, &no_env).unwrap();
+        let SourceConfig::Sqlite { path } = &config.targets[0].source else {
+            panic!("sqlite");
+        };
+        assert_eq!(path, &dir.path().join("data/iris.sqlite"));
+        assert_eq!(config.targets[0].limits.max_overflow, Some(0));
+        assert_eq!(config.targets[1].source.endpoint(), "/abs/sales.duckdb");
+        assert_eq!(
+            (
+                config.targets[1].limits.pool_size,
+                config.targets[1].limits.max_overflow
+            ),
+            (Some(10), Some(3))
+        );
     }
 }

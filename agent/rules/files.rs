@@ -29,6 +29,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "rules/pool-troubleshooting.yaml",
         include_str!("../../rules/pool-troubleshooting.yaml"),
     ),
+    (
+        "rules/backend-settings.yaml",
+        include_str!("../../rules/backend-settings.yaml"),
+    ),
+    (
+        "rules/resource-limits.yaml",
+        include_str!("../../rules/resource-limits.yaml"),
+    ),
 ];
 
 #[derive(Debug, Deserialize)]

@@ -2,11 +2,17 @@
 //! nothing of cadence, deadlines or telemetry: the scheduler owns those.
 
 pub mod churn;
+pub mod duckdb;
+pub mod files;
+pub mod holders;
+pub mod host;
+pub mod mdm;
 pub mod otlp;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod rows;
 pub mod session;
+pub mod sqlite;
 
 use std::fmt;
 use std::future::Future;
@@ -17,6 +23,7 @@ use std::time::Duration;
 use crate::config::{SourceConfig, Target};
 use crate::model::TargetSample;
 use crate::receiver::Receiver;
+use files::{Engine, FileSource};
 
 /// Why a sample failed; the `kind` label of `poolwatch_target_errors_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,9 +105,22 @@ pub fn build(
 ) -> Box<dyn Source> {
     match &target.source {
         SourceConfig::Otlp => Box::new(otlp::Otlp::new(receiver.cloned())),
-        SourceConfig::Pgbouncer => Box::new(pgbouncer::PgBouncer::new(target, timeout)),
-        SourceConfig::Postgres { pool_key } => {
-            Box::new(postgres::Postgres::new(target, *pool_key, timeout))
+        SourceConfig::Pgbouncer { connection } => {
+            Box::new(pgbouncer::PgBouncer::new(connection, timeout))
         }
+        SourceConfig::Postgres {
+            connection,
+            pool_key,
+        } => Box::new(postgres::Postgres::new(
+            connection,
+            postgres::Pools {
+                key: *pool_key,
+                databases: None,
+            },
+            timeout,
+        )),
+        SourceConfig::Sqlite { path } => Box::new(FileSource::new(Engine::Sqlite, path, timeout)),
+        SourceConfig::Duckdb { path } => Box::new(FileSource::new(Engine::Duckdb, path, timeout)),
+        SourceConfig::Mdm { home } => Box::new(mdm::Mdm::new(home, timeout)),
     }
 }

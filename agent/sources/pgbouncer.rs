@@ -14,10 +14,10 @@ use super::churn::ChurnTracker;
 use super::rows::{Column, Rows, Unit, Values, column};
 use super::session::{Session, Startup};
 use super::{ErrorKind, SampleError, SampleFuture, Source};
-use crate::config::Target;
 use crate::model::{
     Labels, PoolLimits, PoolSample, PoolTotals, ServerSample, TargetSample, dataset_of_database,
 };
+use crate::secret::Connection;
 
 /// PgBouncer's own pseudo-database: an admin console, not a pool of anyone's.
 const ADMIN_DATABASE: &str = "pgbouncer";
@@ -74,9 +74,9 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    pub fn new(target: &Target, timeout: Duration) -> PgBouncer {
+    pub fn new(connection: &Connection, timeout: Duration) -> PgBouncer {
         PgBouncer {
-            session: Session::new(target.connection.clone(), Startup::default(), timeout),
+            session: Session::new(connection.clone(), Startup::default(), timeout),
             churn: ChurnTracker::default(),
         }
     }

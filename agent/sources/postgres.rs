@@ -6,17 +6,19 @@
 //! live inside the application and are absent here, never 0. How long a connection has sat idle
 //! in its transaction is `now() - state_change`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use super::churn::ChurnTracker;
-use super::rows::{Column, Rows, Unit, column};
+use super::rows::Rows;
 use super::session::{Session, Startup};
 use super::{ErrorKind, SampleError, SampleFuture, Source};
-use crate::config::{PoolKey, Target};
+use crate::config::PoolKey;
 use crate::model::{
-    Labels, PoolSample, PoolTotals, ServerSample, TargetSample, dataset_of_database,
+    Labels, PoolSample, PoolTotals, PostgresSettings, ServerSample, TargetSample,
+    dataset_of_database,
 };
+use crate::secret::Connection;
 
 /// Client backends only (no autovacuum, walsender…); our own session is marked so it can be
 /// counted in the server's total but left out of every pool.
@@ -26,22 +28,37 @@ const ACTIVITY: &str = "SELECT pid, datname, usename, application_name, state, w
      (pid = pg_backend_pid()) AS is_self \
      FROM pg_stat_activity WHERE backend_type = 'client backend'";
 
+/// The connection limits and the settings the spec tunes (`POSTGRES_SERVER_TUNING`), in the one
+/// settings query each sample already made. `current_setting` reads one setting directly
+/// (pg_settings builds every setting first: twenty times the cost); memory comes back with
+/// its unit (`64MB`).
 const SETTINGS: &str = "SELECT current_setting('max_connections') AS max_connections, \
-     current_setting('superuser_reserved_connections') AS superuser_reserved_connections";
+     current_setting('superuser_reserved_connections') AS superuser_reserved_connections, \
+     current_setting('shared_buffers') AS shared_buffers, \
+     current_setting('effective_cache_size') AS effective_cache_size, \
+     current_setting('maintenance_work_mem') AS maintenance_work_mem, \
+     current_setting('work_mem') AS work_mem, \
+     current_setting('wal_buffers') AS wal_buffers, \
+     current_setting('checkpoint_completion_target') AS checkpoint_completion_target, \
+     current_setting('random_page_cost') AS random_page_cost";
 
-const SETTINGS_COLUMNS: &[Column] = &[
-    column(&["max_connections"], Unit::Count),
-    column(&["superuser_reserved_connections"], Unit::Count),
-];
+/// How connections are grouped into pools.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pools {
+    pub key: PoolKey,
+    /// Only these databases (with `PoolKey::Database`), each a pool even with no connection:
+    /// the databases MDM registered.
+    pub databases: Option<BTreeSet<String>>,
+}
 
 pub struct Postgres {
     session: Session,
-    pool_key: PoolKey,
+    pools: Pools,
     churn: ChurnTracker,
 }
 
 impl Postgres {
-    pub fn new(target: &Target, pool_key: PoolKey, timeout: Duration) -> Postgres {
+    pub fn new(connection: &Connection, pools: Pools, timeout: Duration) -> Postgres {
         let millis = timeout.as_millis().max(1).to_string();
         let startup = Startup {
             settings: vec![
@@ -52,8 +69,8 @@ impl Postgres {
             ],
         };
         Postgres {
-            session: Session::new(target.connection.clone(), startup, timeout),
-            pool_key,
+            session: Session::new(connection.clone(), startup, timeout),
+            pools,
             churn: ChurnTracker::default(),
         }
     }
@@ -64,7 +81,7 @@ impl Source for Postgres {
         Box::pin(async move {
             let activity = self.session.query(ACTIVITY).await?;
             let settings = self.session.query(SETTINGS).await?;
-            map(&activity, &settings, self.pool_key, &mut self.churn)
+            map(&activity, &settings, &self.pools, &mut self.churn)
         })
     }
 
@@ -98,10 +115,20 @@ fn seconds(text: Option<&str>) -> Option<f64> {
 pub fn map(
     activity: &Rows,
     settings: &Rows,
-    pool_key: PoolKey,
+    pools: &Pools,
     churn: &mut ChurnTracker,
 ) -> Result<TargetSample, SampleError> {
     let mut tallies: HashMap<String, Tally> = HashMap::new();
+    for database in pools.databases.iter().flatten() {
+        tallies.insert(
+            database.clone(),
+            Tally {
+                single_database: true,
+                database: Some(database.clone()),
+                ..Tally::default()
+            },
+        );
+    }
     let mut connections = 0;
     for row in activity.iter() {
         connections += 1;
@@ -109,9 +136,12 @@ pub fn map(
             continue;
         }
         let key = row
-            .text(&[pool_key.column()])
+            .text(&[pools.key.column()])
             .unwrap_or_default()
             .to_string();
+        if pools.databases.as_ref().is_some_and(|d| !d.contains(&key)) {
+            continue;
+        }
         let tally = tallies.entry(key).or_insert_with(|| Tally {
             single_database: true,
             ..Tally::default()
@@ -153,12 +183,13 @@ pub fn map(
             .map(|(pool, t)| (pool.clone(), t.pids.clone()))
             .collect(),
     );
-    let Some(server) = settings.iter().next().map(|r| r.read(SETTINGS_COLUMNS)) else {
+    let Some(row) = settings.iter().next() else {
         return Err(SampleError {
             kind: ErrorKind::Protocol,
             message: "the server returned no settings row".into(),
         });
     };
+    let setting = |name: &str| row.text(&[name]).and_then(setting_value);
     let mut warnings = Vec::new();
     let mut pools: Vec<PoolSample> = tallies
         .into_iter()
@@ -201,14 +232,42 @@ pub fn map(
     Ok(TargetSample {
         pools,
         server: ServerSample {
-            max_connections: server.count("max_connections"),
-            reserved_connections: server.count("superuser_reserved_connections"),
+            max_connections: setting("max_connections").map(|v| v as u64),
+            reserved_connections: setting("superuser_reserved_connections").map(|v| v as u64),
             connections: Some(connections),
+            postgres_settings: PostgresSettings {
+                shared_buffers_bytes: setting("shared_buffers"),
+                effective_cache_size_bytes: setting("effective_cache_size"),
+                maintenance_work_mem_bytes: setting("maintenance_work_mem"),
+                work_mem_bytes: setting("work_mem"),
+                wal_buffers_bytes: setting("wal_buffers"),
+                checkpoint_completion_target: setting("checkpoint_completion_target"),
+                random_page_cost: setting("random_page_cost"),
+            },
             ..ServerSample::default()
         },
         warnings,
         gone: Vec::new(),
     })
+}
+
+/// A setting as `current_setting` shows it, in base units: memory in bytes (`64MB`, `8kB`,
+/// `4GB`: powers of 1024, as PostgreSQL counts them), anything else as the number it is.
+fn setting_value(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len());
+    let value: f64 = text[..split].parse().ok()?;
+    let power = match &text[split..] {
+        "" | "B" => 0,
+        "kB" => 1,
+        "MB" => 2,
+        "GB" => 3,
+        "TB" => 4,
+        _ => return None,
+    };
+    Some(value * 1024f64.powi(power))
 }
 
 #[cfg(test)]
@@ -229,9 +288,23 @@ mod tests {
 
     fn settings() -> Rows {
         Rows::new(
-            &["max_connections", "superuser_reserved_connections"],
-            &[&["100", "3"]],
+            &[
+                "max_connections",
+                "superuser_reserved_connections",
+                "shared_buffers",
+                "work_mem",
+                "checkpoint_completion_target",
+                "random_page_cost",
+            ],
+            &[&["100", "3", "64MB", "4096kB", "0.9", "4"]],
         )
+    }
+
+    fn by_database() -> Pools {
+        Pools {
+            key: PoolKey::Database,
+            databases: None,
+        }
     }
 
     #[test]
@@ -299,7 +372,7 @@ mod tests {
         let sample = map(
             &activity,
             &settings(),
-            PoolKey::Database,
+            &by_database(),
             &mut ChurnTracker::default(),
         )
         .unwrap();
@@ -323,6 +396,57 @@ mod tests {
         );
         assert_eq!(sample.server.connections, Some(5));
         assert_eq!(sample.server.headroom(), Some(92));
+        let tuned = sample.server.postgres_settings;
+        assert_eq!(tuned.shared_buffers_bytes, Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(tuned.work_mem_bytes, Some(4.0 * 1024.0 * 1024.0));
+        assert_eq!(tuned.checkpoint_completion_target, Some(0.9));
+        assert_eq!(tuned.effective_cache_size_bytes, None);
+    }
+
+    #[test]
+    fn settings_are_read_in_base_units() {
+        let cases = [
+            ("200", Some(200.0)),
+            ("0.9", Some(0.9)),
+            ("8kB", Some(8192.0)),
+            ("16MB", Some(16.0 * 1024.0 * 1024.0)),
+            ("4GB", Some(4.0 * 1024.0 * 1024.0 * 1024.0)),
+            ("1TB", Some(1024f64.powi(4))),
+            ("on", None),
+            ("12 parsecs", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(setting_value(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn registered_databases_are_pools_even_without_connections() {
+        let activity = Rows::new(
+            COLUMNS,
+            &[
+                &["1", "mdm_iris", "mdm", "api", "active", "", "1", "f"],
+                &["2", "postgres", "mdm", "api", "active", "", "1", "f"],
+            ],
+        );
+        let pools = Pools {
+            key: PoolKey::Database,
+            databases: Some(BTreeSet::from(["mdm_iris".into(), "mdm_wine".into()])),
+        };
+        let sample = map(&activity, &settings(), &pools, &mut ChurnTracker::default()).unwrap();
+        let seen: Vec<(&str, Option<u64>, Option<u64>)> = sample
+            .pools
+            .iter()
+            .map(|p| (p.pool.as_str(), p.used, p.idle))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("mdm_iris", Some(1), Some(0)),
+                ("mdm_wine", Some(0), Some(0))
+            ]
+        );
+        assert_eq!(sample.pools[1].labels["dataset"], "wine");
     }
 
     #[test]
@@ -338,7 +462,10 @@ mod tests {
         let sample = map(
             &activity,
             &settings(),
-            PoolKey::User,
+            &Pools {
+                key: PoolKey::User,
+                databases: None,
+            },
             &mut ChurnTracker::default(),
         )
         .unwrap();
@@ -373,20 +500,12 @@ mod tests {
             let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
             Rows::new(COLUMNS, &slices)
         };
-        map(
-            &at(&["1", "2"]),
-            &settings(),
-            PoolKey::ApplicationName,
-            &mut churn,
-        )
-        .unwrap();
-        let sample = map(
-            &at(&["2", "3", "4"]),
-            &settings(),
-            PoolKey::ApplicationName,
-            &mut churn,
-        )
-        .unwrap();
+        let pools = Pools {
+            key: PoolKey::ApplicationName,
+            databases: None,
+        };
+        map(&at(&["1", "2"]), &settings(), &pools, &mut churn).unwrap();
+        let sample = map(&at(&["2", "3", "4"]), &settings(), &pools, &mut churn).unwrap();
         let totals = sample.pools[0].totals;
         assert_eq!(
             (totals.connections_opened, totals.connections_closed),

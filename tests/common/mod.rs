@@ -7,6 +7,7 @@
 pub mod alertmanager;
 pub mod exposition;
 pub mod healthy_load;
+pub mod mdm;
 pub mod otlp;
 pub mod tls;
 
@@ -592,6 +593,22 @@ impl Agent {
         Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug", access, &[])
     }
 
+    /// As [`Agent::start`], run through `wrapper` (e.g. `setpriv` dropping capabilities).
+    pub fn start_wrapped(config: &str, wrapper: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poolwatch.yaml");
+        std::fs::write(&path, config).unwrap();
+        let args = ["run", "--config", path.to_str().unwrap()];
+        Agent::launch(
+            dir,
+            &args,
+            "debug",
+            tls::Access::default(),
+            &[],
+            &wrapper.join(" "),
+        )
+    }
+
     fn start_with(
         dir: tempfile::TempDir,
         args: &[&str],
@@ -599,10 +616,21 @@ impl Agent {
         access: tls::Access,
         env: &[(&str, &str)],
     ) -> Agent {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         // POOLWATCH_AGENT_WRAPPER runs the agent under a profiler (e.g. valgrind's massif).
         let wrapper = std::env::var("POOLWATCH_AGENT_WRAPPER").unwrap_or_default();
+        Agent::launch(dir, args, level, access, env, &wrapper)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        level: &str,
+        access: tls::Access,
+        env: &[(&str, &str)],
+        wrapper: &str,
+    ) -> Agent {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         let mut words: Vec<&str> = wrapper.split_whitespace().collect();
         words.push(binary());
         let child = Command::new(words[0])
@@ -647,6 +675,18 @@ impl Agent {
         let (status, body) = self.get("/metrics").expect("scrape /metrics");
         assert_eq!(status, 200);
         Exposition::parse(&body)
+    }
+
+    /// Polls `path` until its body satisfies `probe`; (status, body).
+    pub fn wait_for_body(
+        &self,
+        limit: Duration,
+        path: &str,
+        mut probe: impl FnMut(&str) -> bool,
+    ) -> (u16, String) {
+        wait_for(limit, path, || {
+            self.get(path).ok().filter(|(_, b)| probe(b))
+        })
     }
 
     /// Polls /metrics until `probe` finds what it wants.

@@ -23,6 +23,8 @@ pub(crate) fn snapshot() -> Snapshot {
         connection_errors: None,
         recommended_pool_size: Some(15),
         observed_seconds: Some(600.0),
+        dataset_recommended_size: None,
+        wal_growth_bytes_per_second: None,
         latest: PoolSample {
             pool: "mdm_images/mdm".into(),
             labels: Labels::from([("dataset".into(), "images".into())]),
@@ -206,5 +208,94 @@ fn a_down_target_has_telemetry_but_no_figures() {
         !text
             .lines()
             .any(|l| l.starts_with("poolwatch_postgres_") && l.contains("target=\"pg\""))
+    );
+}
+
+/// A SQLite pool's database series: the file, its settings as `_info` labels, each holder
+/// process with its locks, the spec's per-dataset size with the configured pool_size beside it.
+#[test]
+fn database_files_and_their_holders_are_exported() {
+    use crate::model::{DatabaseSample, HostSample, ProcessSample};
+    let database = DatabaseSample {
+        path: "/mdm/datasets/iris/iris.sqlite".into(),
+        size_bytes: Some(8192),
+        wal_size_bytes: Some(4152),
+        settings: BTreeMap::from([("journal_mode".into(), "wal".into())]),
+        page_size_bytes: Some(4096),
+        rows: Some(150),
+        processes: vec![ProcessSample {
+            pid: 42,
+            name: "python3".into(),
+            connections: Some(4),
+            locks: vec!["wal_read", "wal_write"],
+            cpu_utilization: None,
+            resident_memory_bytes: Some(1 << 20),
+        }],
+        lock_waiters: Some(0),
+        ..DatabaseSample::default()
+    };
+    let pool = PoolFigures::from_latest(PoolSample {
+        pool: "iris".into(),
+        labels: Labels::from([("backend".into(), "sqlite".into())]),
+        limits: PoolLimits {
+            pool_size: Some(5),
+            ..PoolLimits::default()
+        },
+        database: Some(Box::new(database)),
+        ..PoolSample::default()
+    });
+    let target = TargetStatus {
+        name: "mdm".into(),
+        source: SourceKind::Mdm,
+        endpoint: "/mdm".into(),
+        labels: Labels::new(),
+        up: true,
+        samples: 1,
+        last_duration_seconds: None,
+        last_success_unix_seconds: None,
+        errors: BTreeMap::new(),
+        last_error: None,
+        warnings: vec![],
+        gone: vec![],
+        server: Some(ServerSample {
+            host: Some(HostSample {
+                cpu_utilization: Some(0.25),
+                memory_total_bytes: Some(1000),
+                memory_available_bytes: Some(750),
+            }),
+            ..ServerSample::default()
+        }),
+        pools: vec![pool],
+    };
+    let text = render(&Snapshot {
+        targets: vec![target],
+        agent: AgentStatus::default(),
+    });
+    let common = "backend=\"sqlite\",db_client_connection_pool_name=\"iris\"";
+    for line in [
+        format!("poolwatch_database_size_bytes{{{common},source=\"mdm\",target=\"mdm\"}} 8192"),
+        format!(
+            "poolwatch_database_setting_info{{{common},setting=\"journal_mode\",source=\"mdm\",target=\"mdm\",value=\"wal\"}} 1"
+        ),
+        format!(
+            "poolwatch_database_process_connections{{{common},pid=\"42\",process=\"python3\",source=\"mdm\",target=\"mdm\"}} 4"
+        ),
+        format!(
+            "poolwatch_database_process_lock_info{{{common},lock=\"wal_write\",pid=\"42\",process=\"python3\",source=\"mdm\",target=\"mdm\"}} 1"
+        ),
+        format!(
+            "poolwatch_pool_dataset_recommended_size{{{common},pool_size=\"5\",source=\"mdm\",target=\"mdm\"}} 2"
+        ),
+        "poolwatch_host_memory_utilization_ratio{source=\"mdm\",target=\"mdm\"} 0.25".to_string(),
+    ] {
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "no `{line}` in:\n{text}"
+        );
+    }
+    // What the source could not see is absent: no CPU for the holder after one sample.
+    assert!(
+        !text.contains("poolwatch_database_process_cpu_utilization_ratio{"),
+        "{text}"
     );
 }
