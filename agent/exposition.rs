@@ -163,7 +163,10 @@ fn for_processes(
     out: &mut SeriesSink<'_>,
     read: fn(&model::ProcessSample) -> Option<f64>,
 ) {
-    for p in database(f).map(|d| d.processes.as_slice()).unwrap_or_default() {
+    for p in database(f)
+        .map(|d| d.processes.as_slice())
+        .unwrap_or_default()
+    {
         if let Some(v) = read(p) {
             out(&[("pid", &p.pid.to_string()), ("process", &p.name)], v);
         }
@@ -322,7 +325,10 @@ pub static CATALOGUE: &[Family] = &[
         Gauge,
         &[POOL_LABEL, "pid", "process", "lock"],
         Read::PoolSeries(|f, out| {
-            for p in database(f).map(|d| d.processes.as_slice()).unwrap_or_default() {
+            for p in database(f)
+                .map(|d| d.processes.as_slice())
+                .unwrap_or_default()
+            {
                 let pid = p.pid.to_string();
                 for lock in &p.locks {
                     out(&[("pid", &pid), ("process", &p.name), ("lock", lock)], 1.0);

@@ -67,7 +67,7 @@ fn semantic_mistakes_are_located_too() {
         stderr.lines().collect::<Vec<_>>(),
         vec![
             "poolwatch.yaml:2:17: sample_timeout: must not exceed sample_interval",
-            "poolwatch.yaml:7:5: targets[0].pool_key: unknown field `pool_key`, expected one of type, name, url, password_file, password_env, labels, limits",
+            "poolwatch.yaml:7:5: targets[0].pool_key: unknown field `pool_key`, expected one of type, name, url, password_file, password_env, labels, limits, tls",
             "poolwatch.yaml:9:11: targets[1].name: another target is already named `a`",
             "poolwatch.yaml:11:19: targets[1].password_env: environment variable `POOLWATCH_TEST_UNSET_VARIABLE` is not set",
             "poolwatch.yaml:12:13: targets[1].labels: label `bad-name` is not a valid Prometheus label name",

@@ -76,7 +76,10 @@ fn a_wal_writer_never_sees_an_error_from_the_agent() {
     assert!(m.get("poolwatch_database_rows", &[]).unwrap() >= 10.0);
     assert!(m.get("poolwatch_database_wal_size_bytes", &[]).is_some());
     assert_eq!(
-        m.get("poolwatch_target_errors_total", &[("kind", "query")]),
+        m.get(
+            "poolwatch_target_errors_total",
+            &[("target", "file"), ("kind", "query")]
+        ),
         Some(0.0)
     );
 }

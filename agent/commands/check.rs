@@ -27,7 +27,9 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
         }
     };
     // One look has no receiver running: pushed pools are for `run`.
-    config.targets.retain(|t| !matches!(t.source, SourceConfig::Otlp));
+    config
+        .targets
+        .retain(|t| !matches!(t.source, SourceConfig::Otlp));
     if config.targets.is_empty() {
         eprintln!("no targets: give --config FILE or --target TYPE=URL|PATH");
         return Ok(ExitCode::from(Status::Unknown.exit_code()));

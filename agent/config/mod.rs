@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(names, vec!["otlp", "pgbouncer", "pgbouncer-2", "postgres"]);
         let pgpassword = |name: &str| (name == PASSWORD_ENV).then(|| "from-env".to_string());
         let config = Config::from_targets(&specs, &pgpassword).unwrap();
-        let SourceConfig::Pgbouncer { connection } = &config.targets[0].source else {
+        let SourceConfig::Pgbouncer { connection } = &config.targets[1].source else {
             panic!("a pgbouncer target");
         };
         assert_eq!(
@@ -593,6 +593,7 @@ mod tests {
             .map(|t| (t.name.clone(), t.source.endpoint()))
             .collect();
         let want = [
+            ("otlp", "otlp (pushed by applications)"),
             ("sqlite", "/data/iris.sqlite"),
             ("duckdb", "rel/sales.duckdb"),
             ("mdm", "/home/u/.mdm"),
@@ -608,7 +609,7 @@ mod tests {
             _ => None,
         };
         let config = Config::from_targets(&["mdm".to_string()], &home_dir).unwrap();
-        assert_eq!(config.targets[0].source.endpoint(), "/var/lib/mdm");
+        assert_eq!(config.targets[1].source.endpoint(), "/var/lib/mdm");
         let bad = Config::from_targets(&["sqlite".to_string()], &no_env).unwrap_err();
         assert_eq!(
             bad.to_string(),

@@ -350,15 +350,35 @@ pub struct ServerTls<'a> {
 
 impl Postgres {
     pub fn start(database: &str) -> Postgres {
-        Postgres::start_with(database, None)
+        Postgres::start_with(database, None, &[("max_connections", "100")])
     }
 
     /// As [`Postgres::start`], with `ssl = on`.
     pub fn with_tls(database: &str, tls: &ServerTls) -> Postgres {
-        Postgres::start_with(database, Some(tls))
+        Postgres::start_with(database, Some(tls), &[("max_connections", "100")])
     }
 
-    fn start_with(database: &str, tls: Option<&ServerTls>) -> Postgres {
+    /// As [`Postgres::start`], with the spec's `POSTGRES_SERVER_TUNING`: a server the settings
+    /// audit has nothing to say about. shared_buffers is mapped, not touched, so its 4 GB cost
+    /// only what the test writes.
+    pub fn tuned_as_the_spec(database: &str) -> Postgres {
+        Postgres::start_with(
+            database,
+            None,
+            &[
+                ("max_connections", "200"),
+                ("shared_buffers", "4GB"),
+                ("effective_cache_size", "12GB"),
+                ("maintenance_work_mem", "1GB"),
+                ("work_mem", "32MB"),
+                ("wal_buffers", "16MB"),
+                ("checkpoint_completion_target", "0.9"),
+                ("random_page_cost", "1.1"),
+            ],
+        )
+    }
+
+    fn start_with(database: &str, tls: Option<&ServerTls>, settings: &[(&str, &str)]) -> Postgres {
         let bin = PathBuf::from(
             std::env::var("POOLWATCH_PG_BIN")
                 .expect("POOLWATCH_PG_BIN is set (eval \"$(scripts/services.sh env)\")"),
@@ -404,9 +424,12 @@ impl Postgres {
         );
         let mut options = format!(
             "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-             -c fsync=off -c max_connections=100",
+             -c fsync=off",
             dir.path().display()
         );
+        for (name, value) in settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         if let Some(tls) = tls {
             // The server reads its key only if the postgres user owns it, mode 0600.
             let copy = |from: &Path, name: &str| {
