@@ -216,10 +216,20 @@ fn ctrl_c_writes_the_report_marked_interrupted_and_removes_the_dataset() {
         "{database}"
     );
     // The first run announces itself once its pool is warm; its deadline is 600 s, so only
-    // Ctrl-C can end it.
+    // Ctrl-C can end it. Its first plain progress line (stderr is not a terminal) says it has
+    // done some work: interrupted before any, the report would rightly hold none.
     line.clear();
     stderr.read_line(&mut line).unwrap();
     assert!(line.starts_with("pool_size=3: running"), "{creating}{line}");
+    line.clear();
+    stderr.read_line(&mut line).unwrap();
+    let done: u64 = line
+        .strip_prefix("pool_size=3: ")
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|d| d.strip_suffix(" done"))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("a progress line: {line}"));
+    assert!(done > 0, "{line}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

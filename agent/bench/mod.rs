@@ -435,8 +435,12 @@ fn prewarm<M: r2d2::ManageConnection>(pool: &InstrumentedPool<M>) -> Result<(), 
     Ok(())
 }
 
+/// How often a run says how far it is when its progress bar is hidden (stderr is not a
+/// terminal, as in CI logs): often enough to see it move, seldom enough to read.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// The main thread during a run: samples the pool and moves the progress bar until the
-/// deadline or Ctrl-C.
+/// deadline or Ctrl-C; with the bar hidden, a plain line every [`PLAIN_PROGRESS_EVERY`].
 fn watch<B: Backend>(
     shared: &Shared<'_, B>,
     started: Instant,
@@ -446,6 +450,7 @@ fn watch<B: Backend>(
 ) {
     let pool_size = u64::from(shared.settings.pool.pool_size);
     let mut last_draw = started;
+    let mut last_line = started;
     while Instant::now() < deadline && !shared.interrupted.load(Ordering::Relaxed) {
         thread::sleep(SAMPLE_EVERY.min(deadline.saturating_duration_since(Instant::now())));
         let stats = shared.pool.stats();
@@ -466,6 +471,17 @@ fn watch<B: Backend>(
                 stats.used,
                 stats.pending
             ));
+        }
+        if progress.is_hidden() && last_line.elapsed() >= PLAIN_PROGRESS_EVERY {
+            last_line = Instant::now();
+            eprintln!(
+                "{}: {:.0} s, {} done, {} in use, {} waiting",
+                progress.prefix(),
+                started.elapsed().as_secs_f64(),
+                shared.completed.load(Ordering::Relaxed),
+                stats.used,
+                stats.pending
+            );
         }
     }
 }
