@@ -232,13 +232,14 @@ fn run_benchmark(
     reports
 }
 
-/// Open loop on SQLite with a controlled hold time: Poisson arrivals at 1,240/s, each holding
-/// its connection ~4 ms (exponential), on 6, 7 and 8 connections (utilization ~0.83 to
-/// ~0.62), without pre-ping so that the wait is the queue's alone. Each run is predicted from
+/// Open loop on SQLite with a controlled hold time: Poisson arrivals at 1,000/s, each holding
+/// its connection ~4 ms (exponential), on 6, 7 and 8 connections (utilization ~0.67 to
+/// ~0.5), without pre-ping so that the wait is the queue's alone. Each run is predicted from
 /// its own arrival rate and mean hold, as the agent predicts a pool from what it observes.
-/// The ~18,000 arrivals per size let a mean wait settle; holds of 4 ms rather than 1.5 ms keep
-/// the tens of microseconds a waiter takes to wake (which the model knows nothing of) a few
-/// percent of the wait instead of a fifth (CI measured 1.11–1.20 with 1.5 ms holds).
+/// The ~15,000 arrivals per size let a mean wait settle. What the model does not know is the
+/// hand-off: a returned connection reaches the next waiter some tens of microseconds later, a
+/// percent or two more service time. Near saturation the wait amplifies that by 1/(1-ρ): at
+/// ρ 0.85 with 1.5 ms holds CI measured 1.11–1.20, so the loads here stay at ρ ≤ 0.67.
 #[test]
 fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
     let _load = crate::common::exclusive_load();
@@ -257,7 +258,7 @@ fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
             "--pre-ping",
             "false",
             "--arrival-rate",
-            "1240",
+            "1000",
             "--hold-time-ms",
             "4",
             "--concurrent-users",
