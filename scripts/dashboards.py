@@ -33,6 +33,9 @@ POOL_FILTER = (
     f'dataset=~"$dataset", {POOL}=~"$pool"'
 )
 TARGET_FILTER = 'instance=~"$instance", target=~"$target"'
+# What tells one pool from another: two processes reporting one pool name over OTLP are two
+# pools (service_name and service_instance_id are empty for the other sources).
+POOL_KEY = f"instance, target, service_name, service_instance_id, {POOL}"
 POOL_LEGEND = "{{target}} {{" + POOL + "}}"
 DETAIL_UID = "poolwatch-pool-detail"
 OVERVIEW_UID = "poolwatch-overview"
@@ -235,17 +238,20 @@ def table(
     steps: dict[str, Any] | None = None,
     mappings: list[dict[str, Any]] | None = None,
     overrides: list[dict[str, Any]] | None = None,
-    colored: bool = True,
+    colored: str | None = None,
+    descending: bool = True,
 ) -> dict[str, Any]:
-    custom = {
-        "align": "auto",
-        "filterable": True,
-        "cellOptions": {"type": "color-background" if colored else "auto"},
-    }
+    """A table sorted by `sort_by`; the `colored` column takes its thresholds'
+    colour as background."""
+    custom = {"align": "auto", "filterable": True, "cellOptions": {"type": "auto"}}
+    overrides = list(overrides or [])
+    if colored:
+        background = {"id": "custom.cellOptions", "value": {"type": "color-background"}}
+        overrides.append(override(colored, [background]))
     options = {
         "showHeader": True,
         "cellHeight": "sm",
-        "sortBy": [{"displayName": sort_by, "desc": True}],
+        "sortBy": [{"displayName": sort_by, "desc": descending}],
     }
     return panel(
         "table",
@@ -332,7 +338,6 @@ DETAIL_LINK = {
     ),
 }
 POOL_COLUMN = override("pool", [{"id": "links", "value": [DETAIL_LINK]}])
-NOT_COLORED = {"id": "custom.cellOptions", "value": {"type": "auto"}}
 
 
 def variables(with_pools: bool) -> list[dict[str, Any]]:
@@ -471,7 +476,7 @@ def alert_table(title: str, description: str, alerts: str, pools: str) -> dict[s
             ),
             query(
                 f"poolwatch_pool_recommended_size{{{pools}}}\n"
-                f"  and on (instance, target, {POOL})\n"
+                f"  and on ({POOL_KEY})\n"
                 f'poolwatch_alerts{{alertstate="firing", {alerts}}}',
                 ref="B",
                 table=True,
@@ -484,8 +489,9 @@ def alert_table(title: str, description: str, alerts: str, pools: str) -> dict[s
                 {POOL: "pool", "Value #B": "recommended pool_size"},
             ),
         ],
+        # critical before warning before info
         sort_by="severity",
-        colored=False,
+        descending=False,
         overrides=[
             override("recommendation", [{"id": "mappings", "value": recommendation_map}]),
             override(
@@ -521,7 +527,7 @@ def overview() -> dict:
             "to change. Click a pool for its detail.",
             [
                 query(
-                    f"max by (instance, target, {POOL}) (\n"
+                    f"max by ({POOL_KEY}) (\n"
                     f'    2 * poolwatch_alerts{{alertstate="firing", severity="critical", {pools}}}\n'
                     f'  or 1 * poolwatch_alerts{{alertstate="firing", severity="warning", {pools}}}\n'
                     f"  or 0 * poolwatch_pool_observed_seconds{{{pools}}}\n)",
@@ -530,6 +536,7 @@ def overview() -> dict:
             ],
             [organize(["Time"], {POOL: "pool", "Value": "status"})],
             sort_by="status",
+            colored="status",
             steps=thresholds((GREEN, None), (ORANGE, 1), (RED, 2)),
             mappings=HEALTH,
             overrides=[POOL_COLUMN],
@@ -547,6 +554,7 @@ def overview() -> dict:
             [query(f"poolwatch_pool_utilization_ratio{{{pools}}}", table=True)],
             [organize(["Time", "__name__", "job"], {POOL: "pool", "Value": "utilization"})],
             sort_by="utilization",
+            colored="utilization",
             unit="percentunit",
             steps=thresholds((GREEN, None), (ORANGE, 0.8), (RED, 1)),
             overrides=[POOL_COLUMN],
@@ -562,7 +570,7 @@ def overview() -> dict:
             "(cl_waiting), in-app pools their queued callers; a PostgreSQL source cannot see them.",
             [
                 query(
-                    f"sum by (instance, target, {POOL}) (db_client_connection_pending_requests{{{pools}}})",
+                    f"sum by ({POOL_KEY}) (db_client_connection_pending_requests{{{pools}}})",
                     POOL_LEGEND,
                 )
             ],
@@ -626,7 +634,6 @@ def overview() -> dict:
             ],
             [organize(["Time"], {"Value": "pools"})],
             sort_by="pools",
-            colored=False,
         ),
         w=12,
         h=7,
@@ -719,7 +726,7 @@ def detail() -> dict:
     def quantiles(family: str) -> list[dict[str, Any]]:
         return [
             query(
-                f"histogram_quantile({q}, sum by (le, instance, target, {POOL}) "
+                f"histogram_quantile({q}, sum by (le, {POOL_KEY}) "
                 f"(rate({family}_bucket{{{pools}}}[$__rate_interval])))",
                 f"p{int(q * 100)} " + POOL_LEGEND,
                 ref,
