@@ -5,7 +5,8 @@ The JSON files are committed; this is how they are made, so that every panel has
 datasource variable, filters, units and layout. The recommendations column of the alert tables
 is read from the rule files in rules/. Run it after changing either:
 
-    python3 scripts/dashboards.py
+    python3 scripts/dashboards.py            # writes dashboards/*.json
+    python3 scripts/dashboards.py --check    # exit 1 if they differ from what it would write
 
 It needs PyYAML (Debian's python3-yaml, or the project's Python from scripts/python-env.sh).
 tests/dashboards.rs checks the result: every query returns data on a real Prometheus scraping a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -1139,13 +1141,25 @@ def agent() -> dict:
     )
 
 
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
+def main() -> int:
+    """Writes the dashboards; with --check, only says which committed ones differ (exit 1)."""
+    check = sys.argv[1:] == ["--check"]
+    stale = []
     for name, build in (("overview", overview), ("pool-detail", detail), ("agent", agent)):
+        path = OUT / f"{name}.json"
         text = json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
-        (OUT / f"{name}.json").write_text(text)
-        print(f"wrote dashboards/{name}.json")
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(f"dashboards/{name}.json")
+        else:
+            OUT.mkdir(exist_ok=True)
+            path.write_text(text)
+            print(f"wrote dashboards/{name}.json")
+    if stale:
+        print(f"not what scripts/dashboards.py writes: {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
