@@ -117,6 +117,14 @@ pub fn run(
             "poolwatch serving /metrics, /healthz, /api/v1/health"
         );
         let notifier = Notifier::start(Settings::new(&config.alerting, address), agent.subscribe());
+        // Loading the files at start is their first successful load: the reload series exist
+        // from the start, as the web config's do.
+        if args.config.is_some() {
+            agent.reload_succeeded("config");
+        }
+        if !rule_paths.is_empty() {
+            agent.reload_succeeded("rules");
+        }
         let mut reloader = Reloader::new(args, alerting, rule_paths);
         if let Some(path) = web_path {
             agent.reload_succeeded("web_config");
