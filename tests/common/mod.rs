@@ -8,6 +8,7 @@ pub mod alertmanager;
 pub mod exposition;
 pub mod healthy_load;
 pub mod otlp;
+pub mod prometheus;
 pub mod tls;
 
 use std::io::Read;
