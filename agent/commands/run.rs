@@ -91,12 +91,22 @@ pub fn run(
             receiver::http::serve(l, r, otlp_web)
         });
         let rule_count = rules.rule_count();
+        // The files read above are loaded: each kind's reload series start at 1.
+        let loaded = [
+            ("config", args.config.is_some()),
+            ("rules", !rule_paths.is_empty()),
+            ("web_config", web_path.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, read)| read.then_some(kind))
+        .collect();
         let agent = Agent::start(
             &config,
             Options {
                 rules,
                 hold: true,
                 receiver: receiver.clone(),
+                loaded,
             },
         );
         let exporter = match config.otlp.clone() {
@@ -117,17 +127,8 @@ pub fn run(
             "poolwatch serving /metrics, /healthz, /api/v1/health"
         );
         let notifier = Notifier::start(Settings::new(&config.alerting, address), agent.subscribe());
-        // Loading the files at start is their first successful load: the reload series exist
-        // from the start, as the web config's do.
-        if args.config.is_some() {
-            agent.reload_succeeded("config");
-        }
-        if !rule_paths.is_empty() {
-            agent.reload_succeeded("rules");
-        }
         let mut reloader = Reloader::new(args, alerting, rule_paths);
         if let Some(path) = web_path {
-            agent.reload_succeeded("web_config");
             reloader = reloader.with_web_config(path, web_updates);
         }
         let (_watcher, mut changes) =
