@@ -201,13 +201,12 @@ def timeseries(
     )
 
 
+# Stats, tables and state timelines colour by their thresholds.
+BY_THRESHOLDS = {"mode": "thresholds"}
+
+
 def stat(
-    title: str,
-    description: str,
-    targets: list[dict[str, Any]],
-    unit: str = "short",
-    steps: dict[str, Any] | None = None,
-    mappings: list[dict[str, Any]] | None = None,
+    title: str, description: str, targets: list[dict[str, Any]], **fields: Any
 ) -> dict[str, Any]:
     options = {
         "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
@@ -217,17 +216,7 @@ def stat(
         "orientation": "auto",
         "textMode": "auto",
     }
-    return panel(
-        "stat",
-        title,
-        description,
-        targets,
-        unit=unit,
-        steps=steps,
-        options=options,
-        mappings=mappings,
-        color={"mode": "thresholds"},
-    )
+    return panel("stat", title, description, targets, options=options, color=BY_THRESHOLDS, **fields)
 
 
 def table(
@@ -236,12 +225,10 @@ def table(
     targets: list[dict[str, Any]],
     transformations: list[dict[str, Any]],
     sort_by: str,
-    unit: str = "short",
-    steps: dict[str, Any] | None = None,
-    mappings: list[dict[str, Any]] | None = None,
     overrides: list[dict[str, Any]] | None = None,
     colored: str | None = None,
     descending: bool = True,
+    **fields: Any,
 ) -> dict[str, Any]:
     """A table sorted by `sort_by`; the `colored` column takes its thresholds'
     colour as background."""
@@ -260,23 +247,17 @@ def table(
         title,
         description,
         targets,
-        unit=unit,
-        steps=steps,
         custom=custom,
         options=options,
         overrides=overrides,
-        mappings=mappings,
         transformations=transformations,
-        color={"mode": "thresholds"},
+        color=BY_THRESHOLDS,
+        **fields,
     )
 
 
 def state_timeline(
-    title: str,
-    description: str,
-    targets: list[dict[str, Any]],
-    mappings: list[dict[str, Any]],
-    steps: dict[str, Any],
+    title: str, description: str, targets: list[dict[str, Any]], **fields: Any
 ) -> dict[str, Any]:
     options = {
         "showValue": "never",
@@ -286,16 +267,16 @@ def state_timeline(
         "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
         "tooltip": {"mode": "single", "sort": "none"},
     }
+    custom = {"lineWidth": 0, "fillOpacity": 80}
     return panel(
         "state-timeline",
         title,
         description,
         targets,
-        steps=steps,
         options=options,
-        mappings=mappings,
-        color={"mode": "thresholds"},
-        custom={"lineWidth": 0, "fillOpacity": 80},
+        color=BY_THRESHOLDS,
+        custom=custom,
+        **fields,
     )
 
 
@@ -615,8 +596,8 @@ def overview() -> dict:
             "A red band that does not clear is TargetDown; short red flickers are samples that "
             "missed their deadline.",
             [query(f"poolwatch_target_up{{{TARGET_FILTER}}}", "{{instance}} {{target}}")],
-            value_map({"1": ("up", GREEN), "0": ("down", RED)}),
-            thresholds((RED, None), (GREEN, 1)),
+            mappings=value_map({"1": ("up", GREEN), "0": ("down", RED)}),
+            steps=thresholds((RED, None), (GREEN, 1)),
         ),
         w=8,
         h=7,
@@ -1004,8 +985,8 @@ def agent() -> dict:
             "broken file is being ignored and the last good version still runs: fix the file (the "
             "agent's log names file, line and field).",
             [query(f"poolwatch_reload_successful{{{only_instance}}}", "{{instance}} {{kind}}")],
-            value_map({"1": ("ok", GREEN), "0": ("broken file ignored", RED)}),
-            thresholds((RED, None), (GREEN, 1)),
+            mappings=value_map({"1": ("ok", GREEN), "0": ("broken file ignored", RED)}),
+            steps=thresholds((RED, None), (GREEN, 1)),
         ),
         w=12,
     )
