@@ -393,6 +393,85 @@ fn the_dashboards_are_what_their_script_writes() {
     );
 }
 
+/// Every data link of every panel: (dashboard file, panel title, url).
+fn data_links(all: &[(String, Value)]) -> Vec<(String, String, String)> {
+    let mut out = vec![];
+    for (file, dashboard) in all {
+        for panel in panels(dashboard) {
+            let title = panel["title"].as_str().unwrap().to_string();
+            for o in panel["fieldConfig"]["overrides"].as_array().unwrap() {
+                for property in o["properties"].as_array().unwrap() {
+                    if property["id"] != "links" {
+                        continue;
+                    }
+                    for link in property["value"].as_array().unwrap() {
+                        let url = link["url"].as_str().unwrap().to_string();
+                        out.push((file.clone(), title.clone(), url));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_overview_links_each_pool_to_its_detail_with_the_pool_preselected() {
+    let all = dashboards();
+    let links = data_links(&all);
+    let from_overview: BTreeSet<&str> = links
+        .iter()
+        .filter(|(file, _, _)| file == "overview.json")
+        .map(|(_, title, _)| title.as_str())
+        .collect();
+    assert_eq!(
+        from_overview,
+        BTreeSet::from([
+            "Firing alerts and what to do",
+            "Pool health",
+            "Utilization, worst first"
+        ])
+    );
+    for (file, title, url) in &links {
+        let uid = url
+            .strip_prefix("/d/")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("{file} {title:?}: {url}"));
+        let (_, target) = all
+            .iter()
+            .find(|(_, d)| d["uid"] == uid)
+            .unwrap_or_else(|| panic!("{file} {title:?} links to no dashboard: {url}"));
+        let names: BTreeSet<&str> = target["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let set: Vec<&str> = query
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix("var-"))
+            .map(|pair| pair.split_once('=').map(|(name, _)| name).unwrap_or(pair))
+            .collect();
+        for name in &set {
+            assert!(
+                names.contains(name),
+                "{file} {title:?} sets no variable {name}: {url}"
+            );
+        }
+        // The clicked pool, and where it lives.
+        assert!(
+            query.contains("var-pool=${__value.raw}"),
+            "{file} {title:?}: {url}"
+        );
+        for kept in ["instance", "target"] {
+            assert!(set.contains(&kept), "{file} {title:?}: {url}");
+        }
+        assert!(query.contains("${__url_time_range}"), "{url}");
+        assert!(query.contains("${datasource:queryparam}"), "{url}");
+    }
+}
+
 /// A rule's recommendation as the dashboards show it beside the alert: its templates (the
 /// alert's value and labels) as an ellipsis, as scripts/dashboards.py writes it.
 fn template_free(text: &str) -> String {
