@@ -36,6 +36,9 @@ pub struct Options {
     pub hold: bool,
     /// The OTLP receiver whose pools the built-in otlp target reports.
     pub receiver: Option<Arc<Receiver>>,
+    /// The kinds of file (`config`, `rules`, `web_config`) loaded at start: their first load is
+    /// a successful one, so the reload series exist from the first publish.
+    pub loaded: Vec<&'static str>,
 }
 
 /// What can be changed while the agent runs.
@@ -84,6 +87,9 @@ impl Agent {
         };
         aggregator.agent.rules_loaded = aggregator.engine.rules().rule_count();
         telemetry::rules_loaded(aggregator.agent.rules_loaded);
+        for kind in options.loaded {
+            aggregator.reload_succeeded(kind);
+        }
         aggregator.spawn_targets(BTreeMap::new());
         aggregator.publish_now(None);
         let task = tokio::spawn(aggregator.run(inbox, controls));

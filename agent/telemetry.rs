@@ -149,6 +149,19 @@ pub fn alertmanagers(count: usize, capacity: usize) {
     metrics::gauge!("poolwatch_notifications_queue_capacity").set(capacity as f64);
 }
 
+/// Sending to one Alertmanager starts: its counters exist, at 0, before anything happens, so a
+/// rate of its failures is 0 rather than absent.
+pub fn alertmanager_started(alertmanager: &str) {
+    for name in [
+        "poolwatch_notifications_sent_total",
+        "poolwatch_notifications_errors_total",
+        "poolwatch_notifications_dropped_total",
+    ] {
+        metrics::counter!(name, "alertmanager" => alertmanager.to_string()).increment(0);
+    }
+    notification_queue(alertmanager, 0);
+}
+
 /// Alerts waiting for one Alertmanager.
 pub fn notification_queue(alertmanager: &str, length: usize) {
     metrics::gauge!("poolwatch_notifications_queue_length", "alertmanager" => alertmanager.to_string())

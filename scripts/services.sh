@@ -22,8 +22,10 @@ MONITOR_PASSWORD=monitor-pw-4f1c
 APP_PASSWORD=mdm-pw-9a27
 PGBOUNCER_PASSWORD=pgbouncer-pw-7d3e
 
-# chromium renders the HTML report of analyze-benchmarks in its test (headless screenshots).
-PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter prometheus-alertmanager chromium)
+# chromium renders the HTML report of analyze-benchmarks in its test (headless screenshots);
+# python3-yaml lets scripts/dashboards.py read the rules (its test checks the dashboards).
+PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter prometheus-alertmanager chromium
+          python3-yaml)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -46,6 +48,7 @@ install_packages() {
     command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
     command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
     command -v chromium >/dev/null || missing+=(chromium)
+    /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
     ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || { log "missing ${missing[*]}; run as root to install them"; exit 1; }

@@ -2,69 +2,27 @@
 //! with its own `scrape_config` settings: `up` is 1 for the job with the right password and 0
 //! for one with a wrong password, so the 1 is not luck.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::common::prometheus::Prometheus;
 use crate::common::tls::{self, Access, Authority};
-use crate::common::{Agent, free_port, pgbouncer_target, wait_for};
+use crate::common::{Agent, pgbouncer_target, wait_for};
 
 const PASSWORD: &str = "prom-scrape-pw-77aa";
 
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(config: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("prometheus.yml");
-        std::fs::write(&file, config).unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed (scripts/services.sh start installs it)");
-        Prometheus {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// `up` of each job, once Prometheus has scraped both.
-    fn up(&self) -> Option<Vec<(String, String)>> {
-        let url = format!("http://{}/api/v1/query?query=up", self.addr);
-        let mut response = ureq::get(&url).call().ok()?;
-        let text = response.body_mut().read_to_string().ok()?;
-        let body: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let mut up: Vec<(String, String)> = body["data"]["result"]
-            .as_array()?
-            .iter()
-            .map(|r| {
-                let job = r["metric"]["job"].as_str().unwrap_or_default().to_string();
-                (job, r["value"][1].as_str().unwrap_or_default().to_string())
-            })
-            .collect();
-        up.sort();
-        (up.len() == 2).then_some(up)
-    }
+/// `up` of each job, once Prometheus has scraped both.
+fn up(prometheus: &Prometheus) -> Option<Vec<(String, String)>> {
+    let mut up: Vec<(String, String)> = prometheus
+        .query("up")
+        .ok()?
+        .iter()
+        .map(|r| {
+            let job = r["metric"]["job"].as_str().unwrap_or_default().to_string();
+            (job, r["value"][1].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    up.sort();
+    (up.len() == 2).then_some(up)
 }
 
 #[test]
@@ -100,11 +58,7 @@ fn prometheus_scrapes_through_tls_and_basic_auth() {
     let up = wait_for(
         Duration::from_secs(60),
         "Prometheus to scrape both jobs",
-        || {
-            prometheus
-                .up()
-                .filter(|up| up.iter().any(|(job, v)| job == "poolwatch" && v == "1"))
-        },
+        || up(&prometheus).filter(|up| up.iter().any(|(job, v)| job == "poolwatch" && v == "1")),
     );
     assert_eq!(
         up,

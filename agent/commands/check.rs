@@ -55,6 +55,7 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
                 rules,
                 hold: false,
                 receiver: None,
+                loaded: Vec::new(),
             },
         );
         let mut updates = agent.subscribe();

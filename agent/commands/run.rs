@@ -91,12 +91,22 @@ pub fn run(
             receiver::http::serve(l, r, otlp_web)
         });
         let rule_count = rules.rule_count();
+        // The files read above are loaded: each kind's reload series start at 1.
+        let loaded = [
+            ("config", args.config.is_some()),
+            ("rules", !rule_paths.is_empty()),
+            ("web_config", web_path.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, read)| read.then_some(kind))
+        .collect();
         let agent = Agent::start(
             &config,
             Options {
                 rules,
                 hold: true,
                 receiver: receiver.clone(),
+                loaded,
             },
         );
         let exporter = match config.otlp.clone() {
@@ -119,7 +129,6 @@ pub fn run(
         let notifier = Notifier::start(Settings::new(&config.alerting, address), agent.subscribe());
         let mut reloader = Reloader::new(args, alerting, rule_paths);
         if let Some(path) = web_path {
-            agent.reload_succeeded("web_config");
             reloader = reloader.with_web_config(path, web_updates);
         }
         let (_watcher, mut changes) =

@@ -237,6 +237,7 @@ struct Destination {
 impl Destination {
     fn start(url: Url, client: reqwest::Client, settings: &Settings) -> Destination {
         let label = url.to_string();
+        telemetry::alertmanager_started(&label);
         let queue = Arc::new(Mutex::new(Queue::new(settings.queue_capacity)));
         let wake = Arc::new(Notify::new());
         let delivery = Delivery {

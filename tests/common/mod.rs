@@ -9,6 +9,7 @@ pub mod exposition;
 pub mod healthy_load;
 pub mod mdm;
 pub mod otlp;
+pub mod prometheus;
 pub mod tls;
 
 use std::io::Read;
