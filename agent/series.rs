@@ -1,8 +1,10 @@
 //! The window of exported series, as Prometheus would hold them after scraping the agent: what
 //! rules evaluate. Series are keyed by their full label set (`__name__` included) and indexed by
 //! name; a series that stops being exported gets a staleness marker, as after a Prometheus scrape.
+//! Both maps are ordered, so that series come out in label order: what rules compute (a sum's
+//! rounding, which series an error names) never depends on hash order.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
 pub type Millis = i64;
@@ -45,7 +47,7 @@ impl Series {
 #[derive(Debug)]
 pub struct SeriesStore {
     retention: Millis,
-    by_name: HashMap<String, HashMap<SeriesLabels, Series>>,
+    by_name: BTreeMap<String, BTreeMap<SeriesLabels, Series>>,
     /// When the previous scrape was, to mark the series it had and this one lacks as stale.
     last_scrape: Option<Millis>,
 }
@@ -54,7 +56,7 @@ impl SeriesStore {
     pub fn new(retention: Millis) -> SeriesStore {
         SeriesStore {
             retention,
-            by_name: HashMap::new(),
+            by_name: BTreeMap::new(),
             last_scrape: None,
         }
     }
@@ -69,7 +71,7 @@ impl SeriesStore {
         // Look up before inserting: the common case is a series that exists, and the key
         // should not be cloned for it.
         if !self.by_name.contains_key(name) {
-            self.by_name.insert(name.to_string(), HashMap::new());
+            self.by_name.insert(name.to_string(), BTreeMap::new());
         }
         let family = self.by_name.get_mut(name).expect("inserted above");
         if !family.contains_key(&labels) {
@@ -98,7 +100,7 @@ impl SeriesStore {
             series.scraped_at = Some(t);
         }
         if let Some(previous) = self.last_scrape {
-            for series in self.by_name.values_mut().flat_map(HashMap::values_mut) {
+            for series in self.by_name.values_mut().flat_map(BTreeMap::values_mut) {
                 if series.scraped_at == Some(previous) {
                     series.push(t, stale_marker());
                 }
@@ -122,7 +124,7 @@ impl SeriesStore {
         self.by_name.retain(|_, f| !f.is_empty());
     }
 
-    /// Series named `name` (all series when `None`).
+    /// Series named `name` (all series when `None`), in label order.
     pub fn series<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
         match name {
             Some(name) => Box::new(self.by_name.get(name).into_iter().flat_map(|f| f.values())),
@@ -131,7 +133,7 @@ impl SeriesStore {
     }
 
     pub fn series_count(&self) -> usize {
-        self.by_name.values().map(HashMap::len).sum()
+        self.by_name.values().map(BTreeMap::len).sum()
     }
 
     pub fn sample_count(&self) -> usize {
