@@ -4,6 +4,7 @@
 mod common;
 
 mod config_errors;
+mod differential;
 mod exposition;
 mod failures;
 mod pgbouncer;
