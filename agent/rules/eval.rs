@@ -604,19 +604,10 @@ fn go_max(x: f64, y: f64) -> f64 {
     }
 }
 
-/// Go's `math.Min`: -Inf wins over NaN, NaN over any other number, -0 over +0.
+/// Go's `math.Min`, the mirror image of [`go_max`]: -Inf wins over NaN, NaN over any other
+/// number, -0 over +0.
 fn go_min(x: f64, y: f64) -> f64 {
-    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
-        f64::NEG_INFINITY
-    } else if x.is_nan() || y.is_nan() {
-        f64::NAN
-    } else if x == 0.0 && y == 0.0 {
-        if x.is_sign_negative() { x } else { y }
-    } else if x < y {
-        x
-    } else {
-        y
-    }
+    -go_max(-x, -y)
 }
 
 /// The labels `absent()` answers with, as Prometheus' `createLabelsForAbsentFunction`: those
@@ -982,14 +973,18 @@ fn go_pow(x: f64, y: f64) -> f64 {
             0.0
         };
     }
-    if y.is_infinite() {
-        return if x == -1.0 {
+    // x to an infinite or a huge even power: 1 for -1, else 0 or +Inf.
+    let extreme = || {
+        if x == -1.0 {
             1.0
         } else if (x.abs() < 1.0) == (y > 0.0) {
             0.0
         } else {
             f64::INFINITY
-        };
+        }
+    };
+    if y.is_infinite() {
+        return extreme();
     }
     if x.is_infinite() {
         if x < 0.0 {
@@ -1008,13 +1003,7 @@ fn go_pow(x: f64, y: f64) -> f64 {
         return f64::NAN;
     }
     if yi >= (1u64 << 63) as f64 {
-        return if x == -1.0 {
-            1.0
-        } else if (x.abs() < 1.0) == (y > 0.0) {
-            0.0
-        } else {
-            f64::INFINITY
-        };
+        return extreme();
     }
     let mut a1 = 1.0;
     let mut ae: i64 = 0;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::testfile::DURATION_UNITS;
 use crate::series::SeriesLabels;
 
 /// Go's `strconv.Quote`: printable characters as they are, the rest escaped.
@@ -80,21 +81,12 @@ pub fn float_e(v: f64) -> String {
 
 /// `model.Duration.String()`: `0s`, `90s` as `1m30s`, `1h5m`.
 pub fn duration(d: Duration) -> String {
-    const UNITS: [(&str, u128); 7] = [
-        ("y", 31_536_000_000),
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
     let mut ms = d.as_millis();
     if ms == 0 {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in UNITS {
+    for (unit, size) in DURATION_UNITS {
         if ms >= size {
             let _ = write!(out, "{}{unit}", ms / size);
             ms %= size;

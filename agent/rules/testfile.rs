@@ -302,18 +302,20 @@ pub fn parse_series(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(labels)
 }
 
+/// The units of a Prometheus duration in milliseconds, biggest first; a year is 365 days.
+pub const DURATION_UNITS: [(&str, u128); 7] = [
+    ("y", 31_536_000_000),
+    ("w", 604_800_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
 /// Prometheus duration (`model.ParseDuration`): whole numbers of y, w, d, h, m, s, ms, each
 /// at most once and in that order; `0` alone needs no unit; a year is 365 days.
 pub fn parse_prometheus_duration(text: &str) -> Result<Duration, String> {
-    const UNITS: [(&str, u128); 7] = [
-        ("y", 31_536_000_000),
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
     match text {
         "" => return Err("empty duration string".into()),
         "0" => return Ok(Duration::ZERO),
@@ -321,7 +323,7 @@ pub fn parse_prometheus_duration(text: &str) -> Result<Duration, String> {
     }
     // Like the regexp `^(\d+y)?(\d+w)?...(\d+ms)?$`: each unit once, biggest first.
     let (mut rest, mut millis) = (text, 0u128);
-    for (unit, ms) in UNITS {
+    for (unit, ms) in DURATION_UNITS {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
