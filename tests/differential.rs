@@ -164,15 +164,20 @@ fn input_series(rng: &mut Rng, steps: usize) -> Vec<InputSeries> {
             names.push(name);
         }
     }
+    // A few pools per case, shared by every metric, so that operators find partners.
+    let pools: Vec<(&str, &str)> = (0..2 + rng.below(3))
+        .map(|_| (rng.pick(TARGETS), rng.pick(POOLS)))
+        .collect();
     let mut out: Vec<InputSeries> = Vec::new();
     for name in names {
         for _ in 0..1 + rng.below(4) {
+            let (target, pool) = rng.pick(&pools);
             let mut labels = BTreeMap::new();
-            labels.insert("target".to_string(), rng.pick(TARGETS).to_string());
+            labels.insert("target".to_string(), target.to_string());
             if !TARGET_GAUGES.contains(&name) {
                 labels.insert(
                     "db_client_connection_pool_name".to_string(),
-                    rng.pick(POOLS).to_string(),
+                    pool.to_string(),
                 );
             }
             if name == STATE_GAUGE {
@@ -247,7 +252,6 @@ const MATCHING: &[&str] = &[
     " on ()",
     " ignoring (db_client_connection_pool_name)",
     " ignoring (db_client_connection_state)",
-    " on (__name__, target, db_client_connection_pool_name)",
 ];
 const GROUPING: &[&str] = &[
     "",
@@ -299,23 +303,33 @@ fn selector(rng: &mut Rng, series: &[InputSeries]) -> String {
     } else {
         rng.pick(&names)
     };
+    // Mostly matchers on labels the metric has; now and then one on a label it lacks.
+    let has_pool = !TARGET_GAUGES.contains(&name);
+    let has_state = name == STATE_GAUGE;
     let matcher = |rng: &mut Rng| -> String {
-        match rng.below(9) {
+        let foreign = rng.chance(10);
+        match rng.below(10) {
             0 => format!("target=\"{}\"", rng.pick(TARGETS)),
             1 => format!("target!=\"{}\"", rng.pick(TARGETS)),
-            2 => format!(
+            2 => "target=~\"a|b\"".to_string(),
+            3 | 4 if has_pool || foreign => format!(
                 "db_client_connection_pool_name=~\"{}\"",
                 rng.pick(&["p1|p2", "p.*", "p3"])
             ),
-            3 => format!(
+            5 if has_pool || foreign => format!(
                 "db_client_connection_pool_name!~\"{}\"",
                 rng.pick(&["p1", "p2|p3"])
             ),
-            4 => format!("db_client_connection_pool_name=\"{}\"", rng.pick(POOLS)),
-            5 => "db_client_connection_state=\"\"".to_string(),
-            6 => format!("db_client_connection_state=\"{}\"", rng.pick(STATES)),
-            7 => "target=~\"a|b\"".to_string(),
-            _ => "source=\"\"".to_string(),
+            6 if has_pool || foreign => {
+                format!("db_client_connection_pool_name=\"{}\"", rng.pick(POOLS))
+            }
+            7 | 8 if has_state || foreign => {
+                format!("db_client_connection_state=\"{}\"", rng.pick(STATES))
+            }
+            9 => rng
+                .pick(&["db_client_connection_state=\"\"", "source=\"\""])
+                .to_string(),
+            _ => format!("target!=\"{}\"", rng.pick(&["c", ""])),
         }
     };
     if rng.chance(8) && names.len() >= 2 {
@@ -354,6 +368,14 @@ fn vector(rng: &mut Rng, series: &[InputSeries], depth: usize) -> Vector {
         };
     }
     let sub = |rng: &mut Rng| Box::new(vector(rng, series, depth - 1));
+    // Matching on the name as well is rare, and only pairs a metric with itself.
+    let matching = |rng: &mut Rng| {
+        if rng.chance(3) {
+            " on (__name__, target, db_client_connection_pool_name)"
+        } else {
+            rng.pick(MATCHING)
+        }
+    };
     match rng.below(22) {
         0 => Vector::PredictLinear(
             selector(rng, series),
@@ -378,11 +400,11 @@ fn vector(rng: &mut Rng, series: &[InputSeries], depth: usize) -> Vector {
                 4..=6 => rng.pick(COMPARISONS).to_string(),
                 _ => format!("{} bool", rng.pick(COMPARISONS)),
             };
-            Vector::Binary(op, rng.pick(MATCHING), sub(rng), sub(rng))
+            Vector::Binary(op, matching(rng), sub(rng), sub(rng))
         }
         11..=13 => Vector::Binary(
             rng.pick(&["and", "or", "unless"]).to_string(),
-            rng.pick(MATCHING),
+            matching(rng),
             sub(rng),
             sub(rng),
         ),
