@@ -1,10 +1,11 @@
 //! The window of exported series, as Prometheus would hold them after scraping the agent: what
 //! rules evaluate. Series are keyed by their full label set (`__name__` included) and indexed by
 //! name; a series that stops being exported gets a staleness marker, as after a Prometheus scrape.
-//! Both maps are ordered, so that series come out in label order: what rules compute (a sum's
-//! rounding, which series an error names) never depends on hash order.
+//! Series come out in label order, so that what rules compute (a sum's rounding, which series
+//! an error names) never depends on hash order; they are found by hash, which keeps a scrape's
+//! ingest cheap.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
 pub type Millis = i64;
@@ -43,11 +44,58 @@ impl Series {
     }
 }
 
+/// The series of one metric name.
+#[derive(Debug, Default)]
+struct Family {
+    /// In label order.
+    series: Vec<Series>,
+    /// Where each series is in `series`.
+    index: HashMap<SeriesLabels, usize>,
+}
+
+impl Family {
+    fn get_or_insert(&mut self, labels: SeriesLabels) -> &mut Series {
+        // The common case is a series that exists, and its labels should not be cloned for it.
+        if let Some(&i) = self.index.get(&labels) {
+            return &mut self.series[i];
+        }
+        // A new series (a pool appears, a target starts): rare enough to shift the others.
+        let at = self.series.partition_point(|s| s.labels < labels);
+        self.series.insert(
+            at,
+            Series {
+                labels: labels.clone(),
+                samples: VecDeque::new(),
+                scraped_at: None,
+            },
+        );
+        for (i, s) in self.series.iter().enumerate().skip(at + 1) {
+            *self.index.get_mut(&s.labels).expect("indexed") = i;
+        }
+        self.index.insert(labels, at);
+        &mut self.series[at]
+    }
+
+    /// Drops series without samples.
+    fn retain_non_empty(&mut self) {
+        let before = self.series.len();
+        self.series.retain(|s| !s.samples.is_empty());
+        if self.series.len() != before {
+            self.index = self
+                .series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.labels.clone(), i))
+                .collect();
+        }
+    }
+}
+
 /// All series within `retention` of the newest sample.
 #[derive(Debug)]
 pub struct SeriesStore {
     retention: Millis,
-    by_name: BTreeMap<String, BTreeMap<SeriesLabels, Series>>,
+    by_name: BTreeMap<String, Family>,
     /// When the previous scrape was, to mark the series it had and this one lacks as stale.
     last_scrape: Option<Millis>,
 }
@@ -68,23 +116,11 @@ impl SeriesStore {
 
     fn series_mut(&mut self, labels: SeriesLabels) -> &mut Series {
         let name = labels.get(NAME_LABEL).map_or("", String::as_str);
-        // Look up before inserting: the common case is a series that exists, and the key
-        // should not be cloned for it.
         if !self.by_name.contains_key(name) {
-            self.by_name.insert(name.to_string(), BTreeMap::new());
+            self.by_name.insert(name.to_string(), Family::default());
         }
         let family = self.by_name.get_mut(name).expect("inserted above");
-        if !family.contains_key(&labels) {
-            family.insert(
-                labels.clone(),
-                Series {
-                    labels: labels.clone(),
-                    samples: VecDeque::new(),
-                    scraped_at: None,
-                },
-            );
-        }
-        family.get_mut(&labels).expect("inserted above")
+        family.get_or_insert(labels)
     }
 
     /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
@@ -100,7 +136,7 @@ impl SeriesStore {
             series.scraped_at = Some(t);
         }
         if let Some(previous) = self.last_scrape {
-            for series in self.by_name.values_mut().flat_map(BTreeMap::values_mut) {
+            for series in self.by_name.values_mut().flat_map(|f| &mut f.series) {
                 if series.scraped_at == Some(previous) {
                     series.push(t, stale_marker());
                 }
@@ -114,26 +150,26 @@ impl SeriesStore {
     pub fn prune(&mut self, now: Millis) {
         let oldest = now - self.retention;
         for family in self.by_name.values_mut() {
-            for series in family.values_mut() {
+            for series in &mut family.series {
                 while series.samples.front().is_some_and(|(t, _)| *t < oldest) {
                     series.samples.pop_front();
                 }
             }
-            family.retain(|_, s| !s.samples.is_empty());
+            family.retain_non_empty();
         }
-        self.by_name.retain(|_, f| !f.is_empty());
+        self.by_name.retain(|_, f| !f.series.is_empty());
     }
 
     /// Series named `name` (all series when `None`), in label order.
     pub fn series<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
         match name {
-            Some(name) => Box::new(self.by_name.get(name).into_iter().flat_map(|f| f.values())),
-            None => Box::new(self.by_name.values().flat_map(|f| f.values())),
+            Some(name) => Box::new(self.by_name.get(name).into_iter().flat_map(|f| &f.series)),
+            None => Box::new(self.by_name.values().flat_map(|f| &f.series)),
         }
     }
 
     pub fn series_count(&self) -> usize {
-        self.by_name.values().map(BTreeMap::len).sum()
+        self.by_name.values().map(|f| f.series.len()).sum()
     }
 
     pub fn sample_count(&self) -> usize {
@@ -163,6 +199,33 @@ mod tests {
             .collect();
         assert!(is_stale(b[0].samples[1].1));
         assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn series_come_in_label_order_whatever_the_arrival() {
+        let mut store = SeriesStore::new(60_000);
+        for (t, pools) in [(0, ["c", "a", "b"]), (1000, ["b", "d", "a"])] {
+            store.ingest_scrape(t, pools.map(|p| (labels("up", p), 1.0)));
+        }
+        let order = |store: &SeriesStore| -> Vec<String> {
+            store
+                .series(None)
+                .map(|s| s.labels["pool"].clone())
+                .collect()
+        };
+        assert_eq!(order(&store), ["a", "b", "c", "d"]);
+        // Two minutes on: c (stale since 1 s) leaves the window; a and b keep their marker.
+        store.ingest_scrape(
+            120_000,
+            [(labels("up", "d"), 2.0), (labels("up", "e"), 2.0)],
+        );
+        assert_eq!(order(&store), ["a", "b", "d", "e"]);
+        store.append(labels("up", "c"), 121_000, 3.0);
+        assert_eq!(order(&store), ["a", "b", "c", "d", "e"]);
+        // Found by hash after the shifts: each append lands on its own series.
+        store.append(labels("up", "e"), 122_000, 4.0);
+        let counts: Vec<usize> = store.series(None).map(|s| s.samples.len()).collect();
+        assert_eq!(counts, [1, 1, 1, 1, 2]);
     }
 
     #[test]
