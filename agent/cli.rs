@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 use crate::commands::check::Format;
-use crate::config::TargetArgs;
+use crate::config::{AlertingArgs, TargetArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,13 +24,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health.
+    /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health, send
+    /// alerts to Alertmanager.
     Run {
         #[command(flatten)]
         targets: TargetArgs,
         /// Address to serve on (overrides `listen` in the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        alerting: AlertingArgs,
+        /// exporter-toolkit web config (TLS, basic auth, headers) for every endpoint
+        /// (overrides `web_config_file` in the config).
+        #[arg(long, value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Check a config file (and the rule files it names) and print every problem in it.
     Validate {
@@ -41,6 +48,15 @@ pub enum Command {
     /// Work with threshold rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Recommend a pool size: the spec's basic formula and Little's-law function, and the
+    /// Erlang C (M/M/c) table of waits per pool size.
+    Size(commands::size::SizeArgs),
+    /// The spec's performance test: drive a pool at each pool size and write a JSON report
+    /// per size.
+    Benchmark(Box<commands::benchmark::BenchmarkArgs>),
+    /// Turn benchmark reports into one self-contained HTML report with charts and a
+    /// recommended pool size.
+    AnalyzeBenchmarks(commands::analyze::AnalyzeArgs),
     /// Sample every pool over a short window, print its health; exit 0 healthy, 1 warnings,
     /// 2 unhealthy, 3 could not check.
     Check {
@@ -87,7 +103,12 @@ pub enum ExportFormat {
 /// Runs the parsed command; the process exit code comes back.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { targets, listen } => commands::run::run(targets, listen),
+        Command::Run {
+            targets,
+            listen,
+            alerting,
+            web_config_file,
+        } => commands::run::run(targets, alerting, listen, web_config_file),
         Command::Validate { config } => Ok(commands::validate::validate(&config)),
         Command::Check {
             targets,
@@ -101,5 +122,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         }) => commands::rules::export(&rules, output.as_deref()),
         Command::Rules(RulesCommand::Check { paths }) => Ok(commands::rules::check(&paths)),
+        Command::Size(args) => commands::size::size(&args),
+        Command::Benchmark(args) => commands::benchmark::benchmark(&args),
+        Command::AnalyzeBenchmarks(args) => commands::analyze::analyze_benchmarks(&args),
     }
 }

@@ -5,12 +5,17 @@
 //! samples per pool and derives rates; `health` judges each pool; the `scheduler` runs it all
 //! and publishes a `status` snapshot that the `exporters` serve.
 
+pub mod advisor;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exporters;
+pub mod exposition;
 pub mod health;
 pub mod model;
+pub mod pools;
+pub mod receiver;
 pub mod reload;
 pub mod rules;
 pub mod scheduler;
@@ -19,3 +24,5 @@ pub mod series;
 pub mod sources;
 pub mod status;
 pub mod store;
+pub mod telemetry;
+pub mod tls;

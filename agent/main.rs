@@ -1,5 +1,6 @@
 //! The `poolwatch` binary: parse, set up logging, run.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -12,6 +13,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("POOLWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log file or a journal gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match poolwatch::cli::run(cli) {
         Ok(code) => code,

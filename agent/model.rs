@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::advisor;
 
 /// Extra labels on every series of a pool (dataset, role, …), sorted so output is deterministic.
 pub type Labels = BTreeMap<String, String>;
@@ -15,6 +18,10 @@ pub type Labels = BTreeMap<String, String>;
 pub enum SourceKind {
     Pgbouncer,
     Postgres,
+    /// Pools that applications report to the agent's OTLP receiver: the receiver's built-in
+    /// target, never a `type` in the config.
+    #[serde(skip_deserializing)]
+    Otlp,
 }
 
 impl SourceKind {
@@ -22,6 +29,7 @@ impl SourceKind {
         match self {
             SourceKind::Pgbouncer => "pgbouncer",
             SourceKind::Postgres => "postgres",
+            SourceKind::Otlp => "otlp",
         }
     }
 }
@@ -43,6 +51,9 @@ pub struct PoolLimits {
     pub timeout_seconds: Option<f64>,
     /// Seconds after which the pool replaces a connection.
     pub recycle_seconds: Option<f64>,
+    /// Most and fewest idle connections the pool keeps (`db.client.connection.idle.max/min`).
+    pub idle_max: Option<u64>,
+    pub idle_min: Option<u64>,
 }
 
 impl PoolLimits {
@@ -53,6 +64,8 @@ impl PoolLimits {
             max_overflow: self.max_overflow.or(fallback.max_overflow),
             timeout_seconds: self.timeout_seconds.or(fallback.timeout_seconds),
             recycle_seconds: self.recycle_seconds.or(fallback.recycle_seconds),
+            idle_max: self.idle_max.or(fallback.idle_max),
+            idle_min: self.idle_min.or(fallback.idle_min),
         }
     }
 
@@ -76,6 +89,39 @@ pub struct PoolTotals {
     pub timeouts: Option<u64>,
 }
 
+/// An explicit-bucket histogram as OpenTelemetry carries it: counts per bucket, not cumulative.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Histogram {
+    /// Upper bounds of the buckets, ascending; the last bucket (to +Inf) has none.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket: one more than there are bounds.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Upper bound and cumulative count of every bucket, +Inf last, as Prometheus writes them.
+    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
+        bounds.zip(self.counts.iter().scan(0u64, |total, c| {
+            *total += c;
+            Some(*total)
+        }))
+    }
+}
+
+/// The time histograms only the application can measure (`db.client.connection.*_time`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PoolHistograms {
+    /// Time a caller waited for a connection.
+    pub wait_time: Option<Arc<Histogram>>,
+    /// Time a connection was checked out.
+    pub use_time: Option<Arc<Histogram>>,
+    /// Time it took to open a connection.
+    pub create_time: Option<Arc<Histogram>>,
+}
+
 /// One pool as one source saw it at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PoolSample {
@@ -95,8 +141,11 @@ pub struct PoolSample {
     pub lock_waits: Option<u64>,
     /// Used connections that sit inside a transaction doing nothing: the typical leak.
     pub idle_in_transaction: Option<u64>,
+    /// How long the connection idle in a transaction the longest has been so (0: none is).
+    pub oldest_idle_in_transaction_seconds: Option<f64>,
     pub limits: PoolLimits,
     pub totals: PoolTotals,
+    pub histograms: PoolHistograms,
 }
 
 /// Figures about the server behind a target, shared by all its pools.
@@ -132,6 +181,32 @@ pub struct TargetSample {
     pub pools: Vec<PoolSample>,
     pub server: ServerSample,
     pub warnings: Vec<String>,
+    /// Pools that stopped reporting (pushed pools only): no longer exported, still listed.
+    pub gone: Vec<GonePool>,
+}
+
+/// How a pushed pool stopped reporting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolEnd {
+    /// Its last report had no connection open and nothing pending: the process closed its pool
+    /// and exited, the normal end of a short-lived command.
+    Ended,
+    /// It stopped reporting with connections open or callers waiting: its health is unknown.
+    Stale,
+}
+
+/// A pushed pool that has not reported for the receiver's `stale_after`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GonePool {
+    pub pool: String,
+    pub labels: Labels,
+    pub state: PoolEnd,
+    pub last_report_unix_seconds: f64,
+    /// What its last report showed.
+    pub used: Option<u64>,
+    pub idle: Option<u64>,
+    pub pending: Option<u64>,
 }
 
 /// A pool's figures over the window: the latest sample plus what needs more than one sample.
@@ -154,10 +229,11 @@ pub struct PoolFigures {
     /// The smallest pool_size that keeps today's demand (used + pending) at or below the spec's
     /// 80% utilization threshold.
     pub recommended_pool_size: Option<u64>,
+    /// How long the agent has watched the pool without a gap: the history its rules may judge.
+    pub observed_seconds: Option<f64>,
 }
 
-/// The utilization the spec treats as the limit of a healthy pool.
-pub const UTILIZATION_TARGET: f64 = 0.8;
+pub use crate::advisor::UTILIZATION_TARGET;
 
 impl PoolFigures {
     /// Derives the ratios that need only the latest sample; the store adds the rates.
@@ -169,10 +245,9 @@ impl PoolFigures {
             (Some(u), Some(s), Some(o)) if o > 0 => Some((u - s).max(0.0) / o as f64),
             _ => None,
         };
-        let recommended_pool_size = latest.used.map(|used| {
-            let demand = (used + latest.pending.unwrap_or(0)) as f64;
-            ((demand / UTILIZATION_TARGET).ceil() as u64).max(1)
-        });
+        let recommended_pool_size = latest
+            .used
+            .map(|used| advisor::utilization_rule(used + latest.pending.unwrap_or(0)));
         PoolFigures {
             latest,
             utilization,

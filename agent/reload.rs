@@ -1,15 +1,17 @@
-//! Hot reload: the config file and the rule files are watched (notify); a change is loaded and
-//! checked in full, and only a good version replaces the running one. A broken file is logged
-//! with its file and line and shows in `poolwatch_reload_successful`, while the last good
-//! version keeps running.
+//! Hot reload: the config file, the rule files and the web config (with the certificates it
+//! names) are watched (notify); a change is loaded and checked in full, and only a good version
+//! replaces the running one. A broken file is logged with its file and line and shows in
+//! `poolwatch_reload_successful`, while the last good version keeps running.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::config::TargetArgs;
+use crate::config::web::WebConfig;
+use crate::config::{AlertingArgs, Config, TargetArgs};
 use crate::rules::files::{self, RuleSet};
 use crate::scheduler::Agent;
 
@@ -64,9 +66,31 @@ pub async fn settled(events: &mut mpsc::UnboundedReceiver<()>) -> bool {
 /// What the agent was started from, to load it again.
 pub struct Reloader {
     args: TargetArgs,
+    alerting: AlertingArgs,
     rule_paths: Vec<PathBuf>,
     config_text: Option<String>,
     rules_text: String,
+    web: Option<WebReload>,
+}
+
+/// The web config file, what was read of it and its files last, and the listeners' watch.
+struct WebReload {
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    seen: Vec<u8>,
+    updates: watch::Sender<Arc<WebConfig>>,
+}
+
+/// Everything a web config was read from: a certificate renewed in place is a change too.
+fn fingerprint(files: &[PathBuf]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for file in files {
+        all.extend_from_slice(file.as_os_str().as_encoded_bytes());
+        all.push(0);
+        all.extend(std::fs::read(file).unwrap_or_default());
+        all.push(0);
+    }
+    all
 }
 
 fn read_all(paths: &[PathBuf]) -> String {
@@ -84,7 +108,7 @@ fn read_all(paths: &[PathBuf]) -> String {
 }
 
 impl Reloader {
-    pub fn new(args: TargetArgs, rule_paths: Vec<PathBuf>) -> Reloader {
+    pub fn new(args: TargetArgs, alerting: AlertingArgs, rule_paths: Vec<PathBuf>) -> Reloader {
         let config_text = args
             .config
             .as_ref()
@@ -92,10 +116,29 @@ impl Reloader {
         let rules_text = read_all(&rule_paths);
         Reloader {
             args,
+            alerting,
             rule_paths,
             config_text,
             rules_text,
+            web: None,
         }
+    }
+
+    /// Also reloads the web config at `path`, whose current version `updates` holds.
+    pub fn with_web_config(
+        mut self,
+        path: PathBuf,
+        updates: watch::Sender<Arc<WebConfig>>,
+    ) -> Reloader {
+        let files = updates.borrow().files.clone();
+        let seen = fingerprint(&files);
+        self.web = Some(WebReload {
+            path,
+            files,
+            seen,
+            updates,
+        });
+        self
     }
 
     /// Everything to watch.
@@ -105,16 +148,50 @@ impl Reloader {
             .iter()
             .cloned()
             .chain(self.rule_paths.iter().cloned())
+            .chain(self.web.iter().flat_map(|w| w.files.iter().cloned()))
             .collect()
     }
 
-    /// Loads what changed and hands the agent what is good.
-    pub fn reload(&mut self, agent: &Agent) {
+    fn reload_web_config(&mut self, agent: &Agent) {
+        let Some(web) = &mut self.web else {
+            return;
+        };
+        let seen = fingerprint(&web.files);
+        if seen == web.seen {
+            return;
+        }
+        web.seen = seen;
+        match WebConfig::load(&web.path) {
+            Ok(config) => {
+                tracing::info!(
+                    tls = config.tls.is_some(),
+                    users = config.users.len(),
+                    "web config reloaded"
+                );
+                web.files = config.files.clone();
+                web.seen = fingerprint(&web.files);
+                web.updates.send_replace(Arc::new(config));
+                agent.reload_succeeded("web_config");
+            }
+            Err(problems) => {
+                tracing::error!(
+                    "web config not reloaded, the previous one keeps serving:\n{problems}"
+                );
+                agent.reload_failed("web_config", problems.to_string());
+            }
+        }
+    }
+
+    /// Loads what changed and hands the agent what is good; a new config is returned too, for
+    /// what runs beside the agent (the Alertmanager sender).
+    pub fn reload(&mut self, agent: &Agent) -> Option<Config> {
+        self.reload_web_config(agent);
+        let mut reloaded = None;
         if let Some(path) = &self.args.config {
             let text = std::fs::read_to_string(path).ok();
             if text != self.config_text {
                 self.config_text = text;
-                match self.args.load() {
+                match self.alerting.load(&self.args) {
                     Ok(config) => {
                         let rules: Vec<PathBuf> = config
                             .rules
@@ -125,7 +202,8 @@ impl Reloader {
                         if !rules.is_empty() && rules != self.rule_paths {
                             tracing::warn!("changing which rule files are loaded takes a restart");
                         }
-                        agent.reload_config(config);
+                        agent.reload_config(config.clone());
+                        reloaded = Some(config);
                     }
                     Err(problems) => {
                         tracing::error!(
@@ -137,11 +215,11 @@ impl Reloader {
             }
         }
         if self.rule_paths.is_empty() {
-            return;
+            return reloaded;
         }
         let text = read_all(&self.rule_paths);
         if text == self.rules_text {
-            return;
+            return reloaded;
         }
         self.rules_text = text;
         match RuleSet::load(&self.rule_paths) {
@@ -151,5 +229,6 @@ impl Reloader {
                 agent.reload_failed("rules", problems.to_string());
             }
         }
+        reloaded
     }
 }

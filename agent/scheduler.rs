@@ -13,14 +13,17 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Target};
 use crate::exporters::prometheus;
+use crate::exposition::{self, CATALOGUE, ExportedSample, Exposer};
 use crate::health;
 use crate::model::TargetSample;
+use crate::receiver::Receiver;
 use crate::rules::alerts::RuleEngine;
 use crate::rules::files::RuleSet;
-use crate::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore};
+use crate::series::{Millis, SeriesStore};
 use crate::sources::{self, ErrorKind, SampleError};
 use crate::status::{AgentStatus, Published, Snapshot, TargetStatus};
 use crate::store::Store;
+use crate::telemetry;
 
 /// The longest a report waits for the other targets of its tick before it is published.
 const COALESCE_LIMIT: Duration = Duration::from_millis(250);
@@ -31,6 +34,8 @@ pub struct Options {
     pub rules: RuleSet,
     /// Whether a rule's `for` is awaited; a one-shot `check` has no history to wait on.
     pub hold: bool,
+    /// The OTLP receiver whose pools the built-in otlp target reports.
+    pub receiver: Option<Arc<Receiver>>,
 }
 
 /// What can be changed while the agent runs.
@@ -38,6 +43,7 @@ enum Control {
     Config(Box<Config>),
     Rules(RuleSet),
     Failed { kind: &'static str, error: String },
+    Succeeded { kind: &'static str },
 }
 
 /// The running agent; dropping it stops every task.
@@ -60,7 +66,13 @@ impl Agent {
                 config.rate_window,
             ),
             series: SeriesStore::new(config.window.as_millis() as Millis),
+            wanted: wanted_families(&options.rules),
             engine: RuleEngine::new(options.rules),
+            receiver: options.receiver,
+            exposer: Exposer::default(),
+            samples: Vec::new(),
+            alert_samples: Vec::new(),
+            target_labels: Vec::new(),
             hold: options.hold,
             config: config.clone(),
             targets: Vec::new(),
@@ -71,6 +83,7 @@ impl Agent {
             publish,
         };
         aggregator.agent.rules_loaded = aggregator.engine.rules().rule_count();
+        telemetry::rules_loaded(aggregator.agent.rules_loaded);
         aggregator.spawn_targets(BTreeMap::new());
         aggregator.publish_now(None);
         let task = tokio::spawn(aggregator.run(inbox, controls));
@@ -101,6 +114,11 @@ impl Agent {
         let _ = self.control.send(Control::Rules(rules));
     }
 
+    /// Records that `kind` (`web_config`, loaded outside the scheduler) was (re)loaded.
+    pub fn reload_succeeded(&self, kind: &'static str) {
+        let _ = self.control.send(Control::Succeeded { kind });
+    }
+
     /// Records that a reload of `kind` (`config`, `rules`) failed; the old version stays.
     pub fn reload_failed(&self, kind: &'static str, error: String) {
         let _ = self.control.send(Control::Failed { kind, error });
@@ -128,6 +146,7 @@ fn initial_status(target: &Target) -> TargetStatus {
         warnings: Vec::new(),
         server: None,
         pools: Vec::new(),
+        gone: Vec::new(),
     }
 }
 
@@ -152,8 +171,9 @@ async fn sample_loop(
     interval: Duration,
     deadline: Duration,
     reports: mpsc::Sender<Report>,
+    receiver: Option<Arc<Receiver>>,
 ) {
-    let mut source = sources::build(&target, deadline);
+    let mut source = sources::build(&target, deadline, receiver.as_ref());
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -192,6 +212,15 @@ struct Aggregator {
     store: Store,
     series: SeriesStore,
     engine: RuleEngine,
+    receiver: Option<Arc<Receiver>>,
+    /// By catalogue position: whether some rule reads the family, so its history is kept.
+    wanted: Vec<bool>,
+    exposer: Exposer,
+    /// The model's samples and the alerts' of the last publish, their buffers reused.
+    samples: Vec<ExportedSample>,
+    alert_samples: Vec<ExportedSample>,
+    /// Per target, the labels of its own telemetry.
+    target_labels: Vec<Vec<metrics::Label>>,
     hold: bool,
     config: Config,
     targets: Vec<TargetStatus>,
@@ -236,6 +265,14 @@ impl Aggregator {
                 }
             })
             .collect();
+        self.target_labels = self
+            .targets
+            .iter()
+            .map(|t| telemetry::target_labels(&t.name, t.source.as_str(), &t.labels))
+            .collect();
+        self.target_labels
+            .iter()
+            .for_each(|l| telemetry::target_started(l));
         self.tasks = self
             .config
             .targets
@@ -249,6 +286,7 @@ impl Aggregator {
                     self.config.sample_interval,
                     self.config.sample_timeout,
                     self.reports.clone(),
+                    self.receiver.clone(),
                 ))
             })
             .collect();
@@ -298,13 +336,21 @@ impl Aggregator {
                     files = rules.files.len(),
                     "rules reloaded"
                 );
+                self.wanted = wanted_families(&rules);
                 self.engine.replace(rules);
                 self.agent.rules_loaded = self.engine.rules().rule_count();
+                telemetry::rules_loaded(self.agent.rules_loaded);
                 self.reload_succeeded("rules");
             }
             Control::Config(config) => {
                 if config.listen != self.config.listen {
                     tracing::warn!(listen = %config.listen, "a new listen address takes a restart");
+                }
+                if config.otlp_receiver != self.config.otlp_receiver {
+                    tracing::warn!("a change to otlp_receiver takes a restart");
+                }
+                if config.otlp != self.config.otlp {
+                    tracing::warn!("a change to the OTLP export takes a restart");
                 }
                 tracing::info!(targets = config.targets.len(), "config reloaded");
                 let previous = self
@@ -316,10 +362,12 @@ impl Aggregator {
                 self.spawn_targets(previous);
                 self.reload_succeeded("config");
             }
+            Control::Succeeded { kind } => self.reload_succeeded(kind),
             Control::Failed { kind, error } => {
                 let status = self.agent.reloads.entry(kind).or_default();
                 status.successful = false;
                 status.last_error = Some(error);
+                telemetry::reloaded(kind, None);
             }
         }
     }
@@ -329,6 +377,7 @@ impl Aggregator {
         status.successful = true;
         status.last_error = None;
         status.last_success_unix_seconds = Some(unix_now());
+        telemetry::reloaded(kind, status.last_success_unix_seconds);
     }
 
     fn apply(&mut self, report: Report, reported: &mut [bool]) {
@@ -344,6 +393,10 @@ impl Aggregator {
         let status = &mut self.targets[report.index];
         status.samples += 1;
         status.last_duration_seconds = Some(report.duration.as_secs_f64());
+        if let Some(labels) = self.target_labels.get(report.index) {
+            let error = report.outcome.as_ref().err().map(|e| e.kind);
+            telemetry::sample_finished(labels, report.duration, error);
+        }
         match report.outcome {
             Ok(sample) => {
                 if !status.up {
@@ -364,6 +417,7 @@ impl Aggregator {
                 status.warnings = sample.warnings;
                 status.server = Some(sample.server);
                 status.pools = self.store.figures(&status.name);
+                status.gone = sample.gone;
             }
             Err(error) => {
                 if status.up || status.samples == 1 {
@@ -372,6 +426,7 @@ impl Aggregator {
                     tracing::debug!(target_name = %status.name, error = %error, "target still down");
                 }
                 status.up = false;
+                self.store.forget(&status.name);
                 *status.errors.entry(error.kind).or_default() += 1;
                 status.last_error = Some(error.to_string());
                 status.pools.clear();
@@ -387,17 +442,12 @@ impl Aggregator {
             targets: self.targets.clone(),
             agent: self.agent.clone(),
         };
+        self.exposer.samples(&snapshot, &mut self.samples);
         if let Some(at) = scraped_at {
             let t = (at * 1000.0) as Millis;
-            let samples = prometheus::samples(&snapshot);
-            self.series.ingest_scrape(
-                t,
-                samples.into_iter().map(|s| {
-                    let mut labels: SeriesLabels = s.labels.into_iter().collect();
-                    labels.insert(NAME_LABEL.into(), s.name.into());
-                    (labels, s.value)
-                }),
-            );
+            let wanted = &self.wanted;
+            self.series
+                .ingest_scrape(t, self.samples.iter().filter(|s| wanted[s.family.id()]));
             let started = Instant::now();
             let evaluated = if self.hold {
                 self.engine
@@ -407,18 +457,24 @@ impl Aggregator {
                 true
             };
             if evaluated {
-                self.agent.rule_evaluation_seconds = Some(started.elapsed().as_secs_f64());
+                let took = started.elapsed();
+                telemetry::rules_evaluated(took, self.engine.errors.len());
+                self.agent.rule_evaluation_seconds = Some(took.as_secs_f64());
                 self.agent.rule_errors = self.engine.errors.clone();
                 snapshot.agent = self.agent.clone();
             }
         }
         let alerts = self.engine.alerts();
         let health = health::report(&snapshot, &alerts);
+        exposition::alert_samples(alerts.iter().map(|(_, a)| *a), &mut self.alert_samples);
         let alerts = alerts.into_iter().map(|(_, a)| a.clone()).collect();
+        let mut metrics = Vec::with_capacity(self.samples.len() * 160);
+        prometheus::encode(&self.samples, &self.alert_samples, &mut metrics);
         let published = Published {
-            metrics: prometheus::render(&snapshot).into(),
+            metrics: metrics.into(),
             snapshot,
             alerts,
+            notifications: self.engine.notifications(self.config.sample_interval),
             health,
         };
         self.publish.send_replace(Arc::new(published));
@@ -426,9 +482,21 @@ impl Aggregator {
     }
 }
 
+/// By catalogue position, whether a rule of `rules` reads the family.
+fn wanted_families(rules: &RuleSet) -> Vec<bool> {
+    let mut wanted = vec![false; CATALOGUE.len()];
+    for name in rules.metric_names() {
+        if let Some(family) = exposition::family_of_series(&name) {
+            wanted[family.id()] = true;
+        }
+    }
+    wanted
+}
+
 /// Rendering and evaluating allocate in bursts on whichever worker runs them; glibc keeps what
 /// they free in per-thread arenas. Handing it back after each publish keeps the agent's RSS at
 /// its working set (measured by the footprint bench).
+#[allow(unsafe_code)]
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live memory.

@@ -5,7 +5,14 @@
 //! an error names) never depends on hash order; they are found by hash, which keeps a scrape's
 //! ingest cheap.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+pub mod chunk;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::exposition::{ExportedSample, LabelSet, pair_hash};
 
 /// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
 pub type Millis = i64;
@@ -33,6 +40,9 @@ pub struct Series {
     pub samples: VecDeque<(Millis, f64)>,
     /// The last scrape that carried this series.
     scraped_at: Option<Millis>,
+    /// The exported label set this series was last fed from: a pointer comparison then tells
+    /// that a sample belongs here without comparing labels.
+    origin: Option<Arc<LabelSet>>,
 }
 
 impl Series {
@@ -44,36 +54,37 @@ impl Series {
     }
 }
 
-/// The series of one metric name.
+/// The series of one metric name: in label order, found by the content hash of their labels.
 #[derive(Debug, Default)]
 struct Family {
     /// In label order.
     series: Vec<Series>,
-    /// Where each series is in `series`.
-    index: HashMap<SeriesLabels, usize>,
+    /// Content hash → position. A hash two label sets share (never seen, but possible) keeps
+    /// the first; the other is found by a scan.
+    index: FxHashMap<u64, usize>,
 }
 
 impl Family {
-    fn get_or_insert(&mut self, labels: SeriesLabels) -> &mut Series {
-        // The common case is a series that exists, and its labels should not be cloned for it.
-        if let Some(&i) = self.index.get(&labels) {
-            return &mut self.series[i];
+    fn find(&self, hash: u64, is_it: impl Fn(&Series) -> bool) -> Option<usize> {
+        match self.index.get(&hash) {
+            Some(&i) if is_it(&self.series[i]) => Some(i),
+            Some(_) => self.series.iter().position(is_it),
+            None => None,
         }
-        // A new series (a pool appears, a target starts): rare enough to shift the others.
-        let at = self.series.partition_point(|s| s.labels < labels);
-        self.series.insert(
-            at,
-            Series {
-                labels: labels.clone(),
-                samples: VecDeque::new(),
-                scraped_at: None,
-            },
-        );
-        for (i, s) in self.series.iter().enumerate().skip(at + 1) {
-            *self.index.get_mut(&s.labels).expect("indexed") = i;
+    }
+
+    /// Puts a new series at its place in label order. New series are rare (a pool appears, a
+    /// target starts), so shifting the others is cheaper than sorting on every read.
+    fn insert(&mut self, hash: u64, series: Series) -> usize {
+        let at = self.series.partition_point(|s| s.labels < series.labels);
+        self.series.insert(at, series);
+        for i in self.index.values_mut() {
+            if *i >= at {
+                *i += 1;
+            }
         }
-        self.index.insert(labels, at);
-        &mut self.series[at]
+        self.index.entry(hash).or_insert(at);
+        at
     }
 
     /// Drops series without samples.
@@ -81,14 +92,19 @@ impl Family {
         let before = self.series.len();
         self.series.retain(|s| !s.samples.is_empty());
         if self.series.len() != before {
-            self.index = self
-                .series
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.labels.clone(), i))
-                .collect();
+            self.index.clear();
+            for (i, s) in self.series.iter().enumerate() {
+                self.index.entry(labels_hash(&s.labels)).or_insert(i);
+            }
         }
     }
+}
+
+/// The content hash of a full label set, as [`ExportedSample::series_hash`] computes it.
+fn labels_hash(labels: &SeriesLabels) -> u64 {
+    labels
+        .iter()
+        .fold(0u64, |h, (k, v)| h.wrapping_add(pair_hash(k, v)))
 }
 
 /// All series within `retention` of the newest sample.
@@ -111,29 +127,65 @@ impl SeriesStore {
 
     /// Appends one sample (samples must come in time order per series; older ones are dropped).
     pub fn append(&mut self, labels: SeriesLabels, t: Millis, value: f64) {
-        self.series_mut(labels).push(t, value);
-    }
-
-    fn series_mut(&mut self, labels: SeriesLabels) -> &mut Series {
-        let name = labels.get(NAME_LABEL).map_or("", String::as_str);
-        if !self.by_name.contains_key(name) {
-            self.by_name.insert(name.to_string(), Family::default());
-        }
-        let family = self.by_name.get_mut(name).expect("inserted above");
-        family.get_or_insert(labels)
+        let name = labels.get(NAME_LABEL).cloned().unwrap_or_default();
+        let family = self.by_name.entry(name).or_default();
+        let hash = labels_hash(&labels);
+        let at = match family.find(hash, |s| s.labels == labels) {
+            Some(i) => i,
+            None => family.insert(
+                hash,
+                Series {
+                    labels,
+                    ..Series::default()
+                },
+            ),
+        };
+        family.series[at].push(t, value);
     }
 
     /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
-    /// get a staleness marker, and everything older than the retention is dropped.
-    pub fn ingest_scrape(
+    /// get a staleness marker, and everything older than the retention is dropped. A series
+    /// that exists costs a hash lookup and a pointer comparison; labels are built only for new
+    /// ones.
+    pub fn ingest_scrape<'a>(
         &mut self,
         t: Millis,
-        samples: impl IntoIterator<Item = (SeriesLabels, f64)>,
+        samples: impl IntoIterator<Item = &'a ExportedSample>,
     ) {
-        for (labels, value) in samples {
-            let series = self.series_mut(labels);
-            series.push(t, value);
-            series.scraped_at = Some(t);
+        let mut name = String::new();
+        for sample in samples {
+            sample.scalars(|scalar| {
+                name.clear();
+                name.push_str(sample.family.name);
+                name.push_str(scalar.suffix);
+                let family = match self.by_name.get_mut(name.as_str()) {
+                    Some(f) => f,
+                    None => self.by_name.entry(name.clone()).or_default(),
+                };
+                let hash = sample.series_hash(&scalar);
+                let same = |s: &Series| match &s.origin {
+                    Some(o) if Arc::ptr_eq(o, &sample.labels) => {
+                        let has = |k: &str, v: &str| s.labels.get(k).is_some_and(|x| x == v);
+                        sample.extra.is_none_or(|(k, v)| has(k, v))
+                            && scalar.le.is_none_or(|le| has("le", le))
+                    }
+                    _ => s.labels == sample.full_labels(&scalar),
+                };
+                let at = match family.find(hash, same) {
+                    Some(i) => i,
+                    None => family.insert(
+                        hash,
+                        Series {
+                            labels: sample.full_labels(&scalar),
+                            ..Series::default()
+                        },
+                    ),
+                };
+                let series = &mut family.series[at];
+                series.origin = Some(sample.labels.clone());
+                series.push(t, scalar.value);
+                series.scraped_at = Some(t);
+            });
         }
         if let Some(previous) = self.last_scrape {
             for series in self.by_name.values_mut().flat_map(|f| &mut f.series) {
@@ -180,22 +232,38 @@ impl SeriesStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::{Scalar, Value, family_named};
 
-    fn labels(name: &str, pool: &str) -> SeriesLabels {
-        SeriesLabels::from([
-            (NAME_LABEL.into(), name.into()),
-            ("pool".into(), pool.into()),
-        ])
+    fn sample(target: &str) -> ExportedSample {
+        ExportedSample {
+            family: family_named("poolwatch_target_up").unwrap(),
+            labels: Arc::new(LabelSet::new(BTreeMap::from([(
+                "target".to_string(),
+                target.to_string(),
+            )]))),
+            extra: None,
+            value: Value::Scalar(1.0),
+        }
+    }
+
+    /// The labels of `sample(target)`'s series, built apart from it.
+    fn full_labels(target: &str) -> SeriesLabels {
+        sample(target).full_labels(&Scalar {
+            suffix: "",
+            le: None,
+            value: 0.0,
+        })
     }
 
     #[test]
     fn vanished_series_get_a_staleness_marker() {
         let mut store = SeriesStore::new(60_000);
-        store.ingest_scrape(0, [(labels("up", "a"), 1.0), (labels("up", "b"), 1.0)]);
-        store.ingest_scrape(1000, [(labels("up", "a"), 1.0)]);
+        let (a, b) = (sample("a"), sample("b"));
+        store.ingest_scrape(0, [&a, &b]);
+        store.ingest_scrape(1000, [&a]);
         let b: Vec<&Series> = store
-            .series(Some("up"))
-            .filter(|s| s.labels["pool"] == "b")
+            .series(Some("poolwatch_target_up"))
+            .filter(|s| s.labels["target"] == "b")
             .collect();
         assert!(is_stale(b[0].samples[1].1));
         assert_eq!(store.series_count(), 2);
@@ -204,36 +272,83 @@ mod tests {
     #[test]
     fn series_come_in_label_order_whatever_the_arrival() {
         let mut store = SeriesStore::new(60_000);
-        for (t, pools) in [(0, ["c", "a", "b"]), (1000, ["b", "d", "a"])] {
-            store.ingest_scrape(t, pools.map(|p| (labels("up", p), 1.0)));
+        for (t, targets) in [(0, ["c", "a", "b"]), (1000, ["b", "d", "a"])] {
+            let samples = targets.map(sample);
+            store.ingest_scrape(t, &samples);
         }
         let order = |store: &SeriesStore| -> Vec<String> {
             store
                 .series(None)
-                .map(|s| s.labels["pool"].clone())
+                .map(|s| s.labels["target"].clone())
                 .collect()
         };
         assert_eq!(order(&store), ["a", "b", "c", "d"]);
         // Two minutes on: c (stale since 1 s) leaves the window; a and b keep their marker.
-        store.ingest_scrape(
-            120_000,
-            [(labels("up", "d"), 2.0), (labels("up", "e"), 2.0)],
-        );
+        store.ingest_scrape(120_000, &[sample("d"), sample("e")]);
         assert_eq!(order(&store), ["a", "b", "d", "e"]);
-        store.append(labels("up", "c"), 121_000, 3.0);
+        store.append(full_labels("c"), 121_000, 3.0);
         assert_eq!(order(&store), ["a", "b", "c", "d", "e"]);
         // Found by hash after the shifts: each append lands on its own series.
-        store.append(labels("up", "e"), 122_000, 4.0);
+        store.append(full_labels("e"), 122_000, 4.0);
         let counts: Vec<usize> = store.series(None).map(|s| s.samples.len()).collect();
         assert_eq!(counts, [1, 1, 1, 1, 2]);
     }
 
     #[test]
+    fn a_rebuilt_label_set_finds_the_same_series() {
+        let mut store = SeriesStore::new(60_000);
+        store.ingest_scrape(0, [&sample("a")]);
+        store.ingest_scrape(1000, [&sample("a")]);
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.sample_count(), 2);
+        // A test file's series with the same labels is that series too.
+        store.append(full_labels("a"), 2000, 3.0);
+        assert_eq!((store.series_count(), store.sample_count()), (1, 3));
+    }
+
+    #[test]
+    fn a_histogram_is_stored_as_prometheus_stores_it() {
+        let mut store = SeriesStore::new(60_000);
+        let histogram = ExportedSample {
+            family: family_named("db_client_connection_wait_time_seconds").unwrap(),
+            value: Value::Histogram(Arc::new(crate::model::Histogram {
+                bounds: vec![0.5, 1.0],
+                counts: vec![2, 1, 1],
+                sum: 3.0,
+                count: 4,
+            })),
+            ..sample("a")
+        };
+        store.ingest_scrape(0, [&histogram]);
+        let buckets: BTreeMap<String, f64> = store
+            .series(Some("db_client_connection_wait_time_seconds_bucket"))
+            .map(|s| (s.labels["le"].clone(), s.samples[0].1))
+            .collect();
+        let want = [("+Inf", 4.0), ("0.5", 2.0), ("1", 3.0)];
+        assert_eq!(
+            buckets,
+            want.map(|(k, v)| (k.to_string(), v)).into_iter().collect()
+        );
+        let count = store
+            .series(Some("db_client_connection_wait_time_seconds_count"))
+            .next()
+            .unwrap();
+        assert_eq!(count.samples[0].1, 4.0);
+        store.ingest_scrape(1000, [&histogram]);
+        assert_eq!(
+            store.series_count(),
+            5,
+            "the same series again, not new ones"
+        );
+    }
+
+    #[test]
     fn retention_drops_old_samples_and_empty_series() {
         let mut store = SeriesStore::new(10_000);
-        store.ingest_scrape(0, [(labels("up", "a"), 1.0)]);
-        store.ingest_scrape(5_000, [(labels("up", "b"), 1.0)]);
-        store.ingest_scrape(20_000, [(labels("up", "b"), 1.0)]);
+        let (a, b) = (sample("a"), sample("b"));
+        store.ingest_scrape(0, [&a]);
+        store.ingest_scrape(5_000, [&b]);
+        store.ingest_scrape(20_000, [&b]);
         // a: its sample at 0 and its marker at 5 s are both older than 10 s.
         assert_eq!(store.series_count(), 1);
         assert_eq!(store.sample_count(), 1);

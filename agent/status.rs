@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::health::HealthReport;
-use crate::model::{Labels, PoolFigures, ServerSample, SourceKind};
-use crate::rules::alerts::Alert;
+use crate::model::{GonePool, Labels, PoolFigures, ServerSample, SourceKind};
+use crate::rules::alerts::{Alert, Notification};
 use crate::sources::ErrorKind;
 
 /// Everything the exporters serve, rendered once per change.
@@ -19,6 +19,9 @@ pub struct Published {
     pub metrics: bytes::Bytes,
     /// Pending and firing alerts.
     pub alerts: Vec<Alert>,
+    /// Firing alerts and those resolved within the resolved retention: what Alertmanager is
+    /// told. Read by the Alertmanager sender only.
+    pub notifications: Vec<Notification>,
     pub health: HealthReport,
 }
 
@@ -70,6 +73,9 @@ pub struct TargetStatus {
     pub warnings: Vec<String>,
     pub server: Option<ServerSample>,
     pub pools: Vec<PoolFigures>,
+    /// Pushed pools that stopped reporting: ended cleanly, or stale.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<GonePool>,
 }
 
 fn errors_by_name<S: serde::Serializer>(

@@ -5,13 +5,15 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::model::{PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
+use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
 
 /// One pool: its latest sample, and its counters over the window (all rates need).
 #[derive(Debug)]
 struct PoolWindow {
     latest: PoolSample,
     totals: VecDeque<(Instant, PoolTotals)>,
+    /// The first sample of this unbroken run of samples.
+    first_seen: Instant,
 }
 
 /// Every pool of every target, with counters kept for `window`.
@@ -19,7 +21,9 @@ struct PoolWindow {
 pub struct Store {
     window: Duration,
     rate_window: Duration,
-    pools: BTreeMap<(String, String), PoolWindow>,
+    /// By target, pool name and the pool's own labels: pushed pools of one name from two
+    /// service instances are two pools.
+    pools: BTreeMap<(String, String, Labels), PoolWindow>,
 }
 
 impl Store {
@@ -40,19 +44,25 @@ impl Store {
         sample: &TargetSample,
         configured: PoolLimits,
     ) {
-        self.pools
-            .retain(|(t, pool), _| t != target || sample.pools.iter().any(|p| &p.pool == pool));
+        self.pools.retain(|(t, pool, labels), _| {
+            t != target
+                || sample
+                    .pools
+                    .iter()
+                    .any(|p| &p.pool == pool && &p.labels == labels)
+        });
         for pool in &sample.pools {
             let mut latest = pool.clone();
             latest.limits = latest.limits.or(configured);
             let totals = latest.totals;
             let window = self
                 .pools
-                .entry((target.to_string(), pool.pool.clone()))
+                .entry((target.to_string(), pool.pool.clone(), pool.labels.clone()))
                 .and_modify(|w| w.latest = latest.clone())
                 .or_insert_with(|| PoolWindow {
                     latest,
                     totals: VecDeque::new(),
+                    first_seen: now,
                 });
             window.totals.push_back((now, totals));
             while window
@@ -65,11 +75,16 @@ impl Store {
         }
     }
 
+    /// Forgets a target's pools: after a failed sample, what comes next starts a new history.
+    pub fn forget(&mut self, target: &str) {
+        self.pools.retain(|(t, _, _), _| t != target);
+    }
+
     /// The figures of a target's pools, by pool name.
     pub fn figures(&self, target: &str) -> Vec<PoolFigures> {
         self.pools
-            .range((target.to_string(), String::new())..)
-            .take_while(|((t, _), _)| t == target)
+            .range((target.to_string(), String::new(), Labels::new())..)
+            .take_while(|((t, _, _), _)| t == target)
             .filter_map(|(_, window)| self.figures_of(window))
             .collect()
     }
@@ -82,6 +97,10 @@ impl Store {
     fn figures_of(&self, window: &PoolWindow) -> Option<PoolFigures> {
         let (now, b) = window.totals.back()?;
         let mut figures = PoolFigures::from_latest(window.latest.clone());
+        figures.observed_seconds = Some(
+            now.saturating_duration_since(window.first_seen)
+                .as_secs_f64(),
+        );
         let Some((then, a)) = window
             .totals
             .iter()
@@ -99,8 +118,12 @@ impl Store {
             delta_f64(a.wait_seconds, b.wait_seconds),
             delta(a.assignments, b.assignments),
         );
+        // PgBouncer counts a transaction when it begins and adds its time when it ends: over a
+        // window in which every connection sat in one long transaction the count rises and the
+        // time does not. No transaction takes no time, so no time added means none was
+        // measured, and the average is unknown rather than 0.
         figures.avg_usage_time_seconds = per(
-            delta_f64(a.usage_seconds, b.usage_seconds),
+            delta_f64(a.usage_seconds, b.usage_seconds).filter(|t| *t > 0.0),
             delta(a.transactions, b.transactions),
         );
         let churn = match (
@@ -196,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn transactions_begun_but_not_ended_give_no_average_usage() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let mut begun = sample(0.0, 0, 0, 0);
+        begun.pools[0].totals.usage_seconds = Some(4.0);
+        s.record("t", t0, &begun, PoolLimits::default());
+        begun.pools[0].totals.transactions = Some(5);
+        s.record(
+            "t",
+            t0 + Duration::from_secs(10),
+            &begun,
+            PoolLimits::default(),
+        );
+        assert_eq!(s.figures("t")[0].avg_usage_time_seconds, None);
+    }
+
+    #[test]
     fn a_counter_reset_is_not_a_negative_rate() {
         let mut s = store();
         let t0 = Instant::now();
@@ -220,6 +260,21 @@ mod tests {
         assert_eq!(s.figures("t")[0].utilization, Some(0.5));
         s.record("t", Instant::now(), &TargetSample::default(), limits);
         assert!(s.figures("t").is_empty());
+    }
+
+    #[test]
+    fn observed_time_counts_from_the_first_sample_and_restarts_after_a_gap() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        s.record("t", at(0), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        assert_eq!(s.figures("t")[0].observed_seconds, Some(0.0));
+        s.record("t", at(30), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        assert_eq!(s.figures("t")[0].observed_seconds, Some(30.0));
+        s.forget("t");
+        assert!(s.figures("t").is_empty());
+        s.record("t", at(40), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        assert_eq!(s.figures("t")[0].observed_seconds, Some(0.0));
     }
 
     #[test]

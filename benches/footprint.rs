@@ -3,11 +3,17 @@
 //! One PgBouncer holding 100 pools plus one PostgreSQL target. The bench measures:
 //! - poolwatch's RSS and CPU time per sample cycle;
 //! - `/metrics` latency (median, p99) and CPU per scrape, under the same scrape loop that is run
-//!   against Debian's `prometheus-postgres-exporter` on the same PostgreSQL.
+//!   against Debian's `prometheus-postgres-exporter` on the same PostgreSQL;
+//! - poolwatch's RSS with OTLP export off, on (to the tests' live receiver), and on while the
+//!   collector takes connections and never answers, each export every sample cycle.
 //!
 //! Then it prints the figures and the ratios. Run it with `scripts/bench.sh` (which starts the
 //! services), or `cargo bench --bench footprint` when they already run. It prints; it asserts
 //! nothing.
+
+// Bench code: an unwrap that fails is the failure report. The unsafe is a sysconf call, here
+// and nowhere in the agent.
+#![allow(clippy::unwrap_used, unsafe_code)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -16,6 +22,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::otlp::{Receiver, Transport};
 use common::{Agent, PgBouncer, agent_config, connect, monitor_url, target};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -41,20 +48,6 @@ unsafe fn libc_sysconf_clk_tck() -> f64 {
         .ok()
         .flatten()
         .unwrap_or(100) as f64
-}
-
-/// Resident and peak resident memory in MiB, from /proc/PID/status.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 struct ScrapeFigures {
@@ -151,26 +144,8 @@ fn main() {
         clients
     });
 
-    let agent = Agent::start_logging(
-        &agent_config(
-            &format!("{}ms", INTERVAL.as_millis()),
-            "400ms",
-            &[
-                target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
-                target("postgres", "pg", &monitor_url(), &[]),
-            ],
-        ),
-        "warn",
-    );
+    let agent = start_agent(&bench_config(&bouncer));
     let pid = agent.child.id();
-    agent.wait_metrics(Duration::from_secs(30), "all pools", |m| {
-        let pools = m
-            .series
-            .iter()
-            .filter(|s| s.name == "poolwatch_pool_size" && s.labels["source"] == "pgbouncer")
-            .count();
-        (pools >= POOLS).then_some(())
-    });
 
     let bar = ProgressBar::new(u64::from(CYCLES)).with_style(
         ProgressStyle::with_template("{msg:>20} {bar:40} {pos}/{len} sample cycles").unwrap(),
@@ -184,12 +159,11 @@ fn main() {
     bar.finish();
     let cpu_per_cycle = (cpu_seconds(pid) - cpu_before) / f64::from(CYCLES);
     let ours = scrape_loop("poolwatch", agent.addr, pid);
-    let (rss, peak) = memory_mib(pid);
+    let (rss, peak) = common::memory_mib(pid);
 
     let exporter = start_postgres_exporter();
     let theirs = scrape_loop("postgres_exporter", exporter.addr, exporter.child.id());
-    let (their_rss, their_peak) = memory_mib(exporter.child.id());
-    drop(clients);
+    let (their_rss, their_peak) = common::memory_mib(exporter.child.id());
     // A graceful stop lets a profiler wrapped around the agent (POOLWATCH_AGENT_WRAPPER) write
     // its report.
     let _ = nix::sys::signal::kill(
@@ -202,6 +176,9 @@ fn main() {
                 .is_ok_and(|s| s.contains(") Z ")))
         .then_some(())
     });
+
+    let otlp = otlp_footprint(&bouncer);
+    drop(clients);
 
     println!();
     println!(
@@ -250,4 +227,122 @@ fn main() {
         ms(ours.median),
         ms(theirs.median)
     );
+    println!();
+    println!(
+        "poolwatch with OTLP export (http/protobuf, every sample cycle), {OTLP_CYCLES} cycles each"
+    );
+    println!(
+        "{:<24}{:>22}{:>16}{:>20}",
+        "OTLP", "RSS MiB (1/3, end)", "peak RSS MiB", "CPU per cycle"
+    );
+    for (what, f) in otlp {
+        println!(
+            "{what:<24}{:>13.1} {:>8.1}{:>16.1}{:>17.3} ms",
+            f.rss_early,
+            f.rss,
+            f.peak,
+            f.cpu_per_cycle * 1000.0
+        );
+    }
+}
+
+/// The agent's config: the PgBouncer of 100 pools and the PostgreSQL, sampled every `INTERVAL`.
+fn bench_config(bouncer: &PgBouncer) -> String {
+    agent_config(
+        &format!("{}ms", INTERVAL.as_millis()),
+        "400ms",
+        &[
+            target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
+            target("postgres", "pg", &monitor_url(), &[]),
+        ],
+    )
+}
+
+/// Starts the agent and waits until it shows every pool.
+fn start_agent(config: &str) -> Agent {
+    let agent = Agent::start_logging(config, "warn");
+    agent.wait_metrics(Duration::from_secs(30), "all pools", |m| {
+        let pools = m
+            .series
+            .iter()
+            .filter(|s| s.name == "poolwatch_pool_size" && s.labels["source"] == "pgbouncer")
+            .count();
+        (pools >= POOLS).then_some(())
+    });
+    agent
+}
+
+/// RSS and CPU of one agent run.
+struct Footprint {
+    cpu_per_cycle: f64,
+    /// RSS after a third of the run, and at its end: growth would show between the two.
+    rss_early: f64,
+    rss: f64,
+    peak: f64,
+}
+
+/// How long each OTLP run lasts: long enough for a silent collector to time out 60 exports.
+const OTLP_CYCLES: u32 = 60;
+
+/// A fresh agent on the same targets for each row: OTLP off, exporting every cycle to a live
+/// receiver, and exporting to a collector that accepts connections and never answers (each
+/// export times out).
+fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
+    let live_port = common::free_port();
+    let _receiver = Receiver::start(Transport::Http, live_port);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let mut rows = Vec::new();
+    for (what, port) in [
+        ("off", None),
+        ("on, live receiver", Some(live_port)),
+        ("on, collector silent", Some(silent_port)),
+    ] {
+        let mut config = bench_config(bouncer);
+        if let Some(port) = port {
+            config.push_str(&format!(
+                "otlp:\n  endpoint: http://127.0.0.1:{port}/v1/metrics\n  interval: {0}ms\n  \
+                 timeout: {0}ms\n",
+                INTERVAL.as_millis()
+            ));
+        }
+        let agent = start_agent(&config);
+        let pid = agent.child.id();
+        let bar = ProgressBar::new(u64::from(OTLP_CYCLES)).with_style(
+            ProgressStyle::with_template("{msg:>20} {bar:40} {pos}/{len} sample cycles").unwrap(),
+        );
+        bar.set_message(format!("OTLP {what}"));
+        let cpu_before = cpu_seconds(pid);
+        let mut rss_early = 0.0;
+        for cycle in 1..=OTLP_CYCLES {
+            std::thread::sleep(INTERVAL);
+            if cycle == OTLP_CYCLES / 3 {
+                rss_early = common::memory_mib(pid).0;
+            }
+            bar.inc(1);
+        }
+        bar.finish();
+        let cpu_per_cycle = (cpu_seconds(pid) - cpu_before) / f64::from(OTLP_CYCLES);
+        let (rss, peak) = common::memory_mib(pid);
+        let exports = agent.metrics();
+        let count = |name: &str, labels: &[(&str, &str)]| exports.get(name, labels).unwrap_or(0.0);
+        eprintln!(
+            "OTLP {what}: {} exports, {} timed out",
+            count("poolwatch_otlp_exports_total", &[]),
+            count(
+                "poolwatch_otlp_export_failures_total",
+                &[("reason", "timeout")]
+            )
+        );
+        rows.push((
+            what,
+            Footprint {
+                cpu_per_cycle,
+                rss_early,
+                rss,
+                peak,
+            },
+        ));
+    }
+    rows
 }

@@ -7,4 +7,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/poolwatch/target}
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
+# The footprint bench runs the OTLP receiver of the tests (Python).
+POOLWATCH_PYTHON=$(scripts/python-env.sh)
+export POOLWATCH_PYTHON
 cargo bench --bench footprint "$@"

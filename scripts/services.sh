@@ -2,6 +2,8 @@
 # Installs (Debian packages) and starts the real services poolwatch is tested and demonstrated
 # against: one PostgreSQL cluster and one PgBouncer on loopback ports of their own, so they never
 # collide with a system cluster on 5432/6432. Idempotent: running it twice starts nothing twice.
+# Alertmanager (prometheus-alertmanager, with amtool) is installed but not started: each test
+# that needs one starts its own.
 #
 #   scripts/services.sh start    install what is missing, start PostgreSQL and PgBouncer
 #   scripts/services.sh stop     stop both
@@ -20,7 +22,8 @@ MONITOR_PASSWORD=monitor-pw-4f1c
 APP_PASSWORD=mdm-pw-9a27
 PGBOUNCER_PASSWORD=pgbouncer-pw-7d3e
 
-PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter)
+# chromium renders the HTML report of analyze-benchmarks in its test (headless screenshots).
+PACKAGES=(postgresql pgbouncer prometheus prometheus-postgres-exporter prometheus-alertmanager chromium)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -41,6 +44,8 @@ install_packages() {
     command -v pgbouncer >/dev/null || missing+=(pgbouncer)
     command -v promtool >/dev/null || missing+=(prometheus)
     command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+    command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+    command -v chromium >/dev/null || missing+=(chromium)
     ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" = 0 ] || { log "missing ${missing[*]}; run as root to install them"; exit 1; }
@@ -154,6 +159,7 @@ export POOLWATCH_PGBOUNCER_PORT=$PGBOUNCER_PORT
 export POOLWATCH_PG_BIN=$(pg_bin)
 export POOLWATCH_PGBOUNCER_PASSWORD=$PGBOUNCER_PASSWORD
 export POOLWATCH_POSTGRES_PASSWORD=$MONITOR_PASSWORD
+export POOLWATCH_APP_PASSWORD=$APP_PASSWORD
 EOF
 }
 

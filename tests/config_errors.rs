@@ -39,7 +39,7 @@ fn three_mistakes_three_located_errors() {
         lines,
         vec![
             "poolwatch.yaml:2:18: sample_interval: `often` is not a duration like 10s or 1m30s",
-            "poolwatch.yaml:6:5: targets[0].colour: unknown field `colour`, expected one of type, name, url, password_file, password_env, labels, pool_key, limits",
+            "poolwatch.yaml:6:5: targets[0].colour: unknown field `colour`, expected one of type, name, url, password_file, password_env, labels, pool_key, limits, tls",
             "poolwatch.yaml:7:11: targets[1].type: unknown variant `mysql`, expected one of pgbouncer, postgres",
             "poolwatch.yaml: 3 problem(s)",
         ]
@@ -101,9 +101,12 @@ fn the_shipped_example_is_valid() {
 fn mdm_pool_size_overrides_the_template() {
     let root = env!("CARGO_MANIFEST_DIR");
     let text = std::fs::read_to_string(format!("{root}/config/poolwatch.yaml")).unwrap();
+    // The example's password variables, and nothing else (no OTEL_* variable).
     let env = |name: &str| match name {
         "MDM_POOL_SIZE" => Some("42".to_string()),
-        _ => Some("pw".to_string()),
+        // The passwords the example names; PGSSLMODE and the others stay unset.
+        name if name.ends_with("_PASSWORD") => Some("pw".to_string()),
+        _ => None,
     };
     let config = poolwatch::config::Config::from_yaml(
         std::path::Path::new(&format!("{root}/config/poolwatch.yaml")),

@@ -10,7 +10,6 @@ use std::time::Duration;
 use crate::common::{
     Agent, PGBOUNCER_PASSWORD, agent_config, connect, monitor_url, pgbouncer_port, target,
 };
-use poolwatch::exporters::prometheus::{CATALOGUE, Kind};
 
 /// The one objection promtool has, which the OTel→Prometheus translation dictates.
 const KNOWN_OBJECTION: &str = "db_client_connection_count non-histogram and non-summary metrics should not have \"_count\" suffix";
@@ -75,37 +74,6 @@ async fn promtool_accepts_a_live_scrape_but_for_the_semconv_count() {
     assert_eq!(objections, vec![KNOWN_OBJECTION], "promtool said:\n{said}");
 }
 
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Gauge => "gauge",
-        Kind::Counter => "counter",
-    }
-}
-
-/// The README table the catalogue stands for.
-fn catalogue_table() -> String {
-    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
-    for def in CATALOGUE {
-        let labels = if def.labels.is_empty() {
-            String::from("—")
-        } else {
-            def.labels
-                .split(", ")
-                .map(|l| format!("`{l}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
-            def.name,
-            kind_name(def.kind),
-            labels,
-            def.help
-        ));
-    }
-    out
-}
-
 #[test]
 fn readme_metric_table_matches_the_catalogue() {
     const BEGIN: &str = "<!-- metrics:begin -->\n";
@@ -117,7 +85,7 @@ fn readme_metric_table_matches_the_catalogue() {
         .expect("README has the metrics:begin marker")
         + BEGIN.len();
     let end = readme.find(END).expect("README has the metrics:end marker");
-    let want = catalogue_table();
+    let want = poolwatch::exposition::markdown_table();
     if std::env::var_os("POOLWATCH_BLESS").is_some() {
         std::fs::write(
             path,

@@ -152,18 +152,6 @@ fn exported_rules_pass_promtool_check_rules() {
     }
 }
 
-/// The shipped health rules with durations short enough for a test.
-fn quick_rules(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("rules/pool-health.yaml"))
-        .unwrap()
-        .replace("for: 1m", "for: 2s")
-        .replace("keep_firing_for: 2m", "keep_firing_for: 1s");
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(rules.join("pool-health.yaml"), text).unwrap();
-    rules
-}
-
 fn alerts(agent: &Agent) -> Vec<serde_json::Value> {
     let (_, body) = agent.get("/api/v1/alerts").unwrap();
     serde_json::from_str(&body).unwrap()
@@ -179,7 +167,7 @@ fn state_of(agent: &Agent, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturated_pgbouncer_pool_fires_after_for_and_resolves() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = quick_rules(dir.path());
+    let rules = common::quick_health_rules(dir.path());
     let bouncer = PgBouncer::start(5);
     let config = format!(
         "{}rules: [{}]\n",

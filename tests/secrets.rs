@@ -60,10 +60,14 @@ fn passwords_never_leave_the_agent() {
         let (_, body) = agent.get(path).unwrap();
         assert_clean(path, &body);
     }
-    let (_, targets_json) = agent.get("/api/v1/targets").unwrap();
-    assert!(
-        targets_json.contains("28P01"),
-        "the auth error is reported: {targets_json}"
+    // The JSON API serves the last publish, which may trail the counters by a coalescing window.
+    common::wait_for(
+        Duration::from_secs(10),
+        "the auth error in /api/v1/targets",
+        || {
+            let (_, targets_json) = agent.get("/api/v1/targets").ok()?;
+            targets_json.contains("28P01").then_some(())
+        },
     );
     let log = agent.log();
     assert!(
@@ -111,4 +115,151 @@ fn config_errors_do_not_echo_the_password() {
         "{stderr}"
     );
     assert_clean("validate", &stderr);
+}
+
+const LISTENER_PASSWORD: &str = "listener-pw-51ab";
+const WRONG_LISTENER_PASSWORD: &str = "wrong-listener-pw-93cd";
+const TLS_TARGET_PASSWORD: &str = "tls-target-pw-ae07";
+const PLAIN_TARGET_PASSWORD: &str = "plain-target-pw-11f4";
+
+/// The base64 lines of a PEM file: what would show if its content leaked.
+fn pem_body(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The TLS and auth paths: a listener with TLS and a bcrypt user refusing a wrong password, a
+/// target whose certificate check fails (the agent's own TLS listener, reached with direct TLS
+/// and an untrusted CA, while presenting a client certificate), and a server that refuses TLS.
+#[test]
+fn tls_and_auth_paths_leak_nothing() {
+    use crate::common::tls::{self, Access, Authority};
+    let ca = Authority::new("secrets-ca");
+    let (web, hash) = tls::tls_and_user(&ca, "prometheus", LISTENER_PASSWORD, 4);
+    let server_key = ca.dir.path().join("agent.key");
+    let client = ca.issue("client", &[]);
+    let stranger = Authority::new("secrets-stranger");
+    let https = Access {
+        https_ca: Some(ca.ca()),
+        ..Access::basic("prometheus", LISTENER_PASSWORD)
+    };
+    let plain_target = common::pgbouncer_target();
+    let web_arg = ["--web-config-file", web.to_str().unwrap()];
+    let tls_peer = Agent::start_secured(
+        &[&["--target", &plain_target][..], &web_arg[..]].concat(),
+        https.clone(),
+    );
+    let untrusted = format!(
+        "postgres=postgres://monitor:{TLS_TARGET_PASSWORD}@127.0.0.1:{}/postgres?sslnegotiation=direct&sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        tls_peer.addr.port(),
+        stranger.ca().display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let refused = format!(
+        "postgres=postgres://monitor:{PLAIN_TARGET_PASSWORD}@127.0.0.1:{}/postgres?sslmode=require",
+        pg_port()
+    );
+    let args = [
+        &["--target", &untrusted, "--target", &refused][..],
+        &web_arg[..],
+    ]
+    .concat();
+    let agent = Agent::start_secured(&args, https.clone());
+    let m = agent.wait_metrics(Duration::from_secs(30), "both TLS failures", |m| {
+        let certificate = m.get(
+            "poolwatch_target_errors_total",
+            &[("target", "postgres"), ("kind", "certificate")],
+        )? >= 1.0;
+        let tls = m.get(
+            "poolwatch_target_errors_total",
+            &[("target", "postgres-2"), ("kind", "tls")],
+        )? >= 1.0;
+        (certificate && tls).then(|| m.clone())
+    });
+    let wrong = Access::basic("prometheus", WRONG_LISTENER_PASSWORD);
+    let wrong = Access {
+        https_ca: Some(ca.ca()),
+        ..wrong
+    };
+    let (status, _, refusal) = wrong.get(agent.addr, "/metrics").unwrap();
+    assert_eq!(status, 401);
+
+    let mut secrets: Vec<String> = [
+        LISTENER_PASSWORD,
+        WRONG_LISTENER_PASSWORD,
+        TLS_TARGET_PASSWORD,
+        PLAIN_TARGET_PASSWORD,
+        hash.as_str(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    secrets.extend(pem_body(&server_key));
+    secrets.extend(pem_body(&client.key));
+    let clean = |what: &str, text: &str| {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} shows a secret:\n{text}"
+            );
+        }
+    };
+    clean("/metrics", &m.text);
+    clean("the 401", &refusal);
+    for path in ["/api/v1/targets", "/api/v1/health", "/healthz"] {
+        let (_, body) = agent.get(path).unwrap();
+        clean(path, &body);
+    }
+    common::wait_for(
+        Duration::from_secs(10),
+        "the check that failed, in the API",
+        || {
+            let (_, targets) = agent.get("/api/v1/targets").ok()?;
+            targets
+                .contains("certificate check failed: unknown issuer")
+                .then_some(())
+        },
+    );
+    let log = agent.log();
+    assert!(log.contains("target is down"), "{log}");
+    clean("the log", &log);
+    clean("the peer's log", &tls_peer.log());
+}
+
+/// A key file that is not a key, and a TLS parameter poolwatch refuses: the errors name the file
+/// and the parameter, never what is in them.
+#[test]
+fn tls_config_errors_do_not_echo_key_material() {
+    let ca = crate::common::tls::Authority::new("garbage-key-ca");
+    let client = ca.issue("client", &[]);
+    let marker = "KEY-MATERIAL-9f3e";
+    std::fs::write(
+        &client.key,
+        format!("-----BEGIN PRIVATE KEY-----\n{marker}!!\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let path = ca.dir.path().join("poolwatch.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "targets:\n  - type: postgres\n    url: postgres://monitor@127.0.0.1:5432/postgres\n    tls: {{sslmode: require, sslcert: client.crt, sslkey: client.key}}\n  - type: postgres\n    name: second\n    url: postgres://monitor@127.0.0.1:5432/postgres?sslpassword={WRONG_PASSWORD}\n"
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = common::validate(&path);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("client.key is not valid PEM"), "{stderr}");
+    assert!(
+        stderr.contains("targets[1].url: `sslpassword` is not supported by poolwatch"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(marker) && !stderr.contains(WRONG_PASSWORD),
+        "{stderr}"
+    );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::TargetArgs;
+use crate::config::{SourceConfig, TargetArgs};
 use crate::health::{HealthReport, Status};
 use crate::scheduler::{Agent, Options};
 
@@ -26,6 +26,8 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
             return Ok(ExitCode::from(Status::Unknown.exit_code()));
         }
     };
+    // One look has no receiver running: pushed pools are for `run`.
+    config.targets.retain(|t| t.source != SourceConfig::Otlp);
     if config.targets.is_empty() {
         eprintln!("no targets: give --config FILE or --target TYPE=URL");
         return Ok(ExitCode::from(Status::Unknown.exit_code()));
@@ -45,7 +47,14 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(async {
         // One look has no history to wait on: a rule counts when its condition holds now.
-        let agent = Agent::start(&config, Options { rules, hold: false });
+        let agent = Agent::start(
+            &config,
+            Options {
+                rules,
+                hold: false,
+                receiver: None,
+            },
+        );
         let mut updates = agent.subscribe();
         let enough =
             |p: &crate::status::Published| p.snapshot.targets.iter().all(|t| t.samples >= 2);
@@ -127,6 +136,12 @@ pub fn table(report: &HealthReport) -> String {
         }
     }
     for target in &report.targets {
+        if let Some(error) = &target.error {
+            let _ = writeln!(out, "could not check {}: {error}", target.target);
+        }
+        if target.alerts.is_empty() {
+            continue;
+        }
         let _ = writeln!(out, "{} ({}):", target.target, target.status.as_str());
         for w in &target.warnings {
             let _ = writeln!(out, "    warning: {w}");
@@ -134,9 +149,6 @@ pub fn table(report: &HealthReport) -> String {
         for r in &target.recommendations {
             let _ = writeln!(out, "    recommendation: {r}");
         }
-    }
-    for target in &report.unreachable {
-        let _ = writeln!(out, "could not check {}: {}", target.target, target.error);
     }
     let _ = writeln!(out, "status: {}", report.status.as_str());
     out

@@ -1,10 +1,12 @@
-//! Where a command's targets and rules come from: a config file, `--target` arguments, or both.
-//! Shared by `run`, `check` and hot reload, which loads them again.
+//! Where a command's targets and rules come from: a config file, `--target` arguments, or both;
+//! and where `run` sends alerts besides the config's Alertmanagers. Shared by `run`, `check` and
+//! hot reload, which loads them again.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
+use super::alerting::{self, arg_problem};
 use super::{Config, Diagnostics, Env, process_env};
 use crate::rules::files::RuleSet;
 
@@ -43,5 +45,49 @@ impl TargetArgs {
             return Ok((RuleSet::embedded(), paths));
         }
         Ok((RuleSet::load(&paths)?, paths))
+    }
+}
+
+/// Where `run` sends alerts, on top of the config; applied again at every config reload.
+#[derive(Clone, Debug, Default, Args)]
+pub struct AlertingArgs {
+    /// An Alertmanager to send alerts to (API v2), e.g. http://127.0.0.1:9093; added to the
+    /// config's `alertmanagers`. Repeatable.
+    #[arg(long = "alertmanager", value_name = "URL")]
+    pub alertmanagers: Vec<String>,
+    /// The URL on-call reaches this agent at, for each alert's generatorURL (overrides the
+    /// config's `external_url`; default http://<listen address>).
+    #[arg(long = "external-url", value_name = "URL")]
+    pub external_url: Option<String>,
+}
+
+impl AlertingArgs {
+    /// The config `targets` describe, with these added.
+    pub fn load(&self, targets: &TargetArgs) -> Result<Config, Diagnostics> {
+        let mut config = targets.load()?;
+        self.apply(&mut config)?;
+        Ok(config)
+    }
+
+    /// Adds these Alertmanagers (and the external URL) to `config`.
+    pub fn apply(&self, config: &mut Config) -> Result<(), Diagnostics> {
+        let mut problems = Vec::new();
+        for given in &self.alertmanagers {
+            match alerting::alertmanager_url(given) {
+                Ok(url) => config.alerting.add_alertmanager(url),
+                Err(e) => problems.push(arg_problem("--alertmanager", e.to_string())),
+            }
+        }
+        if let Some(given) = &self.external_url {
+            match alerting::external_url(given) {
+                Ok(url) => config.alerting.external_url = Some(url),
+                Err(e) => problems.push(arg_problem("--external-url", e.to_string())),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Diagnostics(problems))
+        }
     }
 }

@@ -25,6 +25,48 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    /// A problem at the place in `origin` where `at` was written.
+    pub fn at<T>(
+        origin: &Path,
+        at: &serde_saphyr::Spanned<T>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            origin: origin.to_path_buf(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the environment variable `name`.
+    pub fn environment(name: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            origin: "(environment)".into(),
+            line: 0,
+            column: 0,
+            field: name.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The text of an input file, or the one problem that it cannot be read.
+pub fn read_file(path: &Path) -> Result<String, Diagnostics> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            origin: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        }])
+    })
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let origin = self.origin.display();

@@ -2,9 +2,13 @@
 //! state the defaults; unknown keys are rejected); [`Config`] is the checked form the agent runs
 //! on. Every problem in a file is reported at once, each with file, line and field.
 
+pub mod alerting;
 pub mod args;
 pub mod diagnostics;
+pub mod otlp;
+pub mod receiver;
 pub mod templates;
+pub mod web;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -14,12 +18,16 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-pub use args::TargetArgs;
+pub use alerting::Alerting;
+pub use args::{AlertingArgs, TargetArgs};
 pub use diagnostics::{Diagnostic, Diagnostics};
+pub use otlp::OtlpConfig;
+pub use receiver::ReceiverConfig;
 use templates::{POOL_SIZE_ENV, Template};
 
 use crate::model::{Labels, PoolLimits, SourceKind};
 use crate::secret::Connection;
+use crate::tls::client::TlsSettings;
 
 /// The password a `--target` URL without one takes, as in libpq.
 pub const PASSWORD_ENV: &str = "PGPASSWORD";
@@ -57,6 +65,26 @@ struct FileEntry {
     rules: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     targets: Vec<TargetEntry>,
+    /// exporter-toolkit's web config (TLS, basic auth, headers) for every listener, relative to
+    /// this file. Default: none (plain HTTP, no auth).
+    web_config_file: Option<Spanned<PathBuf>>,
+    /// The OTLP receiver for pools that applications report themselves. On by default.
+    otlp_receiver: Option<receiver::ReceiverEntry>,
+    /// Alertmanagers (API v2) every firing and resolved alert is sent to: `http://host:9093`,
+    /// with the path prefix it serves under, if any. Default: none.
+    #[serde(default)]
+    alertmanagers: Vec<Spanned<String>>,
+    /// Deadline of one request to an Alertmanager. Default `10s`.
+    #[serde(default, deserialize_with = "duration")]
+    alertmanager_timeout: Option<Spanned<Duration>>,
+    /// How often a firing alert is sent again, renewing its lease. Default `1m`.
+    #[serde(default, deserialize_with = "duration")]
+    alert_resend_delay: Option<Spanned<Duration>>,
+    /// The URL on-call reaches the agent at, for each alert's `generatorURL`. Default
+    /// `http://<listen>`.
+    external_url: Option<Spanned<String>>,
+    /// OTLP push; the OpenTelemetry environment fills in what it leaves out.
+    otlp: Option<otlp::OtlpEntry>,
 }
 
 /// One target in the file format.
@@ -81,6 +109,9 @@ pub struct TargetEntry {
     pool_key: Option<Spanned<PoolKey>>,
     /// Pool limits the source cannot see for itself (an application pool's pool_size).
     limits: Option<Spanned<LimitsEntry>>,
+    /// TLS to the target, in libpq's terms (sslmode, sslrootcert, sslcert, sslkey); paths
+    /// relative to this file.
+    tls: Option<Spanned<TlsSettings>>,
 }
 
 /// Pool limits in the spec's terms; any not given come from `template`.
@@ -132,6 +163,12 @@ pub struct Config {
     /// Rule files and directories; empty: the rules shipped in the binary.
     pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
+    /// exporter-toolkit's web config file for the listeners, if any.
+    pub web_config_file: Option<PathBuf>,
+    pub otlp_receiver: ReceiverConfig,
+    pub alerting: Alerting,
+    /// OTLP push, when on (the `otlp` section or `OTEL_METRICS_EXPORTER=otlp`).
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// One checked target.
@@ -149,7 +186,12 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceConfig {
     Pgbouncer,
-    Postgres { pool_key: PoolKey },
+    Postgres {
+        pool_key: PoolKey,
+    },
+    /// The pools applications push to the OTLP receiver: a built-in target, there whenever the
+    /// receiver is enabled.
+    Otlp,
 }
 
 impl SourceConfig {
@@ -157,9 +199,13 @@ impl SourceConfig {
         match self {
             SourceConfig::Pgbouncer => SourceKind::Pgbouncer,
             SourceConfig::Postgres { .. } => SourceKind::Postgres,
+            SourceConfig::Otlp => SourceKind::Otlp,
         }
     }
 }
+
+/// The name of the receiver's built-in target (the `target` label of pushed pools).
+pub const OTLP_TARGET: &str = "otlp";
 
 /// Reads what the config may take from the environment (passwords, `MDM_POOL_SIZE`); injected so
 /// tests do not touch the process environment.
@@ -173,16 +219,7 @@ pub fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path, env: Env) -> Result<Config, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic {
-                origin: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Config::from_yaml(path, &text, env)
+        Config::from_yaml(path, &diagnostics::read_file(path)?, env)
     }
 
     /// Checks a config given as text; `origin` names it in errors and anchors relative paths.
@@ -248,6 +285,10 @@ impl Config {
             if let (false, Some(password)) = (connection.has_password(), env(PASSWORD_ENV)) {
                 connection.set_password(&password);
             }
+            if let Err(e) = connection.complete_tls(TlsSettings::default(), env) {
+                problems.push(arg_problem(&e));
+                continue;
+            }
             let name = unique_name(kind, &names);
             names.insert(name.clone());
             let limits = match pool_size_override(PoolLimits::default(), env) {
@@ -306,13 +347,10 @@ fn pool_size_override(limits: PoolLimits, env: Env) -> Result<PoolLimits, Diagno
             pool_size: Some(size),
             ..limits
         }),
-        _ => Err(Diagnostic {
-            origin: "(environment)".into(),
-            line: 0,
-            column: 0,
-            field: POOL_SIZE_ENV.into(),
-            message: format!("`{value}` is not a positive pool size"),
-        }),
+        _ => Err(Diagnostic::environment(
+            POOL_SIZE_ENV,
+            format!("`{value}` is not a positive pool size"),
+        )),
     }
 }
 
@@ -326,13 +364,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl Into<String>) {
-        self.problems.push(Diagnostic {
-            origin: self.origin.to_path_buf(),
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            field: field.to_string(),
-            message: message.into(),
-        });
+        self.problems
+            .push(Diagnostic::at(self.origin, at, field, message));
     }
 
     fn config(&mut self, file: FileEntry) -> Config {
@@ -386,14 +419,43 @@ impl Checker<'_> {
                 }
             })
             .collect();
+        let alerting = self.alerting(alerting::AlertingEntry {
+            alertmanagers: file.alertmanagers,
+            timeout: file.alertmanager_timeout,
+            resend_delay: file.alert_resend_delay,
+            external_url: file.external_url,
+        });
         let mut names = HashSet::new();
-        let targets = file
+        let mut targets: Vec<Target> = file
             .targets
             .into_iter()
             .enumerate()
             .filter_map(|(i, entry)| self.target(i, entry, template.as_ref(), &mut names))
             .collect();
+        let web_config_file = file.web_config_file.as_ref().and_then(|p| {
+            let path = self.base.join(&p.value);
+            if path.is_file() {
+                Some(path)
+            } else {
+                let message = format!("{} is not a readable file", path.display());
+                self.problem(p, "web_config_file", message);
+                None
+            }
+        });
+        let otlp_receiver = self.receiver(file.otlp_receiver);
+        if otlp_receiver.enabled {
+            targets.push(Target {
+                name: unique_name(OTLP_TARGET, &names),
+                source: SourceConfig::Otlp,
+                connection: Connection::none("otlp (pushed by applications)"),
+                labels: Labels::new(),
+                limits: PoolLimits::default(),
+            });
+        }
+        let (otlp, mut problems) = otlp::check(file.otlp.as_ref(), self.origin, self.env);
+        self.problems.append(&mut problems);
         Config {
+            web_config_file,
             listen: file
                 .listen
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
@@ -403,6 +465,9 @@ impl Checker<'_> {
             rate_window,
             rules,
             targets,
+            otlp_receiver,
+            alerting,
+            otlp,
         }
     }
 
@@ -471,6 +536,18 @@ impl Checker<'_> {
         if let (Some(c), Some(pw)) = (connection.as_mut(), password) {
             c.set_password(&pw);
         }
+        if let Some(c) = connection.as_mut() {
+            let configured = entry
+                .tls
+                .as_ref()
+                .map(|t| t.value.clone().relative_to(self.base));
+            if let Err(e) = c.complete_tls(configured.unwrap_or_default(), self.env) {
+                match &entry.tls {
+                    Some(at) => self.problem(at, &field("tls"), e),
+                    None => self.problem(&entry.url, &field("url"), e),
+                }
+            }
+        }
         let labels = entry
             .labels
             .as_ref()
@@ -496,6 +573,8 @@ impl Checker<'_> {
                     .as_ref()
                     .map_or(PoolKey::Database, |k| k.value),
             },
+            // Not a `type` the file format takes: the receiver's target is built in.
+            SourceKind::Otlp => return None,
         };
         let limits = self.limits(&entry, &field, kind, template);
         Some(Target {
@@ -528,40 +607,61 @@ impl Checker<'_> {
                 "the url already holds a password",
             );
         }
-        match (&entry.password_file, &entry.password_env) {
-            (Some(_), Some(env)) => {
+        self.secret(
+            entry.password_file.as_ref(),
+            entry.password_env.as_ref(),
+            &field("password_file"),
+            &field("password_env"),
+        )
+    }
+
+    /// A secret from a file (relative to the config, trailing newline dropped) or from an
+    /// environment variable; giving both, an unreadable file or an unset variable is a problem.
+    fn secret(
+        &mut self,
+        file: Option<&Spanned<PathBuf>>,
+        var: Option<&Spanned<String>>,
+        file_field: &str,
+        var_field: &str,
+    ) -> Option<String> {
+        match (file, var) {
+            (Some(_), Some(var)) => {
                 self.problem(
-                    env,
-                    &field("password_env"),
-                    "give password_file or password_env, not both",
+                    var,
+                    var_field,
+                    format!(
+                        "give {} or {}, not both",
+                        short(file_field),
+                        short(var_field)
+                    ),
                 );
                 None
             }
             (Some(file), None) => {
                 let path = self.base.join(&file.value);
                 match std::fs::read_to_string(&path) {
-                    Ok(pw) => Some(pw.trim_end_matches(['\n', '\r']).to_string()),
+                    Ok(secret) => Some(secret.trim_end_matches(['\n', '\r']).to_string()),
                     Err(e) => {
                         self.problem(
                             file,
-                            &field("password_file"),
+                            file_field,
                             format!("cannot read {}: {e}", path.display()),
                         );
                         None
                     }
                 }
             }
-            (None, Some(var)) => match (self.env)(&var.value) {
-                Some(pw) => Some(pw),
-                None => {
+            (None, Some(var)) => {
+                let value = (self.env)(&var.value);
+                if value.is_none() {
                     self.problem(
                         var,
-                        &field("password_env"),
+                        var_field,
                         format!("environment variable `{}` is not set", var.value),
                     );
-                    None
                 }
-            },
+                value
+            }
             (None, None) => None,
         }
     }
@@ -607,6 +707,7 @@ impl Checker<'_> {
             max_overflow: given.max_overflow,
             timeout_seconds: given.timeout,
             recycle_seconds: given.recycle,
+            ..PoolLimits::default()
         };
         match pool_size_override(explicit.or(from_template), self.env) {
             Ok(limits) => Some(limits),
@@ -616,6 +717,11 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A field's own name, without the path to it (`password_env` of `targets[0].password_env`).
+fn short(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
 }
 
 fn check_label_name(name: &str) -> Result<(), &'static str> {
@@ -724,10 +830,11 @@ mod tests {
         ];
         let config = Config::from_targets(&specs, &no_env).unwrap();
         let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, vec!["pgbouncer", "pgbouncer-2", "postgres"]);
+        // The receiver's built-in target comes with the defaults.
+        assert_eq!(names, vec!["otlp", "pgbouncer", "pgbouncer-2", "postgres"]);
         let pgpassword = |name: &str| (name == PASSWORD_ENV).then(|| "from-env".to_string());
         let config = Config::from_targets(&specs, &pgpassword).unwrap();
-        let password = config.targets[0].connection.driver_config().get_password();
+        let password = config.targets[1].connection.driver_config().get_password();
         assert_eq!(password, Some(&b"from-env"[..]));
         let bad = Config::from_targets(&["mysql=x".to_string()], &no_env).unwrap_err();
         assert!(bad.to_string().contains("unknown type `mysql`"), "{bad}");

@@ -24,6 +24,7 @@ impl TemplateSection {
             max_overflow: self.max_overflow,
             timeout_seconds: self.timeout,
             recycle_seconds: self.pool_recycle,
+            ..PoolLimits::default()
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Alert states per label set, as Prometheus keeps them: inactive → pending (`for`) → firing →
-//! resolved, with `keep_firing_for`. Time is passed in, so tests drive it without sleeping.
+//! resolved, with `keep_firing_for`. A resolved alert is kept a while so Alertmanager keeps
+//! hearing that it ended. Time is passed in, so tests drive it without sleeping.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -10,15 +11,16 @@ use super::eval;
 use super::files::{AlertRule, RuleSet};
 use crate::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
+    #[default]
     Pending,
     Firing,
 }
 
 /// One active alert: a rule whose expression holds for one label set.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Alert {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
@@ -26,20 +28,45 @@ pub struct Alert {
     /// When the expression first held (ms since the epoch).
     pub active_at: Millis,
     pub fired_at: Option<Millis>,
+    /// When a firing alert stopped firing; only alerts kept for Alertmanager have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Millis>,
     /// The expression's value at the last evaluation that returned this label set.
     pub value: f64,
     #[serde(skip)]
     keep_firing_since: Option<Millis>,
 }
 
+/// How long a resolved alert is kept and re-sent to Alertmanager, as Prometheus does
+/// (`resolvedRetention`, rules/alerting.go): an Alertmanager that missed the resolution, or was
+/// down, still learns of it.
+pub const RESOLVED_RETENTION: Duration = Duration::from_secs(15 * 60);
+
 fn millis(d: Duration) -> Millis {
     d.as_millis() as Millis
 }
 
-/// The active alerts of one rule, keyed by their labels.
+/// The alerts of one rule, keyed by their labels.
 #[derive(Clone, Debug, Default)]
 pub struct RuleState {
+    /// Pending and firing.
     pub active: BTreeMap<BTreeMap<String, String>, Alert>,
+    /// Resolved less than [`RESOLVED_RETENTION`] ago; seen only by the Alertmanager sender.
+    pub resolved: BTreeMap<BTreeMap<String, String>, Alert>,
+    /// The last evaluation that succeeded: the time the sender works from, so an alert whose
+    /// rule stops evaluating is not renewed and expires in Alertmanager at the end of its lease.
+    pub evaluated_at: Option<Millis>,
+}
+
+/// What the Alertmanager sender needs of one alert: firing, or resolved within
+/// [`RESOLVED_RETENTION`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub alert: Alert,
+    /// When its rule was last evaluated.
+    pub evaluated_at: Millis,
+    /// Its group's evaluation interval (a lease covers several).
+    pub interval: Duration,
 }
 
 impl RuleState {
@@ -57,6 +84,8 @@ impl RuleState {
         for sample in samples {
             let (labels, annotations) = expand(rule, &sample.labels, sample.value);
             seen.insert(labels.clone());
+            // Back after it resolved: a new alert, as in Prometheus, which replaces the old one.
+            self.resolved.remove(&labels);
             match self.active.get_mut(&labels) {
                 Some(alert) => {
                     alert.value = sample.value;
@@ -72,6 +101,7 @@ impl RuleState {
                             state: AlertState::Pending,
                             active_at: t,
                             fired_at: None,
+                            resolved_at: None,
                             value: sample.value,
                             keep_firing_since: None,
                         },
@@ -81,12 +111,23 @@ impl RuleState {
         }
         let hold_for = if hold { millis(rule.for_) } else { 0 };
         let keep_for = millis(rule.keep_firing_for);
+        let retention = millis(RESOLVED_RETENTION);
+        self.resolved
+            .retain(|_, alert| alert.resolved_at.is_some_and(|at| t - at <= retention));
+        let resolved = &mut self.resolved;
         self.active.retain(|labels, alert| {
             if !seen.contains(labels) {
                 // The expression no longer holds: a firing alert may keep firing a while.
                 if alert.state == AlertState::Firing && keep_for > 0 {
                     let since = *alert.keep_firing_since.get_or_insert(t);
-                    return t - since < keep_for;
+                    if t - since < keep_for {
+                        return true;
+                    }
+                }
+                // A pending alert just ends; a firing one resolves and is kept for Alertmanager.
+                if alert.state == AlertState::Firing {
+                    alert.resolved_at = Some(t);
+                    resolved.insert(labels.clone(), alert.clone());
                 }
                 return false;
             }
@@ -96,6 +137,7 @@ impl RuleState {
             }
             true
         });
+        self.evaluated_at = Some(t);
         Ok(())
     }
 }
@@ -225,6 +267,35 @@ impl RuleEngine {
             .flat_map(|(g, states)| g.rules.iter().zip(states))
             .flat_map(|(rule, state)| state.active.values().map(move |a| (rule, a)))
             .collect()
+    }
+
+    /// Firing alerts and those resolved within [`RESOLVED_RETENTION`], for Alertmanager, each
+    /// with its rule's last evaluation and its group's interval (`default_interval` for groups
+    /// without one). Pending alerts are not sent, as in Prometheus.
+    pub fn notifications(&self, default_interval: Duration) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for (group, states) in self.set.groups.iter().zip(&self.states) {
+            let interval = group.interval.unwrap_or(default_interval);
+            for state in states {
+                let Some(evaluated_at) = state.evaluated_at else {
+                    continue;
+                };
+                let firing = state
+                    .active
+                    .values()
+                    .filter(|a| a.state == AlertState::Firing);
+                out.extend(
+                    firing
+                        .chain(state.resolved.values())
+                        .map(|alert| Notification {
+                            alert: alert.clone(),
+                            evaluated_at,
+                            interval,
+                        }),
+                );
+            }
+        }
+        out
     }
 }
 

@@ -39,6 +39,7 @@ const FUNCTIONS: &[(&str, bool)] = &[
     ("ceil", false),
     ("floor", false),
     ("abs", false),
+    ("histogram_quantile", false),
 ];
 
 const AGGREGATIONS: &[&str] = &["sum", "min", "max", "avg", "count"];
@@ -421,6 +422,10 @@ impl Evaluator<'_> {
                 f64::floor,
             )?)),
             "abs" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::abs)?)),
+            "histogram_quantile" => {
+                histogram::histogram_quantile(self.scalar(arg(0)?)?, self.vector(arg(1)?)?)
+                    .map(Value::Vector)
+            }
             other => Err(EvalError::Invalid(format!(
                 "function `{other}` is not supported"
             ))),
@@ -1081,5 +1086,6 @@ fn ldexp(frac: f64, exp: i64) -> f64 {
     scale * f64::from_bits(bits)
 }
 
+mod histogram;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use super::eval;
 use super::template::Template;
 use super::testfile::parse_prometheus_duration;
 use crate::config::diagnostics::{self, Diagnostic, Diagnostics};
-use crate::exporters::prometheus::CATALOGUE;
+use crate::exposition::family_of_series;
 
 /// Severities a rule may carry, and what each means for a pool's health.
 pub const SEVERITIES: &[&str] = &["critical", "warning", "info"];
@@ -301,12 +301,21 @@ impl Check<'_> {
         let expr = match eval::parse(&rule.expr.value) {
             Ok(expr) => {
                 for metric in eval::metric_names(&expr) {
-                    if !CATALOGUE.iter().any(|d| d.name == metric) {
-                        self.at(
+                    match family_of_series(&metric) {
+                        None => self.at(
                             &rule.expr,
                             &named("expr"),
                             format!("rule {alert}: `{metric}` is not a metric poolwatch exports"),
-                        );
+                        ),
+                        Some(f) if f.is_agent_telemetry() => self.at(
+                            &rule.expr,
+                            &named("expr"),
+                            format!(
+                                "rule {alert}: `{metric}` is the agent's own telemetry, which \
+                                 its rules do not evaluate (Prometheus can)"
+                            ),
+                        ),
+                        Some(_) => {}
                     }
                 }
                 Some(expr)

@@ -2,6 +2,7 @@
 //! nothing of cadence, deadlines or telemetry: the scheduler owns those.
 
 pub mod churn;
+pub mod otlp;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod rows;
@@ -10,10 +11,12 @@ pub mod session;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{SourceConfig, Target};
 use crate::model::TargetSample;
+use crate::receiver::Receiver;
 
 /// Why a sample failed; the `kind` label of `poolwatch_target_errors_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,15 +31,23 @@ pub enum ErrorKind {
     Protocol,
     /// The sample did not finish before its deadline.
     Timeout,
+    /// A certificate check failed (the server's, or ours as the server judged it), or a
+    /// certificate or key file could not be used.
+    Certificate,
+    /// TLS failed otherwise: the server refused it under `sslmode=require` or later, or the
+    /// handshake broke.
+    Tls,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::Auth,
         ErrorKind::Query,
         ErrorKind::Protocol,
         ErrorKind::Timeout,
+        ErrorKind::Certificate,
+        ErrorKind::Tls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +57,8 @@ impl ErrorKind {
             ErrorKind::Query => "query",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Certificate => "certificate",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -77,9 +90,14 @@ pub trait Source: Send {
     fn reset(&mut self);
 }
 
-/// Builds the source a target's config declares.
-pub fn build(target: &Target, timeout: Duration) -> Box<dyn Source> {
+/// Builds the source a target's config declares; the otlp target reads `receiver`.
+pub fn build(
+    target: &Target,
+    timeout: Duration,
+    receiver: Option<&Arc<Receiver>>,
+) -> Box<dyn Source> {
     match &target.source {
+        SourceConfig::Otlp => Box::new(otlp::Otlp::new(receiver.cloned())),
         SourceConfig::Pgbouncer => Box::new(pgbouncer::PgBouncer::new(target, timeout)),
         SourceConfig::Postgres { pool_key } => {
             Box::new(postgres::Postgres::new(target, *pool_key, timeout))

@@ -116,6 +116,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
         // 0 disables these settings: no limit is not a limit of 0 seconds.
         timeout_seconds: settings.get("query_wait_timeout").filter(|v| *v > 0.0),
         recycle_seconds: settings.get("server_lifetime").filter(|v| *v > 0.0),
+        ..PoolLimits::default()
     };
     let databases: HashMap<&str, Values> = by_name(&show.databases, &["name"], DATABASES);
     let stats: HashMap<&str, Values> = by_name(&show.stats, &["database"], STATS);
@@ -131,8 +132,11 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             });
         };
         let v = row.read(POOLS);
-        client_connections +=
-            v.count("cl_active").unwrap_or(0) + v.count("cl_waiting").unwrap_or(0);
+        // Saturating: a counter PgBouncer garbles must not overflow the agent.
+        client_connections = [v.count("cl_active"), v.count("cl_waiting")]
+            .into_iter()
+            .flatten()
+            .fold(client_connections, u64::saturating_add);
         if database == ADMIN_DATABASE {
             continue;
         }
@@ -150,13 +154,14 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             recycle_seconds: db
                 .and_then(|d| d.get("server_lifetime"))
                 .filter(|v| *v > 0.0),
+            ..PoolLimits::default()
         }
         .or(defaults);
         let st = stats.get(database);
         let (opened, closed) = churn.totals(&pool);
         let idle = match (v.count("sv_idle"), v.count("sv_used")) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
         };
         let oldest_wait = match (v.get("maxwait"), v.get("maxwait_us")) {
             (None, None) => None,
@@ -197,6 +202,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             ..ServerSample::default()
         },
         warnings,
+        gone: Vec::new(),
     })
 }
 

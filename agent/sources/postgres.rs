@@ -3,7 +3,8 @@
 //! lock and idle-in-transaction timeouts so the agent can never hold up the server.
 //!
 //! used = active + idle in transaction (+ aborted, + fastpath), idle = idle; pending requests
-//! live inside the application and are absent here, never 0.
+//! live inside the application and are absent here, never 0. How long a connection has sat idle
+//! in its transaction is `now() - state_change`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::model::{
 /// counted in the server's total but left out of every pool.
 const ACTIVITY: &str = "SELECT pid, datname, usename, application_name, state, wait_event_type, \
      extract(epoch FROM now() - backend_start) AS age_seconds, \
+     extract(epoch FROM now() - state_change) AS state_seconds, \
      (pid = pg_backend_pid()) AS is_self \
      FROM pg_stat_activity WHERE backend_type = 'client backend'";
 
@@ -80,9 +82,16 @@ struct Tally {
     lock_waits: u64,
     hidden: u64,
     oldest_age: Option<f64>,
+    oldest_idle_in_transaction: f64,
     database: Option<String>,
     single_database: bool,
     pids: HashSet<String>,
+}
+
+/// A number of seconds; text that is not a finite number is absent.
+fn seconds(text: Option<&str>) -> Option<f64> {
+    text.and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
 }
 
 /// Maps `pg_stat_activity` rows and server settings to pools (pure but for the churn baseline).
@@ -109,23 +118,23 @@ pub fn map(
         });
         match row.text(&["state"]) {
             Some("idle") => tally.idle += 1,
-            Some("idle in transaction") => {
+            // Both hold a pool slot (and their locks) doing nothing until the application ends
+            // the transaction; PostgreSQL's idle_in_transaction_session_timeout covers both.
+            Some("idle in transaction" | "idle in transaction (aborted)") => {
                 tally.used += 1;
                 tally.idle_in_transaction += 1;
+                if let Some(idle) = seconds(row.text(&["state_seconds"])) {
+                    tally.oldest_idle_in_transaction = tally.oldest_idle_in_transaction.max(idle);
+                }
             }
-            Some("active" | "idle in transaction (aborted)" | "fastpath function call") => {
-                tally.used += 1
-            }
+            Some("active" | "fastpath function call") => tally.used += 1,
             // NULL: the monitoring role may not see other users' sessions (grant pg_monitor).
             _ => tally.hidden += 1,
         }
         if row.text(&["wait_event_type"]) == Some("Lock") {
             tally.lock_waits += 1;
         }
-        if let Some(age) = row
-            .text(&["age_seconds"])
-            .and_then(|a| a.parse::<f64>().ok())
-        {
+        if let Some(age) = seconds(row.text(&["age_seconds"])) {
             tally.oldest_age = Some(tally.oldest_age.map_or(age, |o: f64| o.max(age)));
         }
         let database = row.text(&["datname"]).map(str::to_string);
@@ -177,6 +186,7 @@ pub fn map(
                 oldest_connection_age_seconds: t.oldest_age,
                 lock_waits: Some(t.lock_waits),
                 idle_in_transaction: visible.then_some(t.idle_in_transaction),
+                oldest_idle_in_transaction_seconds: visible.then_some(t.oldest_idle_in_transaction),
                 totals: PoolTotals {
                     connections_opened: Some(opened),
                     connections_closed: Some(closed),
@@ -197,6 +207,7 @@ pub fn map(
             ..ServerSample::default()
         },
         warnings,
+        gone: Vec::new(),
     })
 }
 
@@ -213,6 +224,7 @@ mod tests {
         "wait_event_type",
         "age_seconds",
         "is_self",
+        "state_seconds",
     ];
 
     fn settings() -> Rows {
@@ -227,7 +239,17 @@ mod tests {
         let activity = Rows::new(
             COLUMNS,
             &[
-                &["1", "mdm_images", "mdm", "api", "active", "", "10.5", "f"],
+                &[
+                    "1",
+                    "mdm_images",
+                    "mdm",
+                    "api",
+                    "active",
+                    "",
+                    "10.5",
+                    "f",
+                    "2.5",
+                ],
                 &[
                     "2",
                     "mdm_images",
@@ -237,9 +259,30 @@ mod tests {
                     "",
                     "3",
                     "f",
+                    "7",
                 ],
-                &["3", "mdm_images", "mdm", "api", "active", "Lock", "4", "f"],
-                &["4", "mdm_images", "mdm", "api", "idle", "Client", "99", "f"],
+                &[
+                    "3",
+                    "mdm_images",
+                    "mdm",
+                    "api",
+                    "active",
+                    "Lock",
+                    "4",
+                    "f",
+                    "2.5",
+                ],
+                &[
+                    "4",
+                    "mdm_images",
+                    "mdm",
+                    "api",
+                    "idle",
+                    "Client",
+                    "99",
+                    "f",
+                    "2.5",
+                ],
                 &[
                     "5",
                     "postgres",
@@ -249,6 +292,7 @@ mod tests {
                     "",
                     "1",
                     "t",
+                    "0",
                 ],
             ],
         );
@@ -270,6 +314,8 @@ mod tests {
             (pool.lock_waits, pool.idle_in_transaction),
             (Some(1), Some(1))
         );
+        // Only the connection idle in its transaction counts, not how long others were idle.
+        assert_eq!(pool.oldest_idle_in_transaction_seconds, Some(7.0));
         assert_eq!(pool.oldest_connection_age_seconds, Some(99.0));
         assert_eq!(
             pool.labels.get("dataset").map(String::as_str),
@@ -285,8 +331,8 @@ mod tests {
         let activity = Rows::new(
             COLUMNS,
             &[
-                &["1", "d", "u", "a", "active", "", "1", "f"],
-                &["2", "d", "u", "a", "", "", "1", "f"],
+                &["1", "d", "u", "a", "active", "", "1", "f", "2.5"],
+                &["2", "d", "u", "a", "", "", "1", "f", "2.5"],
             ],
         );
         let sample = map(
@@ -304,7 +350,7 @@ mod tests {
     fn churn_follows_backend_pids() {
         let mut churn = ChurnTracker::default();
         let at = |pids: &[&str]| {
-            let owned: Vec<[String; 8]> = pids
+            let owned: Vec<[String; 9]> = pids
                 .iter()
                 .map(|p| {
                     [
@@ -316,6 +362,7 @@ mod tests {
                         "".into(),
                         "1".into(),
                         "f".into(),
+                        "1".into(),
                     ]
                 })
                 .collect();

@@ -1,6 +1,7 @@
 //! The one connection a source holds to its target: opened lazily, with a connect timeout and
 //! keepalives, closed for good on `reset` (its I/O task is aborted, so a hung peer cannot keep a
-//! second connection alive behind our back). Errors come back classified and scrubbed.
+//! second connection alive behind our back). TLS follows the target's `sslmode` (see
+//! [`crate::tls::client`]). Errors come back classified and scrubbed.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio_postgres::{Client, NoTls};
 use super::rows::Rows;
 use super::{ErrorKind, SampleError};
 use crate::secret::Connection;
+use crate::tls;
 
 /// What the session asks of the server at startup.
 #[derive(Clone, Debug, Default)]
@@ -81,16 +83,39 @@ impl Session {
             }
             config.options(options.trim());
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| self.classify(&e))?;
-        let task = tokio::spawn(async move {
-            // The connection ends when the client is dropped or the peer goes; either way the
-            // next query notices through `is_closed`.
-            let _ = connection.await;
-        });
+        let tls = self.connection.tls_connector().map_err(|e| SampleError {
+            kind: ErrorKind::Certificate,
+            message: format!("{e} ({})", self.connection.endpoint()),
+        })?;
+        // The connection ends when the client is dropped or the peer goes; either way the next
+        // query notices through `is_closed`.
+        let (client, task) = match tls {
+            None => {
+                let (client, connection) =
+                    config.connect(NoTls).await.map_err(|e| self.classify(&e))?;
+                (client, tokio::spawn(async move { drop(connection.await) }))
+            }
+            Some(tls) => {
+                let (client, connection) =
+                    config.connect(tls).await.map_err(|e| self.classify(&e))?;
+                (client, tokio::spawn(async move { drop(connection.await) }))
+            }
+        };
         Ok((client, task))
     }
 
     fn classify(&self, error: &tokio_postgres::Error) -> SampleError {
+        if let Some(tls) = tls_error(error) {
+            return SampleError {
+                kind: tls.0,
+                message: format!(
+                    "{} (sslmode={}, {})",
+                    self.connection.scrub(&tls.1),
+                    self.connection.tls().mode().as_str(),
+                    self.connection.endpoint()
+                ),
+            };
+        }
         let kind = match error.code() {
             Some(c) if *c == SqlState::INVALID_PASSWORD => ErrorKind::Auth,
             Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => ErrorKind::Auth,
@@ -124,6 +149,30 @@ impl Session {
             ),
         }
     }
+}
+
+/// A TLS failure: a certificate check (which one) or another TLS problem. The driver reports
+/// every TLS failure as one kind whose text starts as below; the certificate checks are read
+/// from the rustls error inside.
+fn tls_error(error: &tokio_postgres::Error) -> Option<(ErrorKind, String)> {
+    let source = std::error::Error::source(error);
+    if let Some(problem) = source
+        .and_then(tls::rustls_error)
+        .and_then(tls::certificate_problem)
+    {
+        return Some((
+            ErrorKind::Certificate,
+            format!("certificate check failed: {problem}"),
+        ));
+    }
+    let tls_failed = error
+        .to_string()
+        .starts_with("error performing TLS handshake")
+        || source.and_then(tls::rustls_error).is_some();
+    tls_failed.then(|| {
+        let detail = source.map(ToString::to_string).unwrap_or_default();
+        (ErrorKind::Tls, format!("TLS failed: {detail}"))
+    })
 }
 
 impl Drop for Session {

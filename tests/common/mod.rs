@@ -4,7 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod exposition;
+pub mod healthy_load;
+pub mod otlp;
+pub mod tls;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -122,6 +126,20 @@ impl Holders {
     }
 }
 
+/// Resident and peak resident memory in MiB, from /proc/PID/status.
+pub fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -168,9 +186,14 @@ impl PgBouncer {
     /// As [`PgBouncer::start`], plus `extra` databases `mdm_bench_N` (aliases of `mdm_demo`):
     /// each is a pool of its own once a client has used it.
     pub fn with_pools(pool_size: u32, extra: usize) -> PgBouncer {
-        let pg = pg_port();
+        PgBouncer::in_front_of(pg_port(), "mdm_demo", pool_size, extra)
+    }
+
+    /// A PgBouncer in front of the PostgreSQL on `pg`, pooling `database` (and `extra` aliases
+    /// of it) with `pool_size` server connections each.
+    pub fn in_front_of(pg: u16, database: &str, pool_size: u32, extra: usize) -> PgBouncer {
         let aliases: String = (0..extra)
-            .map(|i| format!("mdm_bench_{i} = host=127.0.0.1 port={pg} dbname=mdm_demo pool_size={pool_size}\n"))
+            .map(|i| format!("mdm_bench_{i} = host=127.0.0.1 port={pg} dbname={database} pool_size={pool_size}\n"))
             .collect();
         let dir = tempfile::Builder::new()
             .prefix("poolwatch-pgbouncer")
@@ -187,7 +210,7 @@ impl PgBouncer {
             dir.path().join("pgbouncer.ini"),
             format!(
                 "[databases]\n\
-                 mdm_demo = host=127.0.0.1 port={pg} dbname=mdm_demo pool_size={pool_size}\n\
+                 {database} = host=127.0.0.1 port={pg} dbname={database} pool_size={pool_size}\n\
                  {aliases}\
                  [pgbouncer]\n\
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
@@ -258,6 +281,25 @@ impl PgBouncer {
         .unwrap()
     }
 
+    /// Gives `mdm_demo` a new pool_size and has PgBouncer reload its config (SIGHUP), as an
+    /// operator following a recommendation would.
+    pub fn set_pool_size(&self, pool_size: u32) {
+        let ini = self.dir.path().join("pgbouncer.ini");
+        let text = std::fs::read_to_string(&ini).unwrap();
+        let text: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("mdm_demo = ") {
+                Some(rest) => {
+                    let (before, _) = rest.split_once(" pool_size=").expect("pool_size");
+                    format!("mdm_demo = {before} pool_size={pool_size}\n")
+                }
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(&ini, text).unwrap();
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -289,8 +331,224 @@ impl Drop for PgBouncer {
     }
 }
 
+/// A PostgreSQL cluster of the test's own (initdb in a temporary directory, its own port), so
+/// that what other tests do to the shared cluster cannot show in what this test watches. Roles
+/// `monitor` (pg_monitor) and `mdm`, and `database` owned by `mdm`; local trust authentication.
+/// Stopped when dropped.
+pub struct Postgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// TLS on a private cluster: the server's certificate, and the CA whose client certificates
+/// the role `certuser` must log in with (`hostssl … cert`).
+pub struct ServerTls<'a> {
+    pub server: &'a tls::Issued,
+    pub client_ca: &'a Path,
+}
+
+impl Postgres {
+    pub fn start(database: &str) -> Postgres {
+        Postgres::start_with(database, None)
+    }
+
+    /// As [`Postgres::start`], with `ssl = on`.
+    pub fn with_tls(database: &str, tls: &ServerTls) -> Postgres {
+        Postgres::start_with(database, Some(tls))
+    }
+
+    fn start_with(database: &str, tls: Option<&ServerTls>) -> Postgres {
+        let bin = PathBuf::from(
+            std::env::var("POOLWATCH_PG_BIN")
+                .expect("POOLWATCH_PG_BIN is set (eval \"$(scripts/services.sh env)\")"),
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("poolwatch-postgres")
+            .tempdir()
+            .unwrap();
+        if let Some((uid, gid)) = postgres_ids() {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let data = dir.path().join("data");
+        let port = free_port();
+        let run = |program: &str, args: &[&str]| {
+            let mut command = Command::new(bin.join(program));
+            command
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if let Some((uid, gid)) = postgres_ids() {
+                command.uid(uid).gid(gid);
+            }
+            let out = command.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{program} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data_arg = data.to_str().unwrap();
+        run(
+            "initdb",
+            &[
+                "-D",
+                data_arg,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        let mut options = format!(
+            "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c fsync=off -c max_connections=100",
+            dir.path().display()
+        );
+        if let Some(tls) = tls {
+            // The server reads its key only if the postgres user owns it, mode 0600.
+            let copy = |from: &Path, name: &str| {
+                let to = dir.path().join(name);
+                std::fs::copy(from, &to).unwrap();
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .unwrap();
+                if let Some((uid, gid)) = postgres_ids() {
+                    std::os::unix::fs::chown(&to, Some(uid), Some(gid)).unwrap();
+                }
+                to.display().to_string()
+            };
+            let (cert, key) = (
+                copy(&tls.server.cert, "server.crt"),
+                copy(&tls.server.key, "server.key"),
+            );
+            let ca = copy(tls.client_ca, "client-ca.crt");
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key} -c ssl_ca_file={ca}"
+            ));
+            let hba = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(
+                &hba,
+                format!("hostssl all certuser 127.0.0.1/32 cert\n{rest}"),
+            )
+            .unwrap();
+        }
+        let log = dir.path().join("postgres.log");
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                data_arg,
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        let postgres = Postgres { port, dir };
+        let host = postgres.dir.path().to_str().unwrap().to_string();
+        let port_arg = port.to_string();
+        let create = format!("CREATE DATABASE {database} OWNER mdm");
+        // One -c each: CREATE DATABASE cannot share a transaction with the rest.
+        run(
+            "psql",
+            &[
+                "-h",
+                &host,
+                "-p",
+                &port_arg,
+                "-U",
+                "postgres",
+                "-qAt",
+                "-c",
+                "CREATE ROLE monitor LOGIN",
+                "-c",
+                "GRANT pg_monitor TO monitor",
+                "-c",
+                "CREATE ROLE mdm LOGIN",
+                "-c",
+                "CREATE ROLE certuser LOGIN IN ROLE pg_monitor",
+                "-c",
+                &create,
+            ],
+        );
+        postgres
+    }
+
+    /// The monitoring role's URL (trust authentication: no password).
+    pub fn monitor_url(&self) -> String {
+        format!("postgres://monitor@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs `sql` as the superuser over the Unix socket; the rows as psql's unaligned output.
+    pub fn query(&self, sql: &str) -> String {
+        let bin = PathBuf::from(std::env::var("POOLWATCH_PG_BIN").unwrap());
+        let mut command = Command::new(bin.join("psql"));
+        command
+            .args(["-h", self.dir.path().to_str().unwrap()])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-qAt",
+                "-c",
+                sql,
+            ]);
+        if let Some((uid, gid)) = postgres_ids() {
+            command.uid(uid).gid(gid);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let Ok(bin) = std::env::var("POOLWATCH_PG_BIN") else {
+            return;
+        };
+        let mut command = Command::new(PathBuf::from(bin).join("pg_ctl"));
+        command
+            .args(["-D", self.dir.path().join("data").to_str().unwrap()])
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = postgres_ids() {
+            command.uid(uid).gid(gid);
+        }
+        let _ = command.status();
+    }
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_poolwatch")
+}
+
+/// `poolwatch validate --config PATH`: its exit code and what it wrote on stderr.
+pub fn validate(path: &Path) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+/// The shared PgBouncer's admin console as a `--target` argument, password included.
+pub fn pgbouncer_target() -> String {
+    format!(
+        "pgbouncer=postgres://pgbouncer:{PGBOUNCER_PASSWORD}@127.0.0.1:{}/pgbouncer",
+        pgbouncer_port()
+    )
 }
 
 /// The agent binary running `poolwatch run`, its log kept in a file. Killed when dropped.
@@ -298,6 +556,8 @@ pub struct Agent {
     pub addr: SocketAddr,
     pub child: Child,
     dir: tempfile::TempDir,
+    /// How `get` reaches the agent (TLS, credentials).
+    pub access: tls::Access,
 }
 
 impl Agent {
@@ -308,20 +568,37 @@ impl Agent {
 
     /// As [`Agent::start`], logging at `level` (benchmarks log less).
     pub fn start_logging(config: &str, level: &str) -> Agent {
+        Agent::start_env(config, level, &[])
+    }
+
+    /// As [`Agent::start_logging`], with these variables in the agent's environment.
+    pub fn start_env(config: &str, level: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("poolwatch.yaml");
         std::fs::write(&path, config).unwrap();
-        Agent::start_with(dir, &["run", "--config", path.to_str().unwrap()], level)
+        let args = ["run", "--config", path.to_str().unwrap()];
+        Agent::start_with(dir, &args, level, tls::Access::default(), env)
     }
 
     /// Runs `poolwatch run` with these arguments (plus `--listen`).
     pub fn start_args(args: &[&str]) -> Agent {
-        let mut all = vec!["run"];
-        all.extend_from_slice(args);
-        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug")
+        Agent::start_secured(args, tls::Access::default())
     }
 
-    fn start_with(dir: tempfile::TempDir, args: &[&str], level: &str) -> Agent {
+    /// As [`Agent::start_args`], for an agent reached through `access` (its web config).
+    pub fn start_secured(args: &[&str], access: tls::Access) -> Agent {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        Agent::start_with(tempfile::tempdir().unwrap(), &all, "debug", access, &[])
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        level: &str,
+        access: tls::Access,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
         // POOLWATCH_AGENT_WRAPPER runs the agent under a profiler (e.g. valgrind's massif).
@@ -333,11 +610,17 @@ impl Agent {
             .args(args)
             .args(["--listen", &addr.to_string()])
             .env("POOLWATCH_LOG", level)
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut agent = Agent { addr, child, dir };
+        let mut agent = Agent {
+            addr,
+            child,
+            dir,
+            access,
+        };
         wait_for(
             Duration::from_secs(20),
             "the agent to serve /healthz",
@@ -356,15 +639,7 @@ impl Agent {
 
     /// GET a path: (status, body).
     pub fn get(&self, path: &str) -> Result<(u16, String), ureq::Error> {
-        let url = format!("http://{}{}", self.addr, path);
-        let mut response = ureq::get(&url)
-            .config()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .build()
-            .call()?;
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string()?;
+        let (status, _, body) = self.access.get(self.addr, path)?;
         Ok((status, body))
     }
 
@@ -409,6 +684,30 @@ impl Drop for Agent {
     }
 }
 
+/// The shipped health rules (rules/pool-health.yaml) with `for` and `keep_firing_for` short
+/// enough for a test, written under `dir`; returns the rules directory.
+pub fn quick_health_rules(dir: &Path) -> PathBuf {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules/pool-health.yaml");
+    let text = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replace("for: 1m", "for: 2s")
+        .replace("keep_firing_for: 2m", "keep_firing_for: 1s");
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("pool-health.yaml"), text).unwrap();
+    rules
+}
+
+/// The project's Python (scripts/python-env.sh) with the SQLAlchemy integration installed.
+pub fn python() -> String {
+    std::env::var("POOLWATCH_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "POOLWATCH_PYTHON is not set: run the suite with scripts/test.sh, or \
+             export POOLWATCH_PYTHON=$(scripts/python-env.sh)"
+        )
+    })
+}
+
 /// An agent config sampling `targets` (from [`target`]) every `interval`.
 pub fn agent_config(interval: &str, timeout: &str, targets: &[String]) -> String {
     format!(
@@ -424,4 +723,12 @@ pub fn target(kind: &str, name: &str, url: &str, extra: &[&str]) -> String {
         out.push_str(&format!("    {line}\n"));
     }
     out
+}
+
+static LOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held by the tests that put load on the machine (benchmarks), so that they never run beside
+/// one another: a test that measures waits would otherwise measure the other's CPU use.
+pub fn exclusive_load() -> std::sync::MutexGuard<'static, ()> {
+    LOAD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

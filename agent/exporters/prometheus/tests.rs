@@ -2,12 +2,18 @@
 //! `POOLWATCH_BLESS=1 cargo test --lib` and review the diff.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::*;
-use crate::model::{PoolLimits, PoolSample, PoolTotals, ServerSample, SourceKind};
-use crate::status::AgentStatus;
+use crate::exposition::family_named;
+use crate::model::{
+    Histogram, Labels, PoolFigures, PoolHistograms, PoolLimits, PoolSample, PoolTotals,
+    ServerSample, SourceKind,
+};
+use crate::sources::ErrorKind;
+use crate::status::{AgentStatus, TargetStatus};
 
-fn snapshot() -> Snapshot {
+pub(crate) fn snapshot() -> Snapshot {
     let pool = PoolFigures {
         utilization: Some(1.0),
         overflow_utilization: Some(0.0),
@@ -16,6 +22,7 @@ fn snapshot() -> Snapshot {
         churn_per_minute: Some(3.0),
         connection_errors: None,
         recommended_pool_size: Some(15),
+        observed_seconds: Some(600.0),
         latest: PoolSample {
             pool: "mdm_images/mdm".into(),
             labels: Labels::from([("dataset".into(), "images".into())]),
@@ -28,6 +35,16 @@ fn snapshot() -> Snapshot {
                 max_overflow: Some(2),
                 timeout_seconds: Some(120.0),
                 recycle_seconds: Some(3600.0),
+                ..PoolLimits::default()
+            },
+            histograms: PoolHistograms {
+                wait_time: Some(Arc::new(Histogram {
+                    bounds: vec![0.005, 0.1, 1.0],
+                    counts: vec![3, 4, 0, 1],
+                    sum: 2.75,
+                    count: 8,
+                })),
+                ..PoolHistograms::default()
             },
             totals: PoolTotals {
                 transactions: Some(100),
@@ -56,6 +73,7 @@ fn snapshot() -> Snapshot {
             ..ServerSample::default()
         }),
         pools: vec![pool],
+        gone: vec![],
     };
     let down = TargetStatus {
         name: "pg".into(),
@@ -71,6 +89,7 @@ fn snapshot() -> Snapshot {
         warnings: vec![],
         server: None,
         pools: vec![],
+        gone: vec![],
     };
     Snapshot {
         targets: vec![up, down],
@@ -118,21 +137,65 @@ fn every_family_written_is_in_the_catalogue_with_help() {
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let mut parts = line.split_whitespace().skip(2);
         let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
-        let def = CATALOGUE
-            .iter()
-            .find(|d| d.name == name)
-            .unwrap_or_else(|| panic!("{name}"));
-        let want = if def.kind == Kind::Gauge {
-            "gauge"
-        } else {
-            "counter"
-        };
-        assert_eq!(kind, want, "{name}");
+        let family = family_named(name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(kind, family.instrument.prometheus_type(), "{name}");
+        assert!(
+            !family.is_agent_telemetry(),
+            "{name} is the facade's to write"
+        );
         assert!(
             text.contains(&format!("# HELP {name} ")),
             "{name} has no HELP"
         );
     }
+}
+
+#[test]
+fn unknown_figures_are_absent_not_zero() {
+    // Five connections busy in long transactions: no transaction completed in the window, so
+    // the averages are unknown.
+    let mut snap = snapshot();
+    let pool = &mut snap.targets[0].pools[0];
+    pool.avg_usage_time_seconds = None;
+    pool.avg_wait_time_seconds = None;
+    let text = render(&snap);
+    assert!(
+        !text.contains("poolwatch_pool_avg_usage_time_seconds"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("poolwatch_pool_avg_wait_time_seconds"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_state_label_is_placed_in_order() {
+    let text = render(&snapshot());
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("db_client_connection_count{") && l.contains("used"))
+        .unwrap();
+    assert_eq!(
+        line,
+        "db_client_connection_count{dataset=\"images\",db_client_connection_pool_name=\"mdm_images/mdm\",db_client_connection_state=\"used\",role=\"write\",source=\"pgbouncer\",target=\"bouncer\"} 5"
+    );
+}
+
+#[test]
+fn values_use_prometheus_spellings() {
+    let written = |v: f64| {
+        let mut out = Vec::new();
+        write_value(v, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(written(5.0), "5");
+    assert_eq!(written(0.25), "0.25");
+    assert_eq!(written(1.8e9), "1800000000");
+    assert_eq!(written(1e-7), "1e-7");
+    assert_eq!(written(f64::INFINITY), "+Inf");
+    assert_eq!(written(f64::NEG_INFINITY), "-Inf");
+    assert_eq!(written(f64::NAN), "NaN");
 }
 
 #[test]

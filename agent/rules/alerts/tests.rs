@@ -123,3 +123,125 @@ fn reload_keeps_the_state_of_unchanged_rules_only() {
     engine.evaluate_all(&s, MIN, true);
     assert_eq!(engine.alerts()[0].1.state, P, "changed rule: starts over");
 }
+
+#[test]
+fn a_resolved_alert_is_kept_for_alertmanager_only_for_the_retention() {
+    let r = rule("");
+    let s = store(&[0.9, 0.5]);
+    let mut state = RuleState::default();
+    state.evaluate(&r, &s, 0, true).unwrap();
+    let fired = state.active.values().next().unwrap().clone();
+    assert_eq!((fired.state, fired.fired_at), (F, Some(0)));
+    state.evaluate(&r, &s, MIN, true).unwrap();
+    assert!(state.active.is_empty(), "resolved alerts are not active");
+    let resolved = state.resolved.values().next().unwrap();
+    assert_eq!(resolved.resolved_at, Some(MIN));
+    assert_eq!(
+        resolved.fired_at,
+        Some(0),
+        "it keeps when it started firing"
+    );
+    assert_eq!(state.evaluated_at, Some(MIN));
+    // Kept while no more than 15 minutes old, as in Prometheus.
+    state.evaluate(&r, &s, MIN + 15 * MIN, true).unwrap();
+    assert_eq!(state.resolved.len(), 1);
+    state.evaluate(&r, &s, MIN + 15 * MIN + 1, true).unwrap();
+    assert!(state.resolved.is_empty());
+}
+
+#[test]
+fn a_pending_alert_that_ends_is_not_kept() {
+    let r = rule("    for: 5m\n");
+    let s = store(&[0.9, 0.5]);
+    let mut state = RuleState::default();
+    state.evaluate(&r, &s, 0, true).unwrap();
+    state.evaluate(&r, &s, MIN, true).unwrap();
+    assert!(state.active.is_empty() && state.resolved.is_empty());
+}
+
+#[test]
+fn keep_firing_for_delays_the_resolution() {
+    let r = rule("    keep_firing_for: 2m\n");
+    let s = store(&[0.9, 0.5, 0.5, 0.5]);
+    let mut state = RuleState::default();
+    for m in 0..4 {
+        state.evaluate(&r, &s, m * MIN, true).unwrap();
+    }
+    let resolved = state.resolved.values().next().unwrap();
+    assert_eq!(resolved.resolved_at, Some(3 * MIN));
+}
+
+#[test]
+fn an_alert_back_after_resolving_is_a_new_alert() {
+    let r = rule("    for: 1m\n");
+    let s = store(&[0.9, 0.9, 0.5, 0.9, 0.9]);
+    let mut state = RuleState::default();
+    for m in 0..4 {
+        state.evaluate(&r, &s, m * MIN, true).unwrap();
+    }
+    assert!(state.resolved.is_empty(), "the resolved one is replaced");
+    let alert = state.active.values().next().unwrap();
+    assert_eq!((alert.state, alert.active_at), (P, 3 * MIN));
+    state.evaluate(&r, &s, 4 * MIN, true).unwrap();
+    assert_eq!(
+        state.active.values().next().unwrap().fired_at,
+        Some(4 * MIN)
+    );
+}
+
+#[test]
+fn notifications_are_firing_and_resolved_alerts_with_their_group_interval() {
+    let rule = |name: &str, expr: &str, extra: &str| {
+        format!(
+            "  - alert: {name}\n    expr: {expr}\n{extra}    labels: {{severity: warning}}\n    annotations: {{summary: s}}\n"
+        )
+    };
+    let text = format!(
+        "groups:\n- name: g\n  interval: 30s\n  rules:\n{}{}- name: h\n  rules:\n{}",
+        rule(
+            "Busy",
+            "poolwatch_pool_utilization_ratio > 0.8",
+            "    for: 1m\n"
+        ),
+        rule("Full", "poolwatch_pool_utilization_ratio >= 1", ""),
+        rule("Quiet", "poolwatch_pool_utilization_ratio < 0.6", ""),
+    );
+    let groups = parse_file(std::path::Path::new("t.yaml"), &text).unwrap();
+    let set = RuleSet {
+        groups,
+        files: vec![],
+    };
+    let s = store(&[1.0, 0.9]);
+    let mut engine = RuleEngine::new(set);
+    engine.evaluate_all(&s, 0, true);
+    engine.evaluate_all(&s, MIN, true);
+    // Busy pending then firing at 1m; Full fired at 0 and resolved at 1m; Quiet never held.
+    // (alertname, fired_at, resolved_at, evaluated_at, interval)
+    type Seen = (String, Option<Millis>, Option<Millis>, Millis, Duration);
+    let got: Vec<Seen> = engine
+        .notifications(Duration::from_secs(10))
+        .into_iter()
+        .map(|n| {
+            (
+                n.alert.labels["alertname"].clone(),
+                n.alert.fired_at,
+                n.alert.resolved_at,
+                n.evaluated_at,
+                n.interval,
+            )
+        })
+        .collect();
+    let group_interval = Duration::from_secs(30);
+    assert_eq!(
+        got,
+        vec![
+            ("Busy".into(), Some(MIN), None, MIN, group_interval),
+            ("Full".into(), Some(0), Some(MIN), MIN, group_interval),
+        ]
+    );
+    assert_eq!(
+        engine.alerts().len(),
+        1,
+        "alerts() stays pending and firing"
+    );
+}

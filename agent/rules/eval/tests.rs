@@ -364,7 +364,7 @@ fn constructs_outside_the_subset_are_named() {
         ("rate(x[5m] offset 1m)", "offset"),
         ("max_over_time(rate(x[1m])[5m:1m])", "subquer"),
         ("topk(3, x)", "topk"),
-        ("histogram_quantile(0.9, x)", "histogram_quantile"),
+        ("quantile_over_time(0.9, x[5m])", "quantile_over_time"),
         ("x * on(a) group_left(b) y", "group_left"),
         ("x @ 100", "@ modifier"),
         (

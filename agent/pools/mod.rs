@@ -1,0 +1,415 @@
+//! Connection pools with the spec's semantics (pool_size, max_overflow, timeout, pre_ping,
+//! recycle), built on r2d2 and instrumented into the one pool model: what `benchmark` and `demo`
+//! drive, and what the agent can watch in-process.
+//!
+//! How the spec's settings map onto r2d2 (SQLAlchemy's `QueuePool` is the reference):
+//! - `pool_size + max_overflow` is r2d2's `max_size`: the most connections open at once.
+//! - Connections open lazily (`min_idle = 0`), as QueuePool's do; no idle timeout closes them.
+//! - A connection returned while `pool_size` connections already sit idle is closed (the
+//!   manager reports it broken on return): overflow connections live only while needed.
+//! - `timeout` is r2d2's `connection_timeout`: how long `get` waits before it fails.
+//! - `pre_ping` is `test_on_check_out`: each checkout validates the connection first.
+//! - `recycle` is `max_lifetime`: r2d2 closes idle connections older than it.
+//!
+//! r2d2's event hooks count checkouts, waits, holds, timeouts and connections opened and
+//! closed; `get` counts the callers inside it, so pending is exact.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use r2d2::ManageConnection;
+use r2d2::event::{
+    AcquireEvent, CheckinEvent, CheckoutEvent, HandleEvent, ReleaseEvent, TimeoutEvent,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Labels, PoolLimits, PoolSample, PoolTotals};
+
+/// The spec's pool settings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolSettings {
+    pub pool_size: u32,
+    pub max_overflow: u32,
+    /// How long a caller waits for a connection before it fails.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Validate each connection as it is checked out.
+    pub pre_ping: bool,
+    /// Replace connections older than this.
+    #[serde(with = "optional_seconds")]
+    pub recycle: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// The spec's `SQLITE_POOL_CONFIG`.
+    pub fn sqlite() -> PoolSettings {
+        PoolSettings {
+            pool_size: 5,
+            max_overflow: 0,
+            timeout: Duration::from_secs(30),
+            pre_ping: true,
+            recycle: Some(Duration::from_secs(3600)),
+        }
+    }
+
+    /// The spec's `DUCKDB_POOL_CONFIG`.
+    pub fn duckdb() -> PoolSettings {
+        PoolSettings {
+            pool_size: 10,
+            max_overflow: 5,
+            timeout: Duration::from_secs(60),
+            pre_ping: true,
+            recycle: Some(Duration::from_secs(7200)),
+        }
+    }
+
+    /// The spec's `POSTGRES_POOL_CONFIG`.
+    pub fn postgres() -> PoolSettings {
+        PoolSettings {
+            pool_size: 20,
+            max_overflow: 10,
+            timeout: Duration::from_secs(30),
+            pre_ping: true,
+            recycle: Some(Duration::from_secs(3600)),
+        }
+    }
+
+    /// Connections the pool may have open at once.
+    pub fn max_connections(&self) -> u32 {
+        self.pool_size + self.max_overflow
+    }
+
+    pub fn limits(&self) -> PoolLimits {
+        PoolLimits {
+            pool_size: Some(u64::from(self.pool_size)),
+            max_overflow: Some(u64::from(self.max_overflow)),
+            timeout_seconds: Some(self.timeout.as_secs_f64()),
+            recycle_seconds: self.recycle.map(|r| r.as_secs_f64()),
+            ..PoolLimits::default()
+        }
+    }
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+mod optional_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|v| Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Why a pool could not give a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no connection within {timeout:?}{}", last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Timeout {
+        timeout: Duration,
+        last_error: Option<String>,
+    },
+    #[error("pool_size must be at least 1")]
+    Empty,
+}
+
+/// The pool's counters, updated by r2d2's event hooks and by `get`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pending: AtomicU64,
+    used: AtomicU64,
+    open: AtomicU64,
+    checkouts: AtomicU64,
+    checkins: AtomicU64,
+    wait_nanos: AtomicU64,
+    usage_nanos: AtomicU64,
+    opened: AtomicU64,
+    closed: AtomicU64,
+    connection_errors: AtomicU64,
+    timeouts: AtomicU64,
+    /// Connections `has_broken` chose to close but r2d2 has not yet released.
+    closing: Mutex<u64>,
+}
+
+/// The counters at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub pending: u64,
+    pub used: u64,
+    pub open: u64,
+    pub checkouts: u64,
+    pub checkins: u64,
+    pub wait_seconds: f64,
+    pub usage_seconds: f64,
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub connection_errors: u64,
+    pub timeouts: u64,
+}
+
+impl Counters {
+    pub fn stats(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            pending: get(&self.pending),
+            used: get(&self.used),
+            open: get(&self.open),
+            checkouts: get(&self.checkouts),
+            checkins: get(&self.checkins),
+            wait_seconds: get(&self.wait_nanos) as f64 / 1e9,
+            usage_seconds: get(&self.usage_nanos) as f64 / 1e9,
+            connections_opened: get(&self.opened),
+            connections_closed: get(&self.closed),
+            connection_errors: get(&self.connection_errors),
+            timeouts: get(&self.timeouts),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug)]
+struct Events(Arc<Counters>);
+
+impl HandleEvent for Events {
+    fn handle_acquire(&self, _: AcquireEvent) {
+        self.0.opened.fetch_add(1, Ordering::Relaxed);
+        self.0.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn handle_release(&self, _: ReleaseEvent) {
+        self.0.closed.fetch_add(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        let mut closing = self.0.closing.lock().unwrap_or_else(|e| e.into_inner());
+        *closing = closing.saturating_sub(1);
+    }
+
+    fn handle_checkout(&self, event: CheckoutEvent) {
+        self.0.used.fetch_add(1, Ordering::Relaxed);
+        self.0.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .wait_nanos
+            .fetch_add(nanos(event.duration()), Ordering::Relaxed);
+    }
+
+    fn handle_timeout(&self, _: TimeoutEvent) {
+        self.0.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn handle_checkin(&self, event: CheckinEvent) {
+        self.0.used.fetch_sub(1, Ordering::Relaxed);
+        self.0.checkins.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .usage_nanos
+            .fetch_add(nanos(event.duration()), Ordering::Relaxed);
+    }
+}
+
+/// A backend's connection manager with the pool's accounting around it: failed connects are
+/// counted, and a connection coming back to a pool that already holds `pool_size` idle ones is
+/// reported broken so r2d2 closes it (QueuePool's overflow).
+#[derive(Debug)]
+pub struct Managed<M> {
+    inner: M,
+    pool_size: u64,
+    counters: Arc<Counters>,
+}
+
+/// A driver error with its causes, as one message: r2d2 keeps only the text of the last
+/// error, and postgres' own text is just "db error" without them.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DriverError(String);
+
+/// An error and its sources, joined by ": ".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+impl<M: ManageConnection> ManageConnection for Managed<M> {
+    type Connection = M::Connection;
+    type Error = DriverError;
+
+    fn connect(&self) -> Result<M::Connection, DriverError> {
+        self.inner.connect().map_err(|error| {
+            self.counters
+                .connection_errors
+                .fetch_add(1, Ordering::Relaxed);
+            let error = DriverError(error_chain(&error));
+            tracing::debug!(%error, "pool connect failed");
+            error
+        })
+    }
+
+    fn is_valid(&self, conn: &mut M::Connection) -> Result<(), DriverError> {
+        self.inner
+            .is_valid(conn)
+            .map_err(|e| DriverError(error_chain(&e)))
+    }
+
+    fn has_broken(&self, conn: &mut M::Connection) -> bool {
+        if self.inner.has_broken(conn) {
+            return true;
+        }
+        // The check-in hook has already counted this connection as no longer used.
+        let mut closing = self
+            .counters
+            .closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let open = self.counters.open.load(Ordering::Relaxed);
+        let used = self.counters.used.load(Ordering::Relaxed);
+        let idle_after_return = open.saturating_sub(*closing).saturating_sub(used);
+        if idle_after_return > self.pool_size {
+            *closing += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A pool with the spec's settings whose every checkout, wait and connection is counted.
+pub struct InstrumentedPool<M: ManageConnection> {
+    name: String,
+    labels: Labels,
+    settings: PoolSettings,
+    pool: r2d2::Pool<Managed<M>>,
+    counters: Arc<Counters>,
+}
+
+pub type Connection<M> = r2d2::PooledConnection<Managed<M>>;
+
+impl<M: ManageConnection> InstrumentedPool<M> {
+    /// A pool named `name` (its `db.client.connection.pool.name`); opens nothing yet.
+    pub fn new(
+        name: &str,
+        labels: Labels,
+        manager: M,
+        settings: PoolSettings,
+    ) -> Result<InstrumentedPool<M>, PoolError> {
+        if settings.pool_size == 0 {
+            return Err(PoolError::Empty);
+        }
+        let counters = Arc::new(Counters::default());
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.max_connections())
+            .min_idle(Some(0))
+            .idle_timeout(None)
+            .max_lifetime(settings.recycle)
+            .connection_timeout(settings.timeout)
+            .test_on_check_out(settings.pre_ping)
+            .event_handler(Box::new(Events(Arc::clone(&counters))))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Managed {
+                inner: manager,
+                pool_size: u64::from(settings.pool_size),
+                counters: Arc::clone(&counters),
+            });
+        Ok(InstrumentedPool {
+            name: name.to_string(),
+            labels,
+            settings,
+            pool,
+            counters,
+        })
+    }
+
+    /// A connection, waiting at most the pool's `timeout`.
+    pub fn get(&self) -> Result<Connection<M>, PoolError> {
+        self.counters.pending.fetch_add(1, Ordering::Relaxed);
+        let result = self.pool.get();
+        self.counters.pending.fetch_sub(1, Ordering::Relaxed);
+        result.map_err(|e| PoolError::Timeout {
+            timeout: self.settings.timeout,
+            last_error: e
+                .to_string()
+                .strip_prefix("timed out waiting for connection")
+                .and_then(|rest| rest.strip_prefix(": ").map(str::to_string)),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn settings(&self) -> PoolSettings {
+        self.settings
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.counters.stats()
+    }
+
+    /// Idle connections in the pool now.
+    pub fn idle(&self) -> u64 {
+        u64::from(self.pool.state().idle_connections)
+    }
+
+    /// The pool in the one pool model, as a source reports it.
+    pub fn sample(&self) -> PoolSample {
+        let stats = self.stats();
+        PoolSample {
+            pool: self.name.clone(),
+            labels: self.labels.clone(),
+            used: Some(stats.used),
+            idle: Some(self.idle()),
+            pending: Some(stats.pending),
+            limits: self.settings.limits(),
+            totals: PoolTotals {
+                transactions: Some(stats.checkins),
+                assignments: Some(stats.checkouts),
+                wait_seconds: Some(stats.wait_seconds),
+                usage_seconds: Some(stats.usage_seconds),
+                connections_opened: Some(stats.connections_opened),
+                connections_closed: Some(stats.connections_closed),
+                connection_errors: Some(stats.connection_errors),
+                timeouts: Some(stats.timeouts),
+            },
+            ..PoolSample::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+//! `poolwatch benchmark` against the real PostgreSQL and on SQLite files: reports that echo the
+//! run's settings exactly and whose figures add up, the instrumented pool seen from the
+//! server, and a clean Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use poolwatch::bench::report::{Report, Settings};
+use poolwatch::bench::workload::{Operation, STATEMENTS};
+use poolwatch::pools::PoolSettings;
+
+use crate::advisor::benchmark;
+use crate::common::{APP_PASSWORD, binary, connect, monitor_url, pg_port, wait_for};
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        crate::common::free_port()
+    )
+}
+
+/// What every report must satisfy, whatever the timing.
+fn consistent(report: &Report) {
+    assert!(report.operations > 0, "no operation completed");
+    assert_eq!(report.errors, 0, "{:?}", report.error_messages);
+    let by_statement: u64 = report.by_statement.values().map(|s| s.count).sum();
+    assert_eq!(by_statement, report.operations);
+    assert_eq!(
+        report.by_statement.keys().collect::<Vec<_>>(),
+        {
+            let mut names = STATEMENTS.to_vec();
+            names.sort();
+            names
+        }
+        .iter()
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(report.latency_seconds.count, report.operations);
+    // Every checkout is either completed or failed; none is lost.
+    assert_eq!(report.wait_seconds.count, report.operations + report.errors);
+    for p in [
+        &report.latency_seconds,
+        &report.wait_seconds,
+        &report.hold_seconds,
+    ] {
+        assert!(p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.p999);
+        // Percentiles come from a 2-significant-digit histogram: within 1% of the exact max.
+        assert!(p.p999 <= p.max * 1.01 + 1e-6, "{p:?}");
+    }
+    let m = &report.pool_metrics;
+    let pool = &report.settings.pool;
+    assert!(m.peak_open_connections <= u64::from(pool.pool_size + pool.max_overflow));
+    assert!(m.peak_active_connections <= u64::from(pool.pool_size + pool.max_overflow));
+    assert!(m.pool_utilization >= 0.0);
+    assert!(
+        m.pool_utilization
+            <= f64::from(pool.pool_size + pool.max_overflow) / f64::from(pool.pool_size) + 1e-9
+    );
+    assert_eq!(m.timeout_count, 0);
+    assert_eq!(m.connection_errors, 0);
+    let throughput = report.operations as f64 / report.elapsed_seconds;
+    assert!((report.throughput_per_second - throughput).abs() < 1e-9);
+}
+
+#[test]
+fn postgres_reports_echo_the_settings_and_add_up() {
+    let _load = crate::common::exclusive_load();
+    let port = pg_port();
+    let schema = unique("pw_bench");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://mdm@127.0.0.1:{port}/mdm_demo");
+    let args = [
+        "--backend",
+        "postgres",
+        "--url",
+        &url,
+        "--dataset",
+        &schema,
+        "--pool-size",
+        "2,4",
+        "--max-overflow",
+        "1",
+        "--timeout",
+        "5",
+        "--pre-ping",
+        "false",
+        "--recycle",
+        "60",
+        "--concurrent-users",
+        "8",
+        "--duration",
+        "1.5",
+        "--operation",
+        "mixed",
+        "--rows",
+        "3000",
+        "--batch-size",
+        "50",
+        "--seed",
+        "42",
+    ];
+    let reports = benchmark(dir.path(), &args, &[("PGPASSWORD", APP_PASSWORD)]);
+    assert_eq!(reports.len(), 2);
+    for (report, size) in reports.iter().zip([2, 4]) {
+        assert_eq!(
+            report.settings,
+            Settings {
+                backend: "postgres".into(),
+                location: format!("{url} schema {schema}"),
+                pool: PoolSettings {
+                    pool_size: size,
+                    max_overflow: 1,
+                    timeout: Duration::from_secs(5),
+                    pre_ping: false,
+                    recycle: Some(Duration::from_secs(60)),
+                },
+                concurrent_users: 8,
+                duration_seconds: 1.5,
+                operation: Operation::Mixed,
+                arrival_rate: None,
+                hold_time_ms: 0.0,
+                think_time_ms: 0.0,
+                rows: 3000,
+                batch_size: 50,
+                seed: 42,
+            }
+        );
+        consistent(report);
+        assert!(!report.interrupted);
+        assert_eq!(report.arrival_rate_per_second, None);
+        assert_eq!(report.generator_delay_seconds, None);
+        assert_eq!(report.arrival_scv, None);
+        // 8 users back to back on at most size + 1 connections: the pool is full the whole run.
+        assert_eq!(
+            report.pool_metrics.peak_active_connections,
+            u64::from(size) + 1
+        );
+    }
+    let text = std::fs::read_to_string(dir.path().join("pool_test_2.json")).unwrap();
+    assert!(!text.contains(APP_PASSWORD));
+    // The dataset's schema is gone afterwards.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let left: i64 = runtime.block_on(async {
+        let client = connect(&monitor_url().parse().unwrap()).await;
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn a_missing_password_fails_at_once_with_the_reason() {
+    let port = pg_port();
+    let out = Command::new(binary())
+        .args(["benchmark", "--backend", "postgres", "--duration", "1"])
+        .args([
+            "--url",
+            &format!("postgres://mdm@127.0.0.1:{port}/mdm_demo"),
+        ])
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("postgres:") && err.contains("password"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ctrl_c_writes_the_report_marked_interrupted_and_removes_the_dataset() {
+    let _load = crate::common::exclusive_load();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r_{pool_size}.json");
+    let mut child = Command::new(binary())
+        .args(["benchmark", "--backend", "sqlite", "--rows", "2000"])
+        .args([
+            "--pool-size",
+            "3,5",
+            "--concurrent-users",
+            "6",
+            "--duration",
+            "600",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .env("TMPDIR", dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let creating = line.clone();
+    assert!(line.starts_with("creating the dataset in "), "{line}");
+    let database = line
+        .trim_end()
+        .strip_prefix("creating the dataset in ")
+        .and_then(|l| l.split(": ").next())
+        .unwrap()
+        .to_string();
+    assert!(
+        database.starts_with(dir.path().to_str().unwrap()),
+        "{database}"
+    );
+    // The first run announces itself once its pool is warm; its deadline is 600 s, so only
+    // Ctrl-C can end it.
+    line.clear();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("pool_size=3: running"), "{creating}{line}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = wait_for(Duration::from_secs(20), "the benchmark to exit", || {
+        child.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(130));
+    let written: Report =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r_3.json")).unwrap())
+            .unwrap();
+    assert!(written.interrupted);
+    assert!(written.elapsed_seconds < 600.0);
+    consistent(&written);
+    // The second pool size never ran, and the temporary database is gone with its directory.
+    assert!(!dir.path().join("r_5.json").exists());
+    assert!(!std::path::Path::new(&database).exists());
+    assert!(!std::path::Path::new(&database).parent().unwrap().exists());
+}

@@ -1,0 +1,143 @@
+//! The instrumented pool on the real PostgreSQL: what it reports in the pool model matches
+//! what the server sees, pending is exact, and overflow connections close on return.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poolwatch::model::Labels;
+use poolwatch::pools::{InstrumentedPool, PoolSettings, postgres};
+use poolwatch::secret::Connection;
+
+use crate::common::{APP_PASSWORD, connect, monitor_url, pg_port, wait_for};
+
+fn sessions(application_name: &str) -> i64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = connect(&monitor_url().parse().unwrap()).await;
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&application_name],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    })
+}
+
+#[test]
+fn the_pool_model_matches_the_server() {
+    let app = format!(
+        "pw-pool-{}-{}",
+        std::process::id(),
+        crate::common::free_port()
+    );
+    let endpoint = Connection::parse(&format!(
+        "postgres://mdm:{APP_PASSWORD}@127.0.0.1:{}/mdm_demo",
+        pg_port()
+    ))
+    .unwrap();
+    let settings = PoolSettings {
+        pool_size: 2,
+        max_overflow: 1,
+        timeout: Duration::from_secs(20),
+        pre_ping: true,
+        recycle: Some(Duration::from_secs(3600)),
+    };
+    let pool = Arc::new(
+        InstrumentedPool::new(
+            "mdm_demo",
+            Labels::from([("backend".into(), "postgres".into())]),
+            postgres::manager(&endpoint, &app),
+            settings,
+        )
+        .unwrap(),
+    );
+    let mut held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
+    for conn in &mut held {
+        conn.simple_query("SELECT 1").unwrap();
+    }
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                let mut conn = pool.get().unwrap();
+                conn.simple_query("SELECT 1").unwrap();
+            })
+        })
+        .collect();
+    wait_for(Duration::from_secs(10), "2 callers pending", || {
+        (pool.stats().pending == 2).then_some(())
+    });
+    let sample = pool.sample();
+    assert_eq!(
+        (sample.used, sample.idle, sample.pending),
+        (Some(3), Some(0), Some(2))
+    );
+    assert_eq!(
+        sample.labels.get("backend").map(String::as_str),
+        Some("postgres")
+    );
+    assert_eq!(sample.limits.max_connections(), Some(3));
+    assert_eq!(sample.limits.recycle_seconds, Some(3600.0));
+    // The server sees the pool's three connections under the spec's application_name.
+    assert_eq!(sessions(&app), 3);
+    drop(held);
+    for w in waiters {
+        w.join().unwrap();
+    }
+    let sample = pool.sample();
+    assert_eq!((sample.used, sample.pending), (Some(0), Some(0)));
+    // The overflow connection closed on its return: two stay, as pool_size says.
+    assert_eq!(sample.idle, Some(2));
+    assert_eq!(sample.totals.connections_opened, Some(3));
+    assert_eq!(sample.totals.connections_closed, Some(1));
+    assert_eq!(sample.totals.assignments, Some(5));
+    assert_eq!(sample.totals.transactions, Some(5));
+    assert_eq!(sample.totals.connection_errors, Some(0));
+    wait_for(
+        Duration::from_secs(10),
+        "the server to drop the closed one",
+        || (sessions(&app) == 2).then_some(()),
+    );
+}
+
+#[test]
+fn failed_connects_are_counted_as_connection_errors() {
+    let endpoint = Connection::parse(&format!(
+        "postgres://mdm:wrong-password@127.0.0.1:{}/mdm_demo",
+        pg_port()
+    ))
+    .unwrap();
+    let settings = PoolSettings {
+        pool_size: 1,
+        max_overflow: 0,
+        // Long enough for the failed SCRAM exchange to finish on a busy machine.
+        timeout: Duration::from_secs(5),
+        pre_ping: true,
+        recycle: None,
+    };
+    let pool = InstrumentedPool::new(
+        "bad",
+        Labels::new(),
+        postgres::manager(&endpoint, "pw-bad"),
+        settings,
+    )
+    .unwrap();
+    let error = pool
+        .get()
+        .err()
+        .expect("no connection with a wrong password");
+    let message = error.to_string();
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!message.contains("wrong-password"), "{message}");
+    let stats = pool.stats();
+    assert!(stats.connection_errors >= 1);
+    assert_eq!((stats.timeouts, stats.open, stats.pending), (1, 0, 0));
+}
