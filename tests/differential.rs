@@ -1,9 +1,9 @@
 //! The evaluator against promtool, on cases of our own making: seeded random series (counter
-//! resets, gaps, staleness markers, NaN and ±Inf) and random expressions from the whole subset
-//! the README documents. Each case is one group of a promtool-format test file whose
-//! `exp_samples` are what our evaluator says; `promtool test rules` and `poolwatch rules test`
-//! run the same file, and their reports must agree case by case. A disagreement prints the seed
-//! and the case, shrunk to a minimal one.
+//! resets, gaps, staleness markers, NaN and ±Inf, histogram buckets) and random expressions from
+//! the whole subset the README documents. Each case is one group of a promtool-format test file
+//! whose `exp_samples` are what our evaluator says; `promtool test rules` and `poolwatch rules
+//! test` run the same file, and their reports must agree case by case. A disagreement prints
+//! the seed and the case, shrunk to a minimal one.
 //!
 //! `POOLWATCH_DIFF_CASES` sets the number of cases (a few thousand by default),
 //! `POOLWATCH_DIFF_SEED` the seed (by default a new one each run, printed), and
@@ -79,6 +79,11 @@ const TARGET_GAUGES: &[&str] = &["poolwatch_postgres_max_connections", "poolwatc
 const TARGETS: &[&str] = &["a", "b"];
 const POOLS: &[&str] = &["p1", "p2", "p3"];
 const STATES: &[&str] = &["used", "idle"];
+/// The wait-time histogram as Prometheus stores it: a counter per bucket bound.
+const HISTOGRAM: &str = "db_client_connection_wait_time_seconds_bucket";
+/// Bucket bounds; `1` and `1.0` are one bound spelled twice, which Prometheus merges.
+const BOUNDS: &[&str] = &["0.25", "0.5", "1", "1.0", "+Inf"];
+const QUANTILES: &[&str] = &["0.5", "0.9", "0.99", "0.25", "0", "1", "-1", "2", "NaN"];
 
 #[derive(Clone, Debug)]
 struct InputSeries {
@@ -198,7 +203,71 @@ fn input_series(rng: &mut Rng, steps: usize) -> Vec<InputSeries> {
             });
         }
     }
+    if rng.chance(30) {
+        histogram_series(rng, steps, &pools, &mut out);
+    }
     out
+}
+
+/// The bucket series of one or two pools. Counts are cumulative across bounds, as a histogram
+/// exports them, except for what Prometheus has to repair: a bound left out (the `+Inf` one
+/// too), a count below the bound before it, and gaps, staleness and resets.
+fn histogram_series(
+    rng: &mut Rng,
+    steps: usize,
+    pools: &[(&str, &str)],
+    out: &mut Vec<InputSeries>,
+) {
+    let bounds: Vec<&str> = BOUNDS
+        .iter()
+        .copied()
+        .filter(|&b| match b {
+            "1.0" => rng.chance(10),
+            "+Inf" => !rng.chance(10),
+            _ => !rng.chance(15),
+        })
+        .collect();
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for _ in 0..1 + rng.below(2) {
+        let (target, pool) = rng.pick(pools);
+        if seen.contains(&(target, pool)) {
+            continue;
+        }
+        seen.push((target, pool));
+        let mut totals = vec![0u64; bounds.len()];
+        let mut tokens: Vec<Vec<String>> = vec![Vec::new(); bounds.len()];
+        for _ in 0..steps {
+            if rng.chance(5) {
+                totals.iter_mut().for_each(|t| *t = 0);
+            }
+            let mut below = 0;
+            for (i, total) in totals.iter_mut().enumerate() {
+                below += rng.below(4) as u64;
+                *total += below;
+                tokens[i].push(match rng.below(40) {
+                    0 | 1 => "_".to_string(),
+                    2 => "stale".to_string(),
+                    3 => (*total / 2).to_string(),
+                    _ => total.to_string(),
+                });
+            }
+        }
+        for (bound, tokens) in bounds.iter().zip(tokens) {
+            let labels = BTreeMap::from([
+                ("target".to_string(), target.to_string()),
+                (
+                    "db_client_connection_pool_name".to_string(),
+                    pool.to_string(),
+                ),
+                ("le".to_string(), bound.to_string()),
+            ]);
+            out.push(InputSeries {
+                name: HISTOGRAM.to_string(),
+                labels,
+                values: tokens.join(" "),
+            });
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,6 +296,7 @@ enum Vector {
     WithScalar(String, Box<Vector>, Scalar, bool),
     Aggregate(&'static str, &'static str, Box<Vector>),
     Paren(Box<Vector>),
+    HistogramQuantile(Scalar, Box<Vector>),
 }
 
 #[derive(Clone, Debug)]
@@ -367,6 +437,9 @@ fn vector(rng: &mut Rng, series: &[InputSeries], depth: usize) -> Vector {
             Vector::Range(f, selector(rng, series), rng.pick(RANGES))
         };
     }
+    if series.iter().any(|s| s.name == HISTOGRAM) && rng.chance(25) {
+        return histogram_quantile(rng);
+    }
     let sub = |rng: &mut Rng| Box::new(vector(rng, series, depth - 1));
     // Matching on the name as well is rare, and only pairs a metric with itself.
     let matching = |rng: &mut Rng| {
@@ -428,6 +501,44 @@ fn vector(rng: &mut Rng, series: &[InputSeries], depth: usize) -> Vector {
     }
 }
 
+/// `histogram_quantile` over the buckets as they are, their rate or increase, or a sum of rates
+/// by `le` (or by something else, which leaves no `le` to read).
+fn histogram_quantile(rng: &mut Rng) -> Vector {
+    let q = if rng.chance(80) {
+        Scalar::Number(rng.pick(QUANTILES))
+    } else {
+        scalar(rng, 1)
+    };
+    let buckets = match rng.below(4) {
+        0 => HISTOGRAM.to_string(),
+        1 => format!("{HISTOGRAM}{{target=\"{}\"}}", rng.pick(TARGETS)),
+        2 => format!("{HISTOGRAM}{{le!=\"{}\"}}", rng.pick(BOUNDS)),
+        _ => format!(
+            "{HISTOGRAM}{{db_client_connection_pool_name=~\"{}\"}}",
+            rng.pick(&["p1|p2", "p3"])
+        ),
+    };
+    let inner = match rng.below(5) {
+        0 => Vector::Selector(buckets),
+        1 | 2 => Vector::Range(
+            rng.pick(&["rate", "increase", "delta"]),
+            buckets,
+            rng.pick(RANGES),
+        ),
+        _ => Vector::Aggregate(
+            rng.pick(&["sum", "sum", "max"]),
+            rng.pick(&[
+                " by (le)",
+                " by (le, target)",
+                " without (db_client_connection_pool_name)",
+                " by (target)",
+            ]),
+            Box::new(Vector::Range("rate", buckets, rng.pick(RANGES))),
+        ),
+    };
+    Vector::HistogramQuantile(q, Box::new(inner))
+}
+
 fn render_scalar(s: &Scalar) -> String {
     match s {
         Scalar::Number(n) => n.to_string(),
@@ -465,6 +576,13 @@ fn render(v: &Vector) -> String {
         }
         Vector::Aggregate(op, grouping, inner) => format!("{op}{grouping} ({})", render(inner)),
         Vector::Paren(inner) => format!("({})", render(inner)),
+        Vector::HistogramQuantile(q, inner) => {
+            format!(
+                "histogram_quantile({}, {})",
+                render_scalar(q),
+                render(inner)
+            )
+        }
     }
 }
 
@@ -488,9 +606,10 @@ fn simpler(e: &Expr) -> Vec<Expr> {
         Vector::Absent(i) | Vector::Clamp(_, i, _) | Vector::Simple(_, i) | Vector::Negate(i) => {
             vec![(**i).clone()]
         }
-        Vector::Aggregate(_, _, i) | Vector::Paren(i) | Vector::WithScalar(_, i, _, _) => {
-            vec![(**i).clone()]
-        }
+        Vector::Aggregate(_, _, i)
+        | Vector::Paren(i)
+        | Vector::WithScalar(_, i, _, _)
+        | Vector::HistogramQuantile(_, i) => vec![(**i).clone()],
         Vector::Binary(_, _, l, r) => vec![(**l).clone(), (**r).clone()],
         Vector::Range(_, s, _) | Vector::PredictLinear(s, _, _) => {
             vec![Vector::Selector(s.clone())]
