@@ -1,10 +1,13 @@
 //! The window of exported series, as Prometheus would hold them after scraping the agent: what
 //! rules evaluate. Series are keyed by their full label set (`__name__` included) and indexed by
 //! name; a series that stops being exported gets a staleness marker, as after a Prometheus scrape.
+//! Series come out in label order, so that what rules compute (a sum's rounding, which series
+//! an error names) never depends on hash order; they are found by hash, which keeps a scrape's
+//! ingest cheap.
 
 pub mod chunk;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -51,9 +54,10 @@ impl Series {
     }
 }
 
-/// The series of one metric name, indexed by the content hash of their labels.
+/// The series of one metric name: in label order, found by the content hash of their labels.
 #[derive(Debug, Default)]
 struct Family {
+    /// In label order.
     series: Vec<Series>,
     /// Content hash → position. A hash two label sets share (never seen, but possible) keeps
     /// the first; the other is found by a scan.
@@ -69,17 +73,29 @@ impl Family {
         }
     }
 
+    /// Puts a new series at its place in label order. New series are rare (a pool appears, a
+    /// target starts), so shifting the others is cheaper than sorting on every read.
     fn insert(&mut self, hash: u64, series: Series) -> usize {
-        let at = self.series.len();
-        self.series.push(series);
+        let at = self.series.partition_point(|s| s.labels < series.labels);
+        self.series.insert(at, series);
+        for i in self.index.values_mut() {
+            if *i >= at {
+                *i += 1;
+            }
+        }
         self.index.entry(hash).or_insert(at);
         at
     }
 
-    fn reindex(&mut self) {
-        self.index.clear();
-        for (i, s) in self.series.iter().enumerate() {
-            self.index.entry(labels_hash(&s.labels)).or_insert(i);
+    /// Drops series without samples.
+    fn retain_non_empty(&mut self) {
+        let before = self.series.len();
+        self.series.retain(|s| !s.samples.is_empty());
+        if self.series.len() != before {
+            self.index.clear();
+            for (i, s) in self.series.iter().enumerate() {
+                self.index.entry(labels_hash(&s.labels)).or_insert(i);
+            }
         }
     }
 }
@@ -95,7 +111,7 @@ fn labels_hash(labels: &SeriesLabels) -> u64 {
 #[derive(Debug)]
 pub struct SeriesStore {
     retention: Millis,
-    by_name: HashMap<String, Family>,
+    by_name: BTreeMap<String, Family>,
     /// When the previous scrape was, to mark the series it had and this one lacks as stale.
     last_scrape: Option<Millis>,
 }
@@ -104,7 +120,7 @@ impl SeriesStore {
     pub fn new(retention: Millis) -> SeriesStore {
         SeriesStore {
             retention,
-            by_name: HashMap::new(),
+            by_name: BTreeMap::new(),
             last_scrape: None,
         }
     }
@@ -172,7 +188,7 @@ impl SeriesStore {
             });
         }
         if let Some(previous) = self.last_scrape {
-            for series in self.by_name.values_mut().flat_map(|f| f.series.iter_mut()) {
+            for series in self.by_name.values_mut().flat_map(|f| &mut f.series) {
                 if series.scraped_at == Some(previous) {
                     series.push(t, stale_marker());
                 }
@@ -191,25 +207,16 @@ impl SeriesStore {
                     series.samples.pop_front();
                 }
             }
-            let before = family.series.len();
-            family.series.retain(|s| !s.samples.is_empty());
-            if family.series.len() != before {
-                family.reindex();
-            }
+            family.retain_non_empty();
         }
         self.by_name.retain(|_, f| !f.series.is_empty());
     }
 
-    /// Series named `name` (all series when `None`).
+    /// Series named `name` (all series when `None`), in label order.
     pub fn series<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
         match name {
-            Some(name) => Box::new(
-                self.by_name
-                    .get(name)
-                    .into_iter()
-                    .flat_map(|f| f.series.iter()),
-            ),
-            None => Box::new(self.by_name.values().flat_map(|f| f.series.iter())),
+            Some(name) => Box::new(self.by_name.get(name).into_iter().flat_map(|f| &f.series)),
+            None => Box::new(self.by_name.values().flat_map(|f| &f.series)),
         }
     }
 
@@ -239,6 +246,15 @@ mod tests {
         }
     }
 
+    /// The labels of `sample(target)`'s series, built apart from it.
+    fn full_labels(target: &str) -> SeriesLabels {
+        sample(target).full_labels(&Scalar {
+            suffix: "",
+            le: None,
+            value: 0.0,
+        })
+    }
+
     #[test]
     fn vanished_series_get_a_staleness_marker() {
         let mut store = SeriesStore::new(60_000);
@@ -254,6 +270,31 @@ mod tests {
     }
 
     #[test]
+    fn series_come_in_label_order_whatever_the_arrival() {
+        let mut store = SeriesStore::new(60_000);
+        for (t, targets) in [(0, ["c", "a", "b"]), (1000, ["b", "d", "a"])] {
+            let samples = targets.map(sample);
+            store.ingest_scrape(t, &samples);
+        }
+        let order = |store: &SeriesStore| -> Vec<String> {
+            store
+                .series(None)
+                .map(|s| s.labels["target"].clone())
+                .collect()
+        };
+        assert_eq!(order(&store), ["a", "b", "c", "d"]);
+        // Two minutes on: c (stale since 1 s) leaves the window; a and b keep their marker.
+        store.ingest_scrape(120_000, &[sample("d"), sample("e")]);
+        assert_eq!(order(&store), ["a", "b", "d", "e"]);
+        store.append(full_labels("c"), 121_000, 3.0);
+        assert_eq!(order(&store), ["a", "b", "c", "d", "e"]);
+        // Found by hash after the shifts: each append lands on its own series.
+        store.append(full_labels("e"), 122_000, 4.0);
+        let counts: Vec<usize> = store.series(None).map(|s| s.samples.len()).collect();
+        assert_eq!(counts, [1, 1, 1, 1, 2]);
+    }
+
+    #[test]
     fn a_rebuilt_label_set_finds_the_same_series() {
         let mut store = SeriesStore::new(60_000);
         store.ingest_scrape(0, [&sample("a")]);
@@ -261,12 +302,7 @@ mod tests {
         assert_eq!(store.series_count(), 1);
         assert_eq!(store.sample_count(), 2);
         // A test file's series with the same labels is that series too.
-        let labels = sample("a").full_labels(&Scalar {
-            suffix: "",
-            le: None,
-            value: 0.0,
-        });
-        store.append(labels, 2000, 3.0);
+        store.append(full_labels("a"), 2000, 3.0);
         assert_eq!((store.series_count(), store.sample_count()), (1, 3));
     }
 

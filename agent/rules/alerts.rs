@@ -78,7 +78,7 @@ impl RuleState {
         store: &SeriesStore,
         t: Millis,
         hold: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), eval::EvalError> {
         let samples = eval::eval_vector(&rule.expr, store, t)?;
         let mut seen = HashSet::new();
         for sample in samples {
@@ -247,6 +247,7 @@ impl RuleEngine {
                     self.errors.remove(&key);
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     if self.errors.get(&key) != Some(&e) {
                         tracing::warn!(rule = %key, file = %rule.file.display(), line = rule.line, "evaluation failed: {e}");
                     }

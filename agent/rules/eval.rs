@@ -4,6 +4,10 @@
 //!
 //! Parsing is promql-parser's; [`check_supported`] rejects at load time what this evaluator
 //! does not implement, naming the construct.
+//!
+//! Where Prometheus' answer hangs on the order of its input (a float sum's rounding, which
+//! duplicate an error names), series are taken in label order; no result depends on hash order.
+//! Errors are Prometheus' own, in its words ([`EvalError`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,6 +17,7 @@ use promql_parser::parser::{
     VectorSelector,
 };
 
+use super::gofmt;
 use crate::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore, is_stale};
 
 /// How far back an instant selector looks for a sample (Prometheus' default lookback delta).
@@ -50,6 +55,38 @@ pub struct Sample {
 }
 
 type Points = Vec<(Millis, f64)>;
+
+/// Why an expression has no value, worded as Prometheus 2.42 words it, so that a rule test
+/// fails the same way under both tools.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// Two series of the right-hand side of a one-to-one operation share the labels it
+    /// matches on (Prometheus checks the right side whole, once the left side has a series).
+    #[error(
+        "found duplicate series for the match group {group} on the right hand-side of the \
+         operation: [{series}, {other}];many-to-many matching not allowed: matching labels must \
+         be unique on one side"
+    )]
+    ManyToMany {
+        group: String,
+        series: String,
+        other: String,
+    },
+    /// Two series of the left-hand side matched the same right-hand series and both made it
+    /// into the result.
+    #[error(
+        "multiple matches for labels: many-to-one matching must be explicit \
+         (group_left/group_right)"
+    )]
+    ManyToOne,
+    /// Dropping the metric name left two samples with one label set.
+    #[error("vector cannot contain metrics with the same labelset")]
+    DuplicateLabelset,
+    /// An operand of the wrong type; the parser rejects these, so only an expression built by
+    /// hand gets here.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 #[derive(Clone, Debug)]
 pub enum Value {
@@ -166,31 +203,58 @@ fn collect_names(expr: &Expr, out: &mut Vec<String>) {
 }
 
 /// Evaluates `expr` at time `t`.
-pub fn eval(expr: &Expr, store: &SeriesStore, t: Millis) -> Result<Value, String> {
-    Evaluator { store, t }.eval(expr)
+pub fn eval(expr: &Expr, store: &SeriesStore, t: Millis) -> Result<Value, EvalError> {
+    Evaluator {
+        store,
+        t,
+        rank: None,
+    }
+    .eval(expr)
 }
 
 /// Evaluates a rule expression to an instant vector (a scalar becomes one label-less sample,
 /// as in Prometheus' rule manager).
-pub fn eval_vector(expr: &Expr, store: &SeriesStore, t: Millis) -> Result<Vec<Sample>, String> {
-    match eval(expr, store, t)? {
+pub fn eval_vector(expr: &Expr, store: &SeriesStore, t: Millis) -> Result<Vec<Sample>, EvalError> {
+    to_vector(eval(expr, store, t)?)
+}
+
+/// [`eval_vector`] with the series of every selector taken in the order of `rank` (lowest
+/// first) instead of label order.
+///
+/// Prometheus takes series in the order its storage created them. A rule cannot see that order,
+/// except in the last bits of a sum or an average of three or more values; the differential
+/// test uses this to tell such a case from a real disagreement.
+pub fn eval_vector_ranked(
+    expr: &Expr,
+    store: &SeriesStore,
+    t: Millis,
+    rank: &dyn Fn(&SeriesLabels) -> u64,
+) -> Result<Vec<Sample>, EvalError> {
+    let evaluator = Evaluator {
+        store,
+        t,
+        rank: Some(rank),
+    };
+    to_vector(evaluator.eval(expr)?)
+}
+
+fn to_vector(value: Value) -> Result<Vec<Sample>, EvalError> {
+    match value {
         Value::Vector(v) => Ok(v),
         Value::Scalar(v) => Ok(vec![Sample {
             labels: SeriesLabels::new(),
             value: v,
         }]),
-        Value::Matrix(_) => Err("a range vector cannot be a rule's result".into()),
+        Value::Matrix(_) => Err(EvalError::Invalid(
+            "a range vector cannot be a rule's result".into(),
+        )),
     }
 }
 
 struct Evaluator<'a> {
     store: &'a SeriesStore,
     t: Millis,
-}
-
-fn drop_name(mut labels: SeriesLabels) -> SeriesLabels {
-    labels.remove(NAME_LABEL);
-    labels
+    rank: Option<&'a dyn Fn(&SeriesLabels) -> u64>,
 }
 
 fn matches(matchers: &Matchers, name: Option<&str>, labels: &SeriesLabels) -> bool {
@@ -201,50 +265,70 @@ fn matches(matchers: &Matchers, name: Option<&str>, labels: &SeriesLabels) -> bo
             .all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)))
 }
 
+/// Prometheus unwraps parentheses around function arguments before it looks at them, so
+/// `rate((x[5m]))` works and `absent((x{a="b"}))` still answers with `a`.
+fn unwrap_parens(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(p) = expr {
+        expr = &p.expr;
+    }
+    expr
+}
+
 impl Evaluator<'_> {
-    fn eval(&self, expr: &Expr) -> Result<Value, String> {
+    fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::Paren(p) => self.eval(&p.expr),
             Expr::Unary(u) => match self.eval(&u.expr)? {
                 Value::Scalar(v) => Ok(Value::Scalar(-v)),
-                Value::Vector(samples) => Ok(Value::Vector(
-                    samples
+                Value::Vector(samples) => {
+                    let negated = samples
                         .into_iter()
                         .map(|s| Sample {
-                            labels: drop_name(s.labels),
                             value: -s.value,
+                            ..s
                         })
-                        .collect(),
-                )),
-                Value::Matrix(_) => Err("unary minus on a range vector".into()),
+                        .collect();
+                    Ok(Value::Vector(without_names(negated)?))
+                }
+                Value::Matrix(_) => Err(EvalError::Invalid("unary minus on a range vector".into())),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant(vs))),
             Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range(ms))),
             Expr::Call(call) => self.call(call),
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::Binary(b) => self.binary(b),
-            other => Err(format!("cannot evaluate `{other}`")),
+            other => Err(EvalError::Invalid(format!("cannot evaluate `{other}`"))),
         }
     }
 
-    fn vector(&self, expr: &Expr) -> Result<Vec<Sample>, String> {
+    fn vector(&self, expr: &Expr) -> Result<Vec<Sample>, EvalError> {
         match self.eval(expr)? {
             Value::Vector(v) => Ok(v),
-            _ => Err(format!("`{expr}` is not an instant vector")),
+            _ => Err(EvalError::Invalid(format!(
+                "`{expr}` is not an instant vector"
+            ))),
         }
     }
 
-    fn scalar(&self, expr: &Expr) -> Result<f64, String> {
+    fn scalar(&self, expr: &Expr) -> Result<f64, EvalError> {
         match self.eval(expr)? {
             Value::Scalar(v) => Ok(v),
-            _ => Err(format!("`{expr}` is not a scalar")),
+            _ => Err(EvalError::Invalid(format!("`{expr}` is not a scalar"))),
         }
+    }
+
+    fn in_order<T>(&self, mut items: Vec<T>, labels: impl Fn(&T) -> &SeriesLabels) -> Vec<T> {
+        if let Some(rank) = self.rank {
+            items.sort_by_key(|item| rank(labels(item)));
+        }
+        items
     }
 
     fn instant(&self, vs: &VectorSelector) -> Vec<Sample> {
         let oldest = self.t - LOOKBACK;
-        self.store
+        let found = self
+            .store
             .series(vs.name.as_deref())
             .filter(|s| matches(&vs.matchers, vs.name.as_deref(), &s.labels))
             .filter_map(|s| {
@@ -254,12 +338,14 @@ impl Evaluator<'_> {
                     value: *v,
                 })
             })
-            .collect()
+            .collect();
+        self.in_order(found, |s| &s.labels)
     }
 
     fn range(&self, ms: &MatrixSelector) -> Vec<(SeriesLabels, Points)> {
         let start = self.t - ms.range.as_millis() as Millis;
-        self.store
+        let found = self
+            .store
             .series(ms.vs.name.as_deref())
             .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
             .filter_map(|s| {
@@ -271,23 +357,28 @@ impl Evaluator<'_> {
                     .collect();
                 (!points.is_empty()).then(|| (s.labels.clone(), points))
             })
-            .collect()
+            .collect();
+        self.in_order(found, |(labels, _)| labels)
     }
 
-    fn call(&self, call: &Call) -> Result<Value, String> {
+    fn call(&self, call: &Call) -> Result<Value, EvalError> {
         let name = call.func.name;
         let arg = |i: usize| {
             call.args
                 .args
                 .get(i)
-                .ok_or_else(|| format!("`{name}` needs argument {}", i + 1))
+                .map(|a| unwrap_parens(a))
+                .ok_or_else(|| EvalError::Invalid(format!("`{name}` needs argument {}", i + 1)))
         };
         let takes_range = FUNCTIONS.iter().any(|(f, range)| *f == name && *range);
         if takes_range {
-            let Expr::MatrixSelector(ms) = arg(0)?.as_ref() else {
-                return Err(format!("`{name}` needs a range selector"));
+            let Expr::MatrixSelector(ms) = arg(0)? else {
+                return Err(EvalError::Invalid(format!(
+                    "`{name}` needs a range selector"
+                )));
             };
             let range_ms = ms.range.as_millis() as Millis;
+            // Prometheus evaluates the other arguments first.
             let param = match name {
                 "predict_linear" => Some(self.scalar(arg(1)?)?),
                 _ => None,
@@ -297,13 +388,10 @@ impl Evaluator<'_> {
                 .into_iter()
                 .filter_map(|(labels, points)| {
                     let value = self.range_function(name, &points, range_ms, param)?;
-                    Some(Sample {
-                        labels: drop_name(labels),
-                        value,
-                    })
+                    Some(Sample { labels, value })
                 })
                 .collect();
-            return Ok(Value::Vector(out));
+            return Ok(Value::Vector(without_names(out)?));
         }
         match name {
             "absent" => {
@@ -317,24 +405,30 @@ impl Evaluator<'_> {
                 }]))
             }
             "clamp_min" | "clamp_max" => {
-                let bound = self.scalar(arg(1)?)?;
                 let samples = self.vector(arg(0)?)?;
-                Ok(Value::Vector(map_values(samples, |v| {
+                let bound = self.scalar(arg(1)?)?;
+                let clamp = |v| {
                     if name == "clamp_min" {
-                        v.max(bound)
+                        go_max(bound, v)
                     } else {
-                        v.min(bound)
+                        go_min(bound, v)
                     }
-                })))
+                };
+                Ok(Value::Vector(map_values(samples, clamp)?))
             }
-            "ceil" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::ceil))),
-            "floor" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::floor))),
-            "abs" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::abs))),
+            "ceil" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::ceil)?)),
+            "floor" => Ok(Value::Vector(map_values(
+                self.vector(arg(0)?)?,
+                f64::floor,
+            )?)),
+            "abs" => Ok(Value::Vector(map_values(self.vector(arg(0)?)?, f64::abs)?)),
             "histogram_quantile" => {
                 histogram::histogram_quantile(self.scalar(arg(0)?)?, self.vector(arg(1)?)?)
                     .map(Value::Vector)
             }
-            other => Err(format!("function `{other}` is not supported")),
+            other => Err(EvalError::Invalid(format!(
+                "function `{other}` is not supported"
+            ))),
         }
     }
 
@@ -350,21 +444,13 @@ impl Evaluator<'_> {
             "rate" => extrapolated_rate(points, start, end, true, true),
             "increase" => extrapolated_rate(points, start, end, true, false),
             "delta" => extrapolated_rate(points, start, end, false, false),
+            // Centred on the first sample, as Prometheus does against rounding.
             "deriv" => (points.len() >= 2).then(|| linear_regression(points, points[0].0).0),
             "predict_linear" => (points.len() >= 2).then(|| {
                 let (slope, intercept) = linear_regression(points, self.t);
-                intercept + slope * param.unwrap_or(0.0)
+                slope * param.unwrap_or(0.0) + intercept
             }),
-            "avg_over_time" => {
-                // Prometheus' incremental mean (it avoids overflow; the same rounding matters
-                // for tests compared with promtool).
-                let mut mean = 0.0;
-                for (i, (_, v)) in points.iter().enumerate() {
-                    let n = (i + 1) as f64;
-                    mean += v / n - mean / n;
-                }
-                Some(mean)
-            }
+            "avg_over_time" => Some(mean_over_time(points)),
             "min_over_time" => points
                 .iter()
                 .map(|p| p.1)
@@ -377,55 +463,68 @@ impl Evaluator<'_> {
         }
     }
 
-    fn aggregate(&self, a: &AggregateExpr) -> Result<Value, String> {
+    /// Prometheus' aggregation: groups in the order their first series comes, each folded in
+    /// input order (a float sum's rounding depends on it).
+    fn aggregate(&self, a: &AggregateExpr) -> Result<Value, EvalError> {
+        struct Group {
+            labels: SeriesLabels,
+            value: f64,
+            count: usize,
+        }
         let op = a.op.to_string();
         let samples = self.vector(&a.expr)?;
-        let mut groups: BTreeMap<SeriesLabels, (f64, usize)> = BTreeMap::new();
+        let mut index: BTreeMap<SeriesLabels, usize> = BTreeMap::new();
+        let mut groups: Vec<Group> = Vec::new();
         for s in samples {
             let key = match &a.modifier {
                 Some(LabelModifier::Include(by)) => s
                     .labels
-                    .iter()
+                    .into_iter()
                     .filter(|(k, _)| by.labels.contains(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 Some(LabelModifier::Exclude(without)) => s
                     .labels
-                    .iter()
+                    .into_iter()
                     .filter(|(k, _)| k.as_str() != NAME_LABEL && !without.labels.contains(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 None => SeriesLabels::new(),
             };
             let v = s.value;
-            match groups.get_mut(&key) {
-                None => {
-                    let first = if op == "count" { 1.0 } else { v };
-                    groups.insert(key, (first, 1));
-                }
-                Some((acc, n)) => {
-                    *n += 1;
-                    match op.as_str() {
-                        "sum" => *acc += v,
-                        "count" => *acc += 1.0,
-                        "min" if v < *acc || acc.is_nan() => *acc = v,
-                        "max" if v > *acc || acc.is_nan() => *acc = v,
-                        // Prometheus' incremental mean, for the same rounding.
-                        "avg" => *acc += v / *n as f64 - *acc / *n as f64,
-                        _ => {}
-                    }
-                }
+            let Some(&i) = index.get(&key) else {
+                index.insert(key.clone(), groups.len());
+                groups.push(Group {
+                    labels: key,
+                    value: v,
+                    count: 1,
+                });
+                continue;
+            };
+            let group = &mut groups[i];
+            group.count += 1;
+            match op.as_str() {
+                "sum" => group.value += v,
+                "min" if group.value > v || group.value.is_nan() => group.value = v,
+                "max" if group.value < v || group.value.is_nan() => group.value = v,
+                "avg" => group.value = mean_step(group.value, v, group.count),
+                _ => {}
             }
         }
         Ok(Value::Vector(
             groups
                 .into_iter()
-                .map(|(labels, (value, _))| Sample { labels, value })
+                .map(|g| Sample {
+                    labels: g.labels,
+                    value: if op == "count" {
+                        g.count as f64
+                    } else {
+                        g.value
+                    },
+                })
                 .collect(),
         ))
     }
 
-    fn binary(&self, b: &BinaryExpr) -> Result<Value, String> {
+    fn binary(&self, b: &BinaryExpr) -> Result<Value, EvalError> {
         let op = b.op.to_string();
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let comparison = is_comparison(&op);
@@ -440,10 +539,10 @@ impl Evaluator<'_> {
                 }))
             }
             (Value::Vector(v), Value::Scalar(s)) => {
-                Ok(Value::Vector(vector_scalar(&op, v, s, false, return_bool)))
+                vector_scalar(&op, v, s, false, return_bool).map(Value::Vector)
             }
             (Value::Scalar(s), Value::Vector(v)) => {
-                Ok(Value::Vector(vector_scalar(&op, v, s, true, return_bool)))
+                vector_scalar(&op, v, s, true, return_bool).map(Value::Vector)
             }
             (Value::Vector(l), Value::Vector(r)) => {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
@@ -452,42 +551,103 @@ impl Evaluator<'_> {
                     _ => vector_vector(&op, l, r, matching, return_bool).map(Value::Vector),
                 }
             }
-            _ => Err(format!("operator `{op}` cannot take a range vector")),
+            _ => Err(EvalError::Invalid(format!(
+                "operator `{op}` cannot take a range vector"
+            ))),
         }
     }
 }
 
-fn map_values(samples: Vec<Sample>, f: impl Fn(f64) -> f64) -> Vec<Sample> {
-    samples
-        .into_iter()
-        .map(|s| Sample {
-            labels: drop_name(s.labels),
-            value: f(s.value),
-        })
-        .collect()
+/// Two samples with one label set after the metric name went: Prometheus refuses the result.
+fn ensure_unique(samples: &[Sample]) -> Result<(), EvalError> {
+    let mut sets: Vec<&SeriesLabels> = samples.iter().map(|s| &s.labels).collect();
+    sets.sort_unstable();
+    if sets.windows(2).any(|w| w[0] == w[1]) {
+        return Err(EvalError::DuplicateLabelset);
+    }
+    Ok(())
 }
 
-/// `absent(sel{a="x"})` answers with the labels its equality matchers name.
+/// Drops the metric name, as functions, arithmetic and unary minus do. Every vector holds
+/// distinct label sets, so only series that differed by name alone can collide: the full
+/// check runs only when there are several names.
+fn without_names(mut samples: Vec<Sample>) -> Result<Vec<Sample>, EvalError> {
+    let first_name = samples
+        .first()
+        .and_then(|s| s.labels.get(NAME_LABEL).cloned());
+    let several_names = samples
+        .iter()
+        .any(|s| s.labels.get(NAME_LABEL) != first_name.as_ref());
+    for s in &mut samples {
+        s.labels.remove(NAME_LABEL);
+    }
+    if several_names {
+        ensure_unique(&samples)?;
+    }
+    Ok(samples)
+}
+
+fn map_values(mut samples: Vec<Sample>, f: impl Fn(f64) -> f64) -> Result<Vec<Sample>, EvalError> {
+    for s in &mut samples {
+        s.value = f(s.value);
+    }
+    without_names(samples)
+}
+
+/// Go's `math.Max`: +Inf wins over NaN, NaN over any other number, +0 over -0.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        f64::INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && y == 0.0 {
+        if x.is_sign_negative() { y } else { x }
+    } else if x > y {
+        x
+    } else {
+        y
+    }
+}
+
+/// Go's `math.Min`, the mirror image of [`go_max`]: -Inf wins over NaN, NaN over any other
+/// number, -0 over +0.
+fn go_min(x: f64, y: f64) -> f64 {
+    -go_max(-x, -y)
+}
+
+/// The labels `absent()` answers with, as Prometheus' `createLabelsForAbsentFunction`: those
+/// an equality matcher names, in matcher order; a label matched again (by any matcher) after
+/// its first equality drops out, and an empty value means no label.
 fn absent_labels(arg: &Expr) -> SeriesLabels {
-    let Expr::VectorSelector(vs) = arg else {
-        return SeriesLabels::new();
+    let matchers = match arg {
+        Expr::VectorSelector(vs) => &vs.matchers.matchers,
+        Expr::MatrixSelector(ms) => &ms.vs.matchers.matchers,
+        _ => return SeriesLabels::new(),
     };
     let mut labels = SeriesLabels::new();
-    let mut twice = HashSet::new();
-    for m in &vs.matchers.matchers {
-        if m.name == NAME_LABEL || !matches!(m.op, MatchOp::Equal) {
-            continue;
-        }
-        if labels.insert(m.name.clone(), m.value.clone()).is_some() {
-            twice.insert(m.name.clone());
+    let mut set_once = HashSet::new();
+    for m in matchers.iter().filter(|m| m.name != NAME_LABEL) {
+        if matches!(m.op, MatchOp::Equal) && !set_once.contains(&m.name) {
+            if m.value.is_empty() {
+                labels.remove(&m.name);
+            } else {
+                labels.insert(m.name.clone(), m.value.clone());
+            }
+            set_once.insert(m.name.clone());
+        } else {
+            labels.remove(&m.name);
         }
     }
-    labels.retain(|k, _| !twice.contains(k));
     labels
 }
 
 fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// Whether the operator's result loses the metric name (Prometheus' `shouldDropMetricName`).
+fn is_arithmetic(op: &str) -> bool {
+    matches!(op, "+" | "-" | "*" | "/" | "%" | "^")
 }
 
 /// (value, keep) as Prometheus' vectorElemBinop: comparisons keep the left value when true.
@@ -497,8 +657,9 @@ fn elem_binop(op: &str, l: f64, r: f64) -> (f64, bool) {
         "-" => (l - r, true),
         "*" => (l * r, true),
         "/" => (l / r, true),
+        // IEEE remainder is exact, so Rust's `%` and Go's `math.Mod` agree to the bit.
         "%" => (l % r, true),
-        "^" => (l.powf(r), true),
+        "^" => (go_pow(l, r), true),
         "==" => (l, l == r),
         "!=" => (l, l != r),
         ">" => (l, l > r),
@@ -515,9 +676,10 @@ fn vector_scalar(
     scalar: f64,
     scalar_left: bool,
     return_bool: bool,
-) -> Vec<Sample> {
+) -> Result<Vec<Sample>, EvalError> {
     let comparison = is_comparison(op);
-    v.into_iter()
+    let out: Vec<Sample> = v
+        .into_iter()
         .filter_map(|s| {
             let (l, r) = if scalar_left {
                 (scalar, s.value)
@@ -533,20 +695,20 @@ fn vector_scalar(
                 value = f64::from(u8::from(keep));
                 keep = true;
             }
-            keep.then(|| Sample {
-                labels: if !comparison || return_bool {
-                    drop_name(s.labels)
-                } else {
-                    s.labels
-                },
-                value,
-            })
+            keep.then_some(Sample { value, ..s })
         })
-        .collect()
+        .collect();
+    if is_arithmetic(op) || return_bool {
+        without_names(out)
+    } else {
+        Ok(out)
+    }
 }
 
-/// The labels two series are matched on.
-fn signature(labels: &SeriesLabels, matching: Option<&LabelModifier>) -> Vec<(String, String)> {
+/// The labels two series are matched on, borrowed from the series.
+type Signature<'l> = Vec<(&'l str, &'l str)>;
+
+fn signature<'l>(labels: &'l SeriesLabels, matching: Option<&LabelModifier>) -> Signature<'l> {
     labels
         .iter()
         .filter(|(k, _)| match matching {
@@ -556,7 +718,7 @@ fn signature(labels: &SeriesLabels, matching: Option<&LabelModifier>) -> Vec<(St
             }
             None => k.as_str() != NAME_LABEL,
         })
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
 
@@ -566,67 +728,75 @@ fn set_op(
     r: Vec<Sample>,
     matching: Option<&LabelModifier>,
 ) -> Vec<Sample> {
-    let right: HashSet<_> = r.iter().map(|s| signature(&s.labels, matching)).collect();
-    match op {
-        "and" => l
-            .into_iter()
-            .filter(|s| right.contains(&signature(&s.labels, matching)))
-            .collect(),
-        "unless" => l
-            .into_iter()
-            .filter(|s| !right.contains(&signature(&s.labels, matching)))
-            .collect(),
-        _ => {
-            let left: HashSet<_> = l.iter().map(|s| signature(&s.labels, matching)).collect();
-            let mut out = l;
-            out.extend(
-                r.into_iter()
-                    .filter(|s| !left.contains(&signature(&s.labels, matching))),
-            );
-            out
-        }
+    if op == "or" {
+        let keep: Vec<bool> = {
+            let left: HashSet<Signature> =
+                l.iter().map(|s| signature(&s.labels, matching)).collect();
+            r.iter()
+                .map(|s| !left.contains(&signature(&s.labels, matching)))
+                .collect()
+        };
+        let mut out = l;
+        out.extend(r.into_iter().zip(keep).filter_map(|(s, k)| k.then_some(s)));
+        return out;
     }
+    let keep: Vec<bool> = {
+        let right: HashSet<Signature> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+        l.iter()
+            .map(|s| right.contains(&signature(&s.labels, matching)) == (op == "and"))
+            .collect()
+    };
+    l.into_iter()
+        .zip(keep)
+        .filter_map(|(s, k)| k.then_some(s))
+        .collect()
 }
 
+/// Prometheus' VectorBinop for one-to-one matching, check for check in its order: nothing on
+/// either side gives nothing; a right-hand match group with two series is many-to-many (even
+/// if no left series matches it); a left match group is many-to-one only when two of its
+/// series make it into the result (a comparison may filter one out).
 fn vector_vector(
     op: &str,
     l: Vec<Sample>,
     r: Vec<Sample>,
     matching: Option<&LabelModifier>,
     return_bool: bool,
-) -> Result<Vec<Sample>, String> {
-    let mut right: HashMap<Vec<(String, String)>, Sample> = HashMap::new();
-    for s in r {
-        let sig = signature(&s.labels, matching);
-        if right.insert(sig.clone(), s).is_some() {
-            return Err(format!(
-                "found duplicate series for the match group {sig:?} on the right hand-side of the \
-                 operation: many-to-many matching not allowed"
-            ));
-        }
+) -> Result<Vec<Sample>, EvalError> {
+    if l.is_empty() || r.is_empty() {
+        return Ok(Vec::new());
     }
-    let mut matched = HashSet::new();
+    let mut right: HashMap<Signature, &Sample> = HashMap::with_capacity(r.len());
+    for s in &r {
+        let sig = signature(&s.labels, matching);
+        if let Some(other) = right.get(&sig) {
+            return Err(EvalError::ManyToMany {
+                group: gofmt::labels(sig.iter().copied()),
+                series: gofmt::label_set(&s.labels),
+                other: gofmt::label_set(&other.labels),
+            });
+        }
+        right.insert(sig, s);
+    }
+    let drop_name = is_arithmetic(op) || return_bool;
+    let mut matched: HashSet<Signature> = HashSet::with_capacity(l.len());
     let mut out = Vec::new();
-    for s in l {
+    for s in &l {
         let sig = signature(&s.labels, matching);
         let Some(other) = right.get(&sig) else {
             continue;
         };
-        if !matched.insert(sig.clone()) {
-            return Err(format!(
-                "multiple matches for labels {sig:?}: many-to-one matching must be explicit"
-            ));
-        }
-        let (mut value, mut keep) = elem_binop(op, s.value, other.value);
+        let (mut value, keep) = elem_binop(op, s.value, other.value);
         if return_bool {
             value = f64::from(u8::from(keep));
-            keep = true;
-        }
-        if !keep {
+        } else if !keep {
             continue;
         }
-        let mut labels = s.labels;
-        if !is_comparison(op) || return_bool {
+        if !matched.insert(sig) {
+            return Err(EvalError::ManyToOne);
+        }
+        let mut labels = s.labels.clone();
+        if drop_name {
             labels.remove(NAME_LABEL);
         }
         match matching {
@@ -637,6 +807,13 @@ fn vector_vector(
             None => {}
         }
         out.push(Sample { labels, value });
+    }
+    // The result's labels are the match signature (plus the name when kept), which the
+    // many-to-one check made unique; only `on(__name__, …)` with the name dropped can
+    // leave two samples with one label set.
+    let on_name = matches!(matching, Some(LabelModifier::Include(on)) if on.labels.iter().any(|l| l == NAME_LABEL));
+    if drop_name && on_name {
+        ensure_unique(&out)?;
     }
     Ok(out)
 }
@@ -688,29 +865,225 @@ fn extrapolated_rate(
     } else {
         average_step / 2.0
     };
-    result *= interval / sampled;
+    // One factor, then one multiplication, in Prometheus' order: the rounding is part of the
+    // answer a rule test compares.
+    let mut factor = interval / sampled;
     if rate {
-        result /= (end - start) as f64 / 1000.0;
+        factor /= go_seconds(end - start);
     }
-    Some(result)
+    Some(result * factor)
 }
 
-/// Least-squares slope and intercept, x in seconds relative to `intercept_time`.
-fn linear_regression(points: &[(Millis, f64)], intercept_time: Millis) -> (f64, f64) {
-    let (mut n, mut sum_x, mut sum_y, mut sum_xy, mut sum_x2) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &(t, v) in points {
-        let x = (t - intercept_time) as f64 / 1000.0;
-        n += 1.0;
-        sum_y += v;
-        sum_x += x;
-        sum_xy += x * v;
-        sum_x2 += x * x;
+/// Go's `time.Duration.Seconds()` for a whole number of milliseconds: whole seconds plus the
+/// fraction, added in that order.
+fn go_seconds(ms: Millis) -> f64 {
+    (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
+}
+
+/// One step of Kahan–Neumaier summation: `sum + inc` and the updated compensation.
+fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Adds the `count`-th value to an incremental mean, as Prometheus' `avg`: an infinite mean
+/// stays put when the new value cannot change it (else `Inf - Inf` would give NaN).
+fn mean_step(mean: f64, v: f64, count: usize) -> f64 {
+    if inf_mean_holds(mean, v) {
+        return mean;
     }
+    let n = count as f64;
+    mean + (v / n - mean / n)
+}
+
+fn inf_mean_holds(mean: f64, v: f64) -> bool {
+    mean.is_infinite() && (v.is_finite() || (v.is_infinite() && (mean > 0.0) == (v > 0.0)))
+}
+
+/// `avg_over_time`: the incremental mean with Kahan compensation (Prometheus 2.42).
+fn mean_over_time(points: &[(Millis, f64)]) -> f64 {
+    let (mut mean, mut c) = (0.0, 0.0);
+    for (i, &(_, v)) in points.iter().enumerate() {
+        let n = (i + 1) as f64;
+        if inf_mean_holds(mean, v) {
+            continue;
+        }
+        (mean, c) = kahan_inc(v / n - mean / n, mean, c);
+    }
+    if mean.is_infinite() { mean } else { mean + c }
+}
+
+/// Least-squares slope and intercept, x in seconds relative to `intercept_time`, with
+/// Prometheus 2.42's arithmetic: Kahan sums, and a constant series answered exactly (slope 0)
+/// rather than through a cancellation that leaves a residue like -1.97e-18.
+fn linear_regression(points: &[(Millis, f64)], intercept_time: Millis) -> (f64, f64) {
+    let mut n = 0.0;
+    let (mut sum_x, mut c_x) = (0.0, 0.0);
+    let (mut sum_y, mut c_y) = (0.0, 0.0);
+    let (mut sum_xy, mut c_xy) = (0.0, 0.0);
+    let (mut sum_x2, mut c_x2) = (0.0, 0.0);
+    let init_y = points[0].1;
+    let mut const_y = true;
+    for (i, &(t, v)) in points.iter().enumerate() {
+        if const_y && i > 0 && v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_time) as f64 / 1e3;
+        (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_inc(v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_inc(x * v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2);
     let cov_xy = sum_xy - sum_x * sum_y / n;
     let var_x = sum_x2 - sum_x * sum_x / n;
     let slope = cov_xy / var_x;
     let intercept = sum_y / n - slope * sum_x / n;
     (slope, intercept)
+}
+
+/// Go's `math.Pow` (Go 1.19, which Prometheus 2.42 is built with): special cases first, then
+/// the integer part of the exponent by repeated squaring with the binary exponent kept apart,
+/// which rounds differently from the C library's `pow`.
+fn go_pow(x: f64, y: f64) -> f64 {
+    let odd_int = |v: f64| v.fract() == 0.0 && v.abs() < (1u64 << 53) as f64 && (v as i64) & 1 == 1;
+    if y == 0.0 || x == 1.0 {
+        return 1.0;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 {
+        return if y < 0.0 {
+            if odd_int(y) {
+                f64::INFINITY.copysign(x)
+            } else {
+                f64::INFINITY
+            }
+        } else if odd_int(y) {
+            x
+        } else {
+            0.0
+        };
+    }
+    // x to an infinite or a huge even power: 1 for -1, else 0 or +Inf.
+    let extreme = || {
+        if x == -1.0 {
+            1.0
+        } else if (x.abs() < 1.0) == (y > 0.0) {
+            0.0
+        } else {
+            f64::INFINITY
+        }
+    };
+    if y.is_infinite() {
+        return extreme();
+    }
+    if x.is_infinite() {
+        if x < 0.0 {
+            return go_pow(1.0 / x, -y);
+        }
+        return if y < 0.0 { 0.0 } else { f64::INFINITY };
+    }
+    if y == 0.5 {
+        return x.sqrt();
+    }
+    if y == -0.5 {
+        return 1.0 / x.sqrt();
+    }
+    let (mut yi, mut yf) = (y.abs().trunc(), y.abs().fract());
+    if yf != 0.0 && x < 0.0 {
+        return f64::NAN;
+    }
+    if yi >= (1u64 << 63) as f64 {
+        return extreme();
+    }
+    let mut a1 = 1.0;
+    let mut ae: i64 = 0;
+    if yf != 0.0 {
+        if yf > 0.5 {
+            yf -= 1.0;
+            yi += 1.0;
+        }
+        a1 = (yf * x.ln()).exp();
+    }
+    let (mut x1, mut xe) = frexp(x);
+    let mut i = yi as i64;
+    while i != 0 {
+        if !(-(1 << 12)..=(1 << 12)).contains(&xe) {
+            // Under- or overflow for sure: let ldexp give 0 or Inf.
+            ae += xe;
+            break;
+        }
+        if i & 1 == 1 {
+            a1 *= x1;
+            ae += xe;
+        }
+        x1 *= x1;
+        xe <<= 1;
+        if x1 < 0.5 {
+            x1 += x1;
+            xe -= 1;
+        }
+        i >>= 1;
+    }
+    if y < 0.0 {
+        a1 = 1.0 / a1;
+        ae = -ae;
+    }
+    ldexp(a1, ae)
+}
+
+/// `x = frac × 2^exp` with `frac` in [0.5, 1) (finite, non-zero `x`).
+fn frexp(x: f64) -> (f64, i64) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let (x, bias) = if x.abs() < f64::MIN_POSITIVE {
+        (x * (1u64 << 52) as f64, -52)
+    } else {
+        (x, 0)
+    };
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64 - 1022 + bias;
+    let frac = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+    (frac, exp)
+}
+
+/// `frac × 2^exp`, rounding once when the result is subnormal (Go's `math.Ldexp`).
+fn ldexp(frac: f64, exp: i64) -> f64 {
+    if frac == 0.0 || !frac.is_finite() {
+        return frac;
+    }
+    let (frac, e) = frexp(frac);
+    let exp = exp + e;
+    // `frac` is in [0.5, 1): its own binary exponent is -1.
+    let exp = exp - 1;
+    if exp < -1075 {
+        return 0.0_f64.copysign(frac);
+    }
+    if exp > 1023 {
+        return f64::INFINITY.copysign(frac);
+    }
+    let (exp, scale) = if exp < -1022 {
+        (exp + 53, 1.0 / (1u64 << 53) as f64)
+    } else {
+        (exp, 1.0)
+    };
+    let bits = (frac.to_bits() & !(0x7ff << 52)) | (((exp + 1023) as u64) << 52);
+    scale * f64::from_bits(bits)
 }
 
 mod histogram;

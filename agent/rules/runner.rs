@@ -1,5 +1,11 @@
 //! `poolwatch rules test`: unit-test files in the format of `promtool test rules`, run on the
-//! agent's own evaluator. The same files pass or fail under both tools.
+//! agent's own evaluator. The same files pass or fail under both tools, and failures read as
+//! promtool (2.42) words them.
+//!
+//! promtool's own rules are kept where they change a verdict: an expression sees only the
+//! samples loaded by the last evaluation step at or before the group's latest `eval_time`; an
+//! expected value must equal the result exactly (so an expected NaN never passes); a rule that
+//! fails to evaluate ends its group.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -7,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::alerts::{AlertState, RuleEngine};
-use super::eval;
 use super::files::RuleSet;
 use super::testfile::{self, SeriesValue, TestGroup};
-use crate::series::{Millis, SeriesStore, stale_marker};
+use super::{eval, gofmt};
+use crate::series::{Millis, SeriesLabels, SeriesStore, stale_marker};
 
 /// The outcome of one test file: what failed, in promtool's words where it has them.
 #[derive(Debug, Default)]
@@ -56,12 +62,10 @@ pub fn run_file(path: &Path) -> FileResult {
             return result;
         }
     };
-    for (i, group) in file.tests.iter().enumerate() {
-        let name = group.name.clone().unwrap_or_else(|| format!("#{i}"));
-        let interval = group.interval.unwrap_or(file.evaluation_interval);
-        for failure in run_group(group, &rules, interval, file.evaluation_interval) {
-            result.failures.push(format!("group {name}: {failure}"));
-        }
+    for group in &file.tests {
+        result
+            .failures
+            .extend(run_group(group, &rules, file.evaluation_interval));
     }
     result
 }
@@ -70,13 +74,19 @@ fn millis(d: Duration) -> Millis {
     d.as_millis() as Millis
 }
 
-fn load_series(group: &TestGroup, interval: Duration) -> Result<SeriesStore, String> {
+/// The input series as promtool loads them: one sample per step of the group's interval from
+/// 0, none after `cutoff`. With an interval of 0 every value falls on 0 s and the store keeps
+/// the first, as promtool's storage does.
+fn load_series(group: &TestGroup, cutoff: Millis) -> Result<SeriesStore, String> {
     let mut store = SeriesStore::new(Millis::MAX / 4);
     for input in &group.input_series {
         let labels = testfile::parse_series(&input.series)?;
         let values = testfile::expand_values(&input.values)?;
         for (step, value) in values.into_iter().enumerate() {
-            let t = step as Millis * millis(interval);
+            let t = step as Millis * millis(group.interval);
+            if t > cutoff {
+                break;
+            }
             match value {
                 None => {}
                 Some(SeriesValue::Stale) => store.append(labels.clone(), t, stale_marker()),
@@ -87,14 +97,25 @@ fn load_series(group: &TestGroup, interval: Duration) -> Result<SeriesStore, Str
     Ok(store)
 }
 
-fn run_group(
-    group: &TestGroup,
-    rules: &RuleSet,
-    interval: Duration,
-    evaluation_interval: Duration,
-) -> Vec<String> {
+/// promtool evaluates from 0 in steps of the file's evaluation_interval up to the latest
+/// `eval_time` of the group, loading samples up to each step: what comes after the last step
+/// is never loaded, even for a promql_expr_test between two steps.
+fn last_step(group: &TestGroup, evaluation_interval: Duration) -> Millis {
+    let latest = group
+        .alert_rule_test
+        .iter()
+        .map(|t| t.eval_time)
+        .chain(group.promql_expr_test.iter().map(|t| t.eval_time))
+        .max()
+        .map_or(0, millis);
+    let step = millis(evaluation_interval).max(1);
+    latest / step * step
+}
+
+fn run_group(group: &TestGroup, rules: &RuleSet, evaluation_interval: Duration) -> Vec<String> {
     let mut failures = Vec::new();
-    let store = match load_series(group, interval) {
+    let last = last_step(group, evaluation_interval);
+    let store = match load_series(group, last) {
         Ok(s) => s,
         Err(e) => return vec![e],
     };
@@ -102,11 +123,16 @@ fn run_group(
     let step = millis(evaluation_interval).max(1);
     let mut tests: Vec<_> = group.alert_rule_test.iter().collect();
     tests.sort_by_key(|t| t.eval_time);
-    let last = tests.last().map_or(0, |t| millis(t.eval_time));
     let mut next = 0;
     let mut t: Millis = 0;
-    while t <= last && next < tests.len() {
+    while t <= last {
         engine.evaluate_all(&store, t, true);
+        let errors = rule_errors(rules, &engine, t);
+        if !errors.is_empty() {
+            // promtool stops the group at the first step where a rule fails.
+            failures.extend(errors);
+            return failures;
+        }
         // Tests whose eval_time falls in this evaluation step see its state, as in promtool.
         while next < tests.len() && millis(tests[next].eval_time) < t + step {
             let test = tests[next];
@@ -128,12 +154,16 @@ fn run_group(
                 })
                 .collect();
             if got != expected {
+                let name = group
+                    .name
+                    .as_ref()
+                    .map_or(String::new(), |n| format!("name: {n},\n    "));
                 failures.push(format!(
-                    "alertname: {}, time: {}\n        exp: {}\n        got: {}",
+                    "{name}alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
                     test.alertname,
-                    humantime::format_duration(test.eval_time),
-                    show(&expected),
-                    show(&got)
+                    gofmt::duration(test.eval_time),
+                    indent(&show(&expected), "            "),
+                    indent(&show(&got), "            ")
                 ));
             }
             next += 1;
@@ -146,53 +176,131 @@ fn run_group(
     failures
 }
 
+/// The rules that failed at `t`, in file order, as promtool reports them.
+fn rule_errors(rules: &RuleSet, engine: &RuleEngine, t: Millis) -> Vec<String> {
+    rules
+        .groups
+        .iter()
+        .flat_map(|g| g.rules.iter().map(move |r| (g, r)))
+        .filter_map(|(g, r)| {
+            let error = engine.errors.get(&format!("{}/{}", g.name, r.name))?;
+            Some(format!(
+                "rule: {}, time: {}, err: {error}",
+                r.name,
+                gofmt::go_duration(t)
+            ))
+        })
+        .collect()
+}
+
+/// What an expression gives, as the runner compares it: label sets with their values, in
+/// label order.
+pub type Samples = Vec<(BTreeMap<String, String>, f64)>;
+
+/// Evaluates a promql_expr_test's expression over a group's input series, loaded as promtool
+/// loads them (see [`run_group`]): the result `poolwatch rules test` compares with
+/// `exp_samples`, or the error it reports.
+///
+/// With `rank`, selectors take series in that order instead of label order (see
+/// [`eval::eval_vector_ranked`]).
+pub fn expr_result(
+    group: &TestGroup,
+    test: &testfile::PromqlExprTest,
+    evaluation_interval: Duration,
+    rank: Option<&dyn Fn(&SeriesLabels) -> u64>,
+) -> Result<Samples, String> {
+    let store = load_series(group, last_step(group, evaluation_interval))?;
+    evaluate(test, &store, rank)
+}
+
+fn evaluate(
+    test: &testfile::PromqlExprTest,
+    store: &SeriesStore,
+    rank: Option<&dyn Fn(&SeriesLabels) -> u64>,
+) -> Result<Samples, String> {
+    let expr = eval::parse(&test.expr)?;
+    let t = millis(test.eval_time);
+    let got = match rank {
+        Some(rank) => eval::eval_vector_ranked(&expr, store, t, rank),
+        None => eval::eval_vector(&expr, store, t),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut got: Samples = got.into_iter().map(|s| (s.labels, s.value)).collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(got)
+}
+
 fn check_expr(test: &testfile::PromqlExprTest, store: &SeriesStore) -> Option<String> {
-    let expr = match eval::parse(&test.expr) {
-        Ok(e) => e,
-        Err(e) => return Some(format!("expr {:?}: {e}", test.expr)),
-    };
-    let got = match eval::eval_vector(&expr, store, millis(test.eval_time)) {
+    let at = format!(
+        "expr: {}, time: {}",
+        gofmt::quote(&test.expr),
+        gofmt::duration(test.eval_time)
+    );
+    let got = match evaluate(test, store, None) {
         Ok(v) => v,
-        Err(e) => return Some(format!("expr {:?}: {e}", test.expr)),
+        Err(e) => return Some(format!("{at}, err: {e}")),
     };
-    let mut got: Vec<(BTreeMap<String, String>, f64)> =
-        got.into_iter().map(|s| (s.labels, s.value)).collect();
     let mut expected = Vec::new();
     for sample in &test.exp_samples {
         match testfile::parse_series(&sample.labels) {
             Ok(labels) => expected.push((labels, sample.value)),
-            Err(e) => return Some(format!("expr {:?}: {e}", test.expr)),
+            Err(e) => {
+                let labels = gofmt::quote(&sample.labels);
+                return Some(format!("{at}, err: labels {labels}: {e}"));
+            }
         }
     }
-    got.sort_by(|a, b| a.0.cmp(&b.0));
     expected.sort_by(|a, b| a.0.cmp(&b.0));
+    // promtool compares with reflect.DeepEqual: labels equal and values `==`, so -0 equals 0
+    // and NaN equals nothing, not even NaN.
     let same = got.len() == expected.len()
-        && got.iter().zip(&expected).all(|(g, e)| {
-            g.0 == e.0
-                && (g.1 == e.1
-                    || (g.1 - e.1).abs() <= 1e-9 * e.1.abs().max(1.0)
-                    || (g.1.is_nan() && e.1.is_nan()))
-        });
+        && got
+            .iter()
+            .zip(&expected)
+            .all(|(g, e)| g.0 == e.0 && g.1 == e.1);
     (!same).then(|| {
         format!(
-            "expr: {:?}, time: {}\n        exp: {expected:?}\n        got: {got:?}",
-            test.expr,
-            humantime::format_duration(test.eval_time)
+            "{at},\n        exp: {}\n        got: {}",
+            samples_string(&expected),
+            samples_string(&got)
         )
     })
 }
 
+/// promtool's rendering of a sample list: `nil`, or `{a="b"} 1E+00, …`.
+pub fn samples_string(samples: &[(BTreeMap<String, String>, f64)]) -> String {
+    if samples.is_empty() {
+        return "nil".into();
+    }
+    samples
+        .iter()
+        .map(|(labels, v)| format!("{} {}", gofmt::label_set(labels), gofmt::float_e(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// promtool's `indentLines`: every line after the first gets `prefix`.
+fn indent(text: &str, prefix: &str) -> String {
+    text.replace('\n', &format!("\n{prefix}"))
+}
+
+/// promtool's rendering of expected or firing alerts.
 fn show(alerts: &LabelsAndAnnotations) -> String {
+    if alerts.is_empty() {
+        return "[]".into();
+    }
     let mut out = String::from("[");
     for (i, (labels, annotations)) in alerts.iter().enumerate() {
         if i > 0 {
-            out.push_str(", ");
+            out.push(',');
         }
-        let _ = write!(
-            out,
-            "\n          labels: {labels:?}\n          annotations: {annotations:?}"
+        let one = format!(
+            "\nLabels:{}\nAnnotations:{}",
+            gofmt::label_set(labels),
+            gofmt::label_set(annotations)
         );
+        let _ = write!(out, "\n{i}:{}", indent(&one, "  "));
     }
-    out.push(']');
+    out.push_str("\n]");
     out
 }

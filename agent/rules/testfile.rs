@@ -302,18 +302,20 @@ pub fn parse_series(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(labels)
 }
 
+/// The units of a Prometheus duration in milliseconds, biggest first; a year is 365 days.
+pub const DURATION_UNITS: [(&str, u128); 7] = [
+    ("y", 31_536_000_000),
+    ("w", 604_800_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
 /// Prometheus duration (`model.ParseDuration`): whole numbers of y, w, d, h, m, s, ms, each
 /// at most once and in that order; `0` alone needs no unit; a year is 365 days.
 pub fn parse_prometheus_duration(text: &str) -> Result<Duration, String> {
-    const UNITS: [(&str, u128); 7] = [
-        ("y", 31_536_000_000),
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
     match text {
         "" => return Err("empty duration string".into()),
         "0" => return Ok(Duration::ZERO),
@@ -321,7 +323,7 @@ pub fn parse_prometheus_duration(text: &str) -> Result<Duration, String> {
     }
     // Like the regexp `^(\d+y)?(\d+w)?...(\d+ms)?$`: each unit once, biggest first.
     let (mut rest, mut millis) = (text, 0u128);
-    for (unit, ms) in UNITS {
+    for (unit, ms) in DURATION_UNITS {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
@@ -353,10 +355,6 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     }
 }
 
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    de_duration(d).map(|d| Some(d).filter(|d| !d.is_zero()))
-}
-
 /// yaml.v2 leaves a blank field (`exp_alerts:`) at its zero value; serde would reject it.
 fn de_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -366,8 +364,8 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// A whole test file. [`parse_test_file`] applies promtool's defaults: evaluation_interval
-/// 1m when missing or zero, and each group's interval falls back to evaluation_interval.
+/// A whole test file. [`parse_test_file`] applies promtool's default: evaluation_interval 1m
+/// when missing or zero.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
@@ -385,9 +383,10 @@ pub struct TestFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestGroup {
-    /// `None` (or `0`) falls back to evaluation_interval; [`parse_test_file`] fills it in.
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    pub interval: Option<Duration>,
+    /// The step between input values. promtool 2.42 does not default it: missing (or `0`), it
+    /// puts every value at 0 s, where only the first one present is kept.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub interval: Duration,
     #[serde(default, deserialize_with = "de_or_default")]
     pub input_series: Vec<InputSeries>,
     #[serde(default, deserialize_with = "de_or_default")]
@@ -447,11 +446,92 @@ pub struct ExpSample {
     /// Series notation; empty or `{}` is the empty label set.
     #[serde(default)]
     pub labels: String,
-    #[serde(default)]
+    /// Read as promtool's YAML library reads a float (see [`yaml_float`]).
+    #[serde(default, deserialize_with = "de_yaml_float")]
     pub value: f64,
 }
 
-/// Parses a test file, applies the default intervals, and checks every series, values and
+fn de_yaml_float<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(text) => yaml_float(&text).map_err(serde::de::Error::custom),
+        None => Ok(0.0),
+    }
+}
+
+/// A YAML scalar as gopkg.in/yaml.v2 resolves it into a float64 (what promtool compares
+/// results with): `_` are dropped; an integer is read by Go's `ParseInt(s, 0, 64)`, so `010`
+/// is octal 8 and `0x10` is 16; then a decimal float; `.inf`, `-.inf` and `.nan` in YAML's
+/// spellings. `NaN`, `Inf` and booleans are strings to yaml.v2, and an error.
+pub fn yaml_float(text: &str) -> Result<f64, String> {
+    let fail = || format!("cannot read {text:?} as a float (as promtool's YAML reader)");
+    let special = match text {
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => Some(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => Some(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => Some(f64::NAN),
+        _ => None,
+    };
+    if let Some(v) = special {
+        return Ok(v);
+    }
+    if text.starts_with('.') {
+        return text.parse::<f64>().map_err(|_| fail());
+    }
+    if !text.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-') {
+        return Err(fail());
+    }
+    let plain = text.replace('_', "");
+    if let Some(v) = go_parse_int(&plain) {
+        return Ok(v);
+    }
+    let body = plain.strip_prefix(['+', '-']).unwrap_or(&plain);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some(("", frac)) => digits(frac),
+        Some((int, frac)) => digits(int) && (frac.is_empty() || digits(frac)),
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    if mantissa_ok && exponent_ok {
+        return plain.parse::<f64>().map_err(|_| fail());
+    }
+    Err(fail())
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`, falling back to `ParseUint` as yaml.v2 does, as a float.
+fn go_parse_int(s: &str) -> Option<f64> {
+    let (negative, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = u128::from_str_radix(digits, radix).ok()?;
+    match negative {
+        true if magnitude <= 1 << 63 => Some(-(magnitude as f64)),
+        false if magnitude <= u128::from(u64::MAX) => Some(magnitude as f64),
+        _ => None,
+    }
+}
+
+/// Parses a test file, applies the default evaluation interval, and checks every series, values and
 /// labels string up front so that a typo is reported at load time, with where it is.
 pub fn parse_test_file(text: &str) -> Result<TestFile, String> {
     let options = serde_saphyr::options! { with_snippet: false };
@@ -472,8 +552,7 @@ pub fn parse_test_file(text: &str) -> Result<TestFile, String> {
             return Err(format!("group name repeated in evaluation order: {name}"));
         }
     }
-    for (g, group) in file.tests.iter_mut().enumerate() {
-        group.interval = group.interval.or(Some(file.evaluation_interval));
+    for (g, group) in file.tests.iter().enumerate() {
         for (k, s) in group.input_series.iter().enumerate() {
             let at = format!("tests[{g}].input_series[{k}]");
             parse_series(&s.series).map_err(|e| format!("{at}.series: {e}"))?;
@@ -615,6 +694,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn expected_values_read_as_yaml_v2_reads_them() {
+        let table = "1 => 1 | -2.5 => -2.5 | 1e3 => 1000 | 1.5e-3 => 0.0015 | .5 => 0.5 | 5. => 5
+            | +.5 => 0.5 | 010 => 8 | 0x10 => 16 | 0o17 => 15 | 0b101 => 5 | -010 => -8 | 1_000 => 1000
+            | .inf => inf | -.Inf => -inf | +.INF => inf | 9223372036854775808 => 9223372036854775808";
+        for (text, want) in table.split('|').filter_map(|r| r.split_once("=>")) {
+            let want: f64 = want.trim().parse().unwrap();
+            assert_eq!(yaml_float(text.trim()), Ok(want), "{text}");
+        }
+        assert!(yaml_float(".NaN").unwrap().is_nan());
+        for text in [
+            "NaN", "Inf", "true", "1e", "0x", "1.2.3", "abc", "1 2", ".Nan",
+        ] {
+            assert!(yaml_float(text).is_err(), "{text:?} was accepted");
+        }
+        let file = parse_test_file(
+            "tests: [{promql_expr_test: [{expr: x, exp_samples: [{value: 010}, {value: 1e3}, {}]}]}]",
+        )
+        .unwrap();
+        let values: Vec<f64> = file.tests[0].promql_expr_test[0]
+            .exp_samples
+            .iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(values, [8.0, 1000.0, 0.0]);
+    }
+
     const EXAMPLE: &str = r#"
 rule_files:
   - alerts.yml
@@ -663,8 +769,8 @@ tests:
         assert_eq!(file.evaluation_interval, Duration::from_secs(60));
         let (first, second) = (&file.tests[0], &file.tests[1]);
         assert_eq!(
-            (first.interval.unwrap(), second.interval.unwrap()),
-            (Duration::from_secs(30), Duration::from_secs(60))
+            (first.interval, second.interval),
+            (Duration::from_secs(30), Duration::ZERO)
         );
         assert_eq!(
             (first.name.as_deref(), first.external_url.as_str()),
@@ -699,7 +805,7 @@ tests:
         let explicit =
             parse_test_file("evaluation_interval: 15s\ntests: [{}, {interval: 0}]").unwrap();
         let intervals: Vec<_> = explicit.tests.iter().map(|g| g.interval).collect();
-        assert_eq!(intervals, [Some(Duration::from_secs(15)); 2]);
+        assert_eq!(intervals, [Duration::ZERO; 2]);
         assert!(parse_test_file("").unwrap().tests.is_empty());
     }
 

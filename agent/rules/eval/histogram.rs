@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use crate::series::{NAME_LABEL, SeriesLabels};
 
-use super::Sample;
+use super::{EvalError, Sample};
 
 /// The bucket label.
 const LE: &str = "le";
 
 /// Evaluates `histogram_quantile(q, samples)`.
-pub fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Result<Vec<Sample>, String> {
+pub fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Result<Vec<Sample>, EvalError> {
     // By every label but `le`, name included, as Prometheus' signature; the answer drops both.
     let mut groups: BTreeMap<SeriesLabels, Vec<(f64, f64)>> = BTreeMap::new();
     for sample in samples {
@@ -39,7 +39,7 @@ pub fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Result<Vec<Sample>, S
     }
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     if out.windows(2).any(|w| w[0].labels == w[1].labels) {
-        return Err("vector cannot contain metrics with the same labelset".into());
+        return Err(EvalError::DuplicateLabelset);
     }
     Ok(out)
 }
@@ -280,6 +280,6 @@ mod tests {
             s
         }));
         let error = histogram_quantile(0.5, samples).unwrap_err();
-        assert!(error.contains("same labelset"), "{error}");
+        assert!(matches!(error, EvalError::DuplicateLabelset), "{error}");
     }
 }

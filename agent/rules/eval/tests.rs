@@ -182,15 +182,180 @@ fn absent_and_clamps() {
     assert_eq!(one(&s, "ceil(up / 2)", 0), 4.0);
 }
 
+fn error(store: &SeriesStore, expr: &str, t: Millis) -> EvalError {
+    let parsed = parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    eval_vector(&parsed, store, t).expect_err(expr)
+}
+
+const PENDING_A1: &[(&str, &str)] = &[("__name__", "pending"), ("pool", "p1"), ("target", "a")];
+const PENDING_A2: &[(&str, &str)] = &[("__name__", "pending"), ("pool", "p2"), ("target", "a")];
+const SIZE_A1: &[(&str, &str)] = &[("__name__", "size"), ("pool", "p1"), ("target", "a")];
+const SIZE_B1: &[(&str, &str)] = &[("__name__", "size"), ("pool", "p1"), ("target", "b")];
+
 #[test]
-fn one_to_one_matching_refuses_duplicates() {
+fn vector_matching_checks_in_prometheus_order() {
+    // Nothing on one side: nothing, whatever the other side holds.
+    let s = store(&[(PENDING_A1, &[1.0]), (PENDING_A2, &[4.0])]);
+    assert!(query(&s, "size + on(target) pending", 0).is_empty());
+    assert!(query(&s, "pending + on(target) size", 0).is_empty());
+
+    // The right side is checked whole once the left has a series, matching or not.
     let s = store(&[
-        (UP_A, &[1.0]),
-        (UP_B, &[1.0]),
-        (&[("__name__", "one"), ("target", "t")], &[1.0]),
+        (PENDING_A1, &[1.0]),
+        (PENDING_A2, &[4.0]),
+        (SIZE_B1, &[10.0]),
     ]);
-    let expr = parse("one + on(target) up").unwrap();
-    assert!(eval(&expr, &s, 0).is_err());
+    let err = error(&s, "size + on(target) pending", 0);
+    assert!(
+        matches!(&err, EvalError::ManyToMany { group, .. } if group == "{target=\"a\"}"),
+        "{err}"
+    );
+    assert!(err.to_string().contains(
+        "on the right hand-side of the operation: [{__name__=\"pending\", pool=\"p2\", \
+         target=\"a\"}, {__name__=\"pending\", pool=\"p1\", target=\"a\"}];many-to-many"
+    ));
+
+    // Two left series of one group are many-to-one only when both reach the result.
+    let s = store(&[
+        (PENDING_A1, &[1.0]),
+        (PENDING_A2, &[40.0]),
+        (SIZE_A1, &[10.0]),
+    ]);
+    assert_eq!(
+        query(&s, "pending > on(target) size", 0),
+        vec![(labels(&[("target", "a")]), 40.0)]
+    );
+    assert_eq!(
+        error(&s, "pending > bool on(target) size", 0),
+        EvalError::ManyToOne
+    );
+    assert_eq!(
+        error(&s, "pending - on(target) size", 0),
+        EvalError::ManyToOne
+    );
+    let s = store(&[
+        (PENDING_A1, &[1.0]),
+        (PENDING_A2, &[4.0]),
+        (SIZE_A1, &[10.0]),
+    ]);
+    assert!(query(&s, "pending > on(target) size", 0).is_empty());
+    // Set operators never complain.
+    assert_eq!(query(&s, "pending and on(target) size", 0).len(), 2);
+}
+
+#[test]
+fn one_label_set_twice_once_the_name_is_gone_is_an_error() {
+    let opened = &[("__name__", "opened_total"), ("pool", "p1")][..];
+    let closed = &[("__name__", "closed_total"), ("pool", "p1")][..];
+    let other = &[("__name__", "closed_total"), ("pool", "p2")][..];
+    let s = store(&[(opened, &[1.0, 2.0]), (closed, &[5.0, 6.0])]);
+    let both = "{__name__=~\"opened_total|closed_total\"}";
+    for expr in [
+        format!("-{both}"),
+        format!("abs({both})"),
+        format!("clamp_max({both}, 1)"),
+        format!("rate({both}[5m])"),
+        format!("{both} * 2"),
+        format!("{both} > bool 0"),
+        format!("{both} + on(__name__, pool) {both}"),
+    ] {
+        assert_eq!(
+            error(&s, &expr, MIN),
+            EvalError::DuplicateLabelset,
+            "{expr}"
+        );
+    }
+    // A filter keeps the name; and names that differ in other labels do not collide.
+    assert_eq!(query(&s, &format!("{both} > 0"), MIN).len(), 2);
+    let s = store(&[(opened, &[1.0]), (other, &[5.0])]);
+    assert_eq!(query(&s, &format!("-{both}"), 0).len(), 2);
+}
+
+#[test]
+fn clamps_follow_go_max_and_min() {
+    let nan = &[("__name__", "ratio"), ("pool", "p1")][..];
+    let s = store(&[(nan, &[f64::NAN]), (UP_A, &[10.0])]);
+    assert!(one(&s, "clamp_max(up, NaN)", 0).is_nan());
+    assert!(one(&s, "clamp_min(ratio, 0)", 0).is_nan());
+    assert_eq!(one(&s, "clamp_max(ratio, -Inf)", 0), f64::NEG_INFINITY);
+    assert_eq!(one(&s, "clamp_min(ratio, Inf)", 0), f64::INFINITY);
+    assert!(go_max(0.0, -0.0).is_sign_positive() && go_max(-0.0, 0.0).is_sign_positive());
+    assert!(go_min(0.0, -0.0).is_sign_negative() && go_min(-0.0, 0.0).is_sign_negative());
+}
+
+#[test]
+fn absent_labels_as_prometheus_creates_them() {
+    let s = store(&[]);
+    let table = [
+        (r#"absent(x{a="1", a!="1"})"#, vec![]),
+        (r#"absent(x{a!="2", a="1"})"#, vec![("a", "1")]),
+        (r#"absent(x{a="1", a="1"})"#, vec![]),
+        (r#"absent(x{a="1", a="2", b="3"})"#, vec![("b", "3")]),
+        (r#"absent(x{a="", b="3"})"#, vec![("b", "3")]),
+        (r#"absent(x{a=~"1"})"#, vec![]),
+        (r#"absent((x{a="1"}))"#, vec![("a", "1")]),
+        (r#"absent(sum(x{a="1"}))"#, vec![]),
+        (r#"absent({__name__="x", a="1"})"#, vec![("a", "1")]),
+    ];
+    for (expr, want) in table {
+        assert_eq!(query(&s, expr, 0), vec![(labels(&want), 1.0)], "{expr}");
+    }
+}
+
+#[test]
+fn infinities_average_as_in_prometheus_in_any_order() {
+    let inf = &[("__name__", "g"), ("pool", "p1")][..];
+    let one_ = &[("__name__", "g"), ("pool", "p2")][..];
+    let s = store(&[(inf, &[f64::INFINITY]), (one_, &[1.0])]);
+    let expr = parse("avg(g)").unwrap();
+    for rank in [
+        &(|l: &SeriesLabels| u64::from(l["pool"] == "p2")) as &dyn Fn(&SeriesLabels) -> u64,
+        &|l: &SeriesLabels| u64::from(l["pool"] == "p1"),
+    ] {
+        let got = eval_vector_ranked(&expr, &s, 0, rank).unwrap();
+        assert_eq!(got[0].value, f64::INFINITY);
+    }
+    assert!(mean_step(f64::INFINITY, f64::NEG_INFINITY, 2).is_nan());
+    assert!(mean_step(f64::INFINITY, f64::NAN, 2).is_nan());
+    assert_eq!(
+        mean_over_time(&[(0, 1.0), (1, f64::INFINITY), (2, 5.0)]),
+        f64::INFINITY
+    );
+}
+
+#[test]
+fn regression_is_exact_on_flat_series() {
+    let ratio = &[("__name__", "ratio"), ("pool", "p1")][..];
+    let s = store(&[(ratio, &[-0.6, -0.6, -0.6])]);
+    assert_eq!(one(&s, "deriv(ratio[2m])", 2 * MIN), 0.0);
+    assert_eq!(one(&s, "predict_linear(ratio[2m], 600)", 2 * MIN), -0.6);
+    assert!(query(&s, "deriv(ratio[2m]) < 0", 2 * MIN).is_empty());
+    let (slope, intercept) = linear_regression(&[(0, f64::INFINITY), (1000, f64::INFINITY)], 0);
+    assert!(slope.is_nan() && intercept.is_nan());
+}
+
+#[test]
+fn powers_and_rates_round_as_go_does() {
+    // Go's math.Pow, not the C library's: these differ in the last bit.
+    assert_eq!(go_pow(1.7, 5.0), 14.198569999999997);
+    assert_eq!(go_pow(0.7, 11.0), 0.019773267429999984);
+    assert_eq!(go_pow(1.1, 7.0), 1.9487171000000012);
+    assert_eq!(go_pow(2.0, -2.0), 0.25);
+    assert_eq!(go_pow(4.0, 0.5), 2.0);
+    assert!(go_pow(-8.0, 1.0 / 3.0).is_nan());
+    assert_eq!(go_pow(0.0, -1.0), f64::INFINITY);
+    assert_eq!(go_pow(-0.0, -1.0), f64::NEG_INFINITY);
+    assert_eq!(go_pow(f64::NEG_INFINITY, 3.0), f64::NEG_INFINITY);
+    assert_eq!(go_pow(2.0, 1100.0), f64::INFINITY);
+    assert_eq!(go_pow(2.0, -1074.0), f64::from_bits(1));
+    for x in [1.0, 0.75, 3.0e-310, -5.5, 1e300] {
+        let (frac, exp) = frexp(x);
+        assert!((0.5..1.0).contains(&frac.abs()), "{x}");
+        assert_eq!(ldexp(frac, exp), x);
+    }
+    // Seconds as Go's Duration.Seconds() adds them: whole seconds, then the fraction.
+    assert_eq!(go_seconds(1_100), 1.0 + 0.1);
+    assert_eq!(go_seconds(300_000), 300.0);
 }
 
 #[test]
