@@ -128,10 +128,6 @@ fn agent_alert(agent: &Agent, name: &str) -> Option<(String, Option<i64>)> {
         })
 }
 
-fn rfc3339_millis(ms: i64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
-}
-
 fn parse_time(text: &str) -> SystemTime {
     humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
@@ -185,11 +181,17 @@ async fn a_saturated_pool_reaches_the_team_channel_and_resolves() {
         alert["generatorURL"],
         format!("http://{}/api/v1/alerts", agent.addr)
     );
-    // startsAt is when the agent's alert started firing.
+    // startsAt is when the agent's alert started firing. Compared as times: Alertmanager writes
+    // them back in Go's RFC 3339 form, without trailing zeros (".16Z" for our ".160Z").
     let (state, fired_at) = agent_alert(&agent, "PoolUtilizationHigh").unwrap();
     assert_eq!(state, "firing");
-    let starts_at = rfc3339_millis(fired_at.unwrap());
-    assert_eq!(alert["startsAt"], starts_at.as_str());
+    let starts_at = UNIX_EPOCH + Duration::from_millis(fired_at.unwrap() as u64);
+    assert_eq!(
+        parse_time(alert["startsAt"].as_str().unwrap()),
+        starts_at,
+        "startsAt is the firing time {}",
+        humantime::format_rfc3339_millis(starts_at)
+    );
     // Alertmanager holds it until the lease ends: 4 × the 1m resend delay after the last send.
     let held = am.alert("PoolUtilizationHigh").unwrap();
     let lease = parse_time(held["endsAt"].as_str().unwrap())
@@ -209,12 +211,12 @@ async fn a_saturated_pool_reaches_the_team_channel_and_resolves() {
     assert_eq!(resolved.path, "team");
     let alert = &resolved.alerts()[0];
     assert_eq!(
-        alert["startsAt"],
-        starts_at.as_str(),
+        parse_time(alert["startsAt"].as_str().unwrap()),
+        starts_at,
         "startsAt never moves"
     );
     let ended = parse_time(alert["endsAt"].as_str().unwrap());
-    assert!(ended > parse_time(&starts_at) && ended <= SystemTime::now());
+    assert!(ended > starts_at && ended <= SystemTime::now());
     assert_eq!(agent_alert(&agent, "PoolUtilizationHigh"), None);
     // One notification each way, and none to on-call.
     let received = webhook.received();
@@ -223,7 +225,7 @@ async fn a_saturated_pool_reaches_the_team_channel_and_resolves() {
         .map(|n| (n.path.as_str(), n.status()))
         .collect();
     assert_eq!(summary, [("team", "firing"), ("team", "resolved")]);
-    let latency = arrived.duration_since(parse_time(&starts_at)).unwrap();
+    let latency = arrived.duration_since(starts_at).unwrap();
     eprintln!(
         "end to end: agent and Alertmanager up {up:.1?}, firing at the webhook {fired:.1?} \
          ({latency:.1?} after the agent fired it), released {releasing:.1?}, resolved at the \
