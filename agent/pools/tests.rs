@@ -96,13 +96,15 @@ fn overflow_connections_close_when_returned_to_a_full_pool() {
 #[test]
 fn a_caller_gives_up_after_the_timeout_and_is_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = pool(&dir, settings(1, 0, Duration::from_millis(100)));
+    // The timeout bounds the first checkout too, whose connection r2d2 opens on its own thread:
+    // a second leaves a loaded machine the time to open it.
+    let pool = pool(&dir, settings(1, 0, Duration::from_secs(1)));
     let held = pool.get().unwrap();
     let start = Instant::now();
     let Err(error) = pool.get() else {
         panic!("the pool is exhausted")
     };
-    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert!(start.elapsed() >= Duration::from_secs(1));
     assert!(matches!(error, PoolError::Timeout { .. }), "{error}");
     let stats = pool.stats();
     assert_eq!((stats.timeouts, stats.pending, stats.used), (1, 0, 1));
