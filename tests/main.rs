@@ -11,6 +11,7 @@ mod alertmanager;
 mod api;
 mod benchmark;
 mod config_errors;
+mod demo;
 mod duckdb;
 mod exposition;
 mod failures;

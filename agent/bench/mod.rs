@@ -3,6 +3,8 @@
 //! script or open loop (Poisson arrivals) to compare with the queueing model.
 
 pub mod analyze;
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod html;
 pub mod postgres;
 pub mod report;

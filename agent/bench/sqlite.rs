@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::workload::{Backend, BenchError, COLUMNS, Dataset, Statement, Table, row};
+use super::workload::{
+    Backend, BenchError, COLUMNS, Dataset, Statement, Table, insert_sql, row,
+};
 use crate::pools::Connection;
 use crate::pools::sqlite::SqliteManager;
 
@@ -21,16 +23,6 @@ fn error(e: rusqlite::Error) -> BenchError {
         backend: "sqlite",
         message: e.to_string(),
     }
-}
-
-/// `INSERT INTO {table} VALUES (?, …), …` for `count` rows.
-fn insert_sql(table: Table, count: usize) -> String {
-    let one = format!("({})", ["?"; COLUMNS].join(", "));
-    format!(
-        "INSERT INTO {} VALUES {}",
-        table.as_str(),
-        vec![one.as_str(); count].join(", ")
-    )
 }
 
 fn row_values(first_id: i64, count: usize) -> Vec<Value> {

@@ -165,6 +165,17 @@ impl Dataset {
     }
 }
 
+/// `INSERT INTO {table} VALUES (?, …), …` for `count` rows: one statement per batch, with
+/// the placeholders SQLite and DuckDB both take.
+pub fn insert_sql(table: Table, count: usize) -> String {
+    let one = format!("({})", ["?"; COLUMNS].join(", "));
+    format!(
+        "INSERT INTO {} VALUES {}",
+        table.as_str(),
+        vec![one.as_str(); count].join(", ")
+    )
+}
+
 /// The values of a generated row: deterministic from its id, so a dataset is the same each run.
 pub fn row(id: i64) -> (i64, [f64; FEATURES], i64) {
     let mut features = [0.0; FEATURES];

@@ -14,6 +14,8 @@
 //! r2d2's event hooks count checkouts, waits, holds, timeouts and connections opened and
 //! closed; `get` counts the callers inside it, so pending is exact.
 
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,0 +1,270 @@
+//! `poolwatch demo`: the main job on the embedded default, with no service, package or root.
+//! It makes MDM-like datasets in a temporary directory, drives them through undersized pools,
+//! and runs the agent on those pools in the same process: the scheduler, the shipped rules (their
+//! waits shortened), `/metrics`, the JSON API and the OTLP receiver on the usual listener, with
+//! a live summary in the terminal. Ctrl-C stops it, exits 130 and removes its files.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::bench::sqlite::Sqlite;
+use crate::bench::workload::Dataset;
+use crate::config::web::WebConfig;
+use crate::config::{Config, DEFAULT_LISTEN, SourceConfig};
+use crate::demo::{self, DemoPool, Outcomes, RULE_WAIT_CAP};
+use crate::exporters::http;
+use crate::model::SourceKind;
+use crate::pools::PoolSettings;
+use crate::receiver::Receiver;
+use crate::scheduler::{Agent, Options};
+
+/// The agent's settings for the demo: a sample a second and rates over 10 s, so figures move
+/// as the load does; nothing read from the environment.
+const DEMO_CONFIG: &str = "sample_interval: 1s\nrate_window: 10s\nwindow: 5m\n";
+
+/// Rows in each dataset's `train` table (a quarter as many in `test`).
+const ROWS: i64 = 20_000;
+
+/// Between two summaries when stdout is not a terminal (a terminal gets one per sample).
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Address to serve /metrics, the JSON API and the OTLP receiver on.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// pool_size of each demo pool: deliberately too small for its users.
+    #[arg(long, default_value_t = 2)]
+    pub pool_size: u32,
+    /// Threads using each pool at once.
+    #[arg(long, default_value_t = 8)]
+    pub users: u32,
+    /// Mean milliseconds a user holds its connection per request (its work between
+    /// statements).
+    #[arg(long, default_value_t = 20.0)]
+    pub hold_time_ms: f64,
+}
+
+/// The demo's directory, removed with everything in it when dropped.
+struct Workspace(PathBuf);
+
+impl Workspace {
+    fn create() -> anyhow::Result<Workspace> {
+        let path = std::env::temp_dir().join(format!("poolwatch-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Workspace(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("poolwatch demo: could not remove {}: {error}", self.0.display());
+        }
+    }
+}
+
+/// The pools' settings: the spec's for the backend, but `pool_size` connections and no overflow.
+fn undersized(spec: PoolSettings, pool_size: u32) -> PoolSettings {
+    PoolSettings {
+        pool_size,
+        max_overflow: 0,
+        ..spec
+    }
+}
+
+pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.pool_size == 0 || args.users == 0 {
+        anyhow::bail!("--pool-size and --users must be at least 1");
+    }
+    if !(args.hold_time_ms.is_finite() && args.hold_time_ms >= 0.0) {
+        anyhow::bail!("--hold-time-ms must be 0 or more");
+    }
+    let workspace = Workspace::create()?;
+    let code = run(args, workspace.path());
+    drop(workspace);
+    code
+}
+
+fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    let dataset = Dataset::new(ROWS, 1_000);
+    println!(
+        "poolwatch demo: creating MDM-like datasets in {} ({} train rows, {} test rows each)",
+        dir.display(),
+        dataset.train_rows,
+        dataset.test_rows
+    );
+    let mut config = Config::from_yaml(Path::new("poolwatch demo"), DEMO_CONFIG, &|_| None)
+        .map_err(|problems| anyhow::anyhow!("the demo's config: {problems}"))?;
+    config.listen = args.listen;
+    let stop = Arc::new(AtomicBool::new(false));
+    let hold = Duration::from_secs_f64(args.hold_time_ms / 1e3);
+    let mut pools: Vec<Arc<dyn Outcomes>> = Vec::new();
+    let mut starts: Vec<Box<dyn FnOnce() -> Vec<JoinHandle<()>>>> = Vec::new();
+    let sqlite = Arc::new(DemoPool::create(
+        Sqlite {
+            path: dir.join("mdm_demo.sqlite"),
+            keep: false,
+        },
+        "mdm_demo_sqlite",
+        dataset,
+        undersized(PoolSettings::sqlite(), args.pool_size),
+    )?);
+    config
+        .targets
+        .push(demo::target("demo-sqlite", SourceKind::Sqlite, &sqlite));
+    pools.push(sqlite.clone());
+    starts.push(Box::new({
+        let stop = Arc::clone(&stop);
+        let users = args.users;
+        move || demo::start_users(&sqlite, users, hold, &stop)
+    }));
+    #[cfg(feature = "duckdb")]
+    {
+        let duckdb = Arc::new(DemoPool::create(
+            crate::bench::duckdb::Duckdb::new(dir.join("mdm_demo.duckdb"), false),
+            "mdm_demo_duckdb",
+            dataset,
+            undersized(PoolSettings::duckdb(), args.pool_size),
+        )?);
+        config
+            .targets
+            .push(demo::target("demo-duckdb", SourceKind::Duckdb, &duckdb));
+        pools.push(duckdb.clone());
+        starts.push(Box::new({
+            let stop = Arc::clone(&stop);
+            let users = args.users;
+            move || demo::start_users(&duckdb, users, hold, &stop)
+        }));
+    }
+    // The demo's pools first, then the receiver's built-in target.
+    config
+        .targets
+        .sort_by_key(|t| !matches!(t.source, SourceConfig::InProcess { .. }));
+    crate::telemetry::install();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let signal = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {} (give --listen ADDR)", config.listen))?;
+        let address = listener.local_addr()?;
+        let receiver = Receiver::new(&config.otlp_receiver);
+        let users: Vec<JoinHandle<()>> = starts.into_iter().flat_map(|start| start()).collect();
+        println!(
+            "workload: {} users per pool, pool_size {}, max_overflow 0 (deliberately too small), \
+             a mixed MDM load (80% reads, 18% updates, 2% batch inserts)",
+            args.users, args.pool_size
+        );
+        println!(
+            "rules: the shipped ones, with every `for` and `keep_firing_for` capped at {} for \
+             the demo",
+            humantime::format_duration(RULE_WAIT_CAP)
+        );
+        println!(
+            "serving: http://{address}/metrics, /api/v1/pools, /api/v1/alerts, /api/v1/health"
+        );
+        println!(
+            "receiver: OTLP at http://{address}/v1/metrics; point the SQLAlchemy integration \
+             at it with OTEL_EXPORTER_OTLP_ENDPOINT=http://{address}"
+        );
+        println!("Ctrl-C stops the demo and removes its files.\n");
+        let agent = Agent::start(
+            &config,
+            Options {
+                rules: demo::shortened_rules(RULE_WAIT_CAP),
+                hold: true,
+                receiver: Some(receiver.clone()),
+            },
+        );
+        let (_web_updates, web) = tokio::sync::watch::channel(Arc::new(WebConfig::default()));
+        let outcome = tokio::select! {
+            served = http::serve(listener, agent.subscribe(), Some(receiver), web) => {
+                served.context("serving HTTP").map(|()| None)
+            }
+            _ = live_summary(&agent) => Ok(None),
+            signal = signals() => Ok(Some(signal)),
+        };
+        stop.store(true, Ordering::Relaxed);
+        for user in users {
+            let _ = user.join();
+        }
+        println!();
+        for pool in &pools {
+            let (completed, failed) = pool.outcomes();
+            println!(
+                "{}: {completed} requests completed, {failed} failed",
+                pool.pool_name()
+            );
+        }
+        println!("stopped; removing {}", dir.display());
+        outcome
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(match signal {
+        Some(Signal::Interrupt) => ExitCode::from(130),
+        Some(Signal::Terminate) => ExitCode::from(143),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// Redraws the summary in place at every published state on a terminal; prints it every
+/// [`PLAIN_EVERY`] otherwise (a pipe or a file gets whole, plain blocks).
+async fn live_summary(agent: &Agent) {
+    let mut updates = agent.subscribe();
+    let tty = std::io::stdout().is_terminal();
+    let started = Instant::now();
+    let mut drawn = 0;
+    let mut last_plain: Option<Instant> = None;
+    while updates.changed().await.is_ok() {
+        let published = updates.borrow_and_update().clone();
+        let text = format!(
+            "poolwatch demo, {} s in\n{}",
+            started.elapsed().as_secs(),
+            demo::summary(&published)
+        );
+        let mut out = std::io::stdout().lock();
+        if tty {
+            if drawn > 0 {
+                // Up to the first line drawn, then clear to the end of the screen.
+                let _ = write!(out, "\x1b[{drawn}A\x1b[J");
+            }
+            drawn = text.lines().count();
+            let _ = write!(out, "{text}");
+        } else if last_plain.is_none_or(|at| at.elapsed() >= PLAIN_EVERY) {
+            last_plain = Some(Instant::now());
+            let _ = writeln!(out, "{text}");
+        }
+        let _ = out.flush();
+    }
+}
+
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+async fn signals() -> Signal {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return Signal::Interrupt;
+    };
+    tokio::select! {
+        _ = ctrl_c => Signal::Interrupt,
+        _ = term.recv() => Signal::Terminate,
+    }
+}
