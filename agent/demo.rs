@@ -87,7 +87,6 @@ impl<B: Backend> DemoPool<B> {
         })
     }
 
-
     /// One user, until `stop`: a mixed MDM request through the pool, the connection held for
     /// an exponential time of mean `hold` (the application's work between its statements),
     /// then the next request at once. More users than connections queue on the pool.
@@ -97,12 +96,16 @@ impl<B: Backend> DemoPool<B> {
             let statement = self.dataset.next(Operation::Mixed, &mut rng, |count| {
                 self.next_test_id.fetch_add(count as u64, Ordering::Relaxed) as i64
             });
-            let result = self.pool.get().map_err(BenchError::from).and_then(|mut conn| {
-                let result = self.backend.execute(&mut conn, &statement);
-                let u: f64 = rng.random();
-                thread::sleep(hold.mul_f64(-(1.0 - u).ln()));
-                result
-            });
+            let result = self
+                .pool
+                .get()
+                .map_err(BenchError::from)
+                .and_then(|mut conn| {
+                    let result = self.backend.execute(&mut conn, &statement);
+                    let u: f64 = rng.random();
+                    thread::sleep(hold.mul_f64(-(1.0 - u).ln()));
+                    result
+                });
             match result {
                 Ok(()) => self.completed.fetch_add(1, Ordering::Relaxed),
                 Err(error) => {
@@ -268,7 +271,14 @@ mod tests {
             set.groups
                 .iter()
                 .flat_map(|g| &g.rules)
-                .map(|r| (r.name.clone(), r.for_, r.keep_firing_for, r.expr_text.clone()))
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        r.for_,
+                        r.keep_firing_for,
+                        r.expr_text.clone(),
+                    )
+                })
                 .collect()
         };
         for (old, new) in rules(&shipped).into_iter().zip(rules(&short)) {
@@ -280,7 +290,10 @@ mod tests {
             .into_iter()
             .find(|r| r.0 == "PoolUtilizationHigh")
             .unwrap();
-        assert_eq!((utilization.1, utilization.2), (RULE_WAIT_CAP, RULE_WAIT_CAP));
+        assert_eq!(
+            (utilization.1, utilization.2),
+            (RULE_WAIT_CAP, RULE_WAIT_CAP)
+        );
     }
 
     #[test]

@@ -58,25 +58,27 @@ fn demo_fires_recommends_and_cleans_up_on_ctrl_c() {
         })
     };
 
-    let alert = wait_for(WITHIN, "PoolUtilizationHigh firing in /api/v1/alerts", || {
-        get_json(&base, "/api/v1/alerts")?
-            .as_array()?
-            .iter()
-            .find(|a| {
-                a["labels"]["alertname"] == "PoolUtilizationHigh"
-                    && a["labels"]["target"] == "demo-sqlite"
-                    && a["state"] == "firing"
-            })
-            .cloned()
-    });
+    let alert = wait_for(
+        WITHIN,
+        "PoolUtilizationHigh firing in /api/v1/alerts",
+        || {
+            get_json(&base, "/api/v1/alerts")?
+                .as_array()?
+                .iter()
+                .find(|a| {
+                    a["labels"]["alertname"] == "PoolUtilizationHigh"
+                        && a["labels"]["target"] == "demo-sqlite"
+                        && a["state"] == "firing"
+                })
+                .cloned()
+        },
+    );
     assert_eq!(
         alert["labels"]["db_client_connection_pool_name"],
         "mdm_demo_sqlite"
     );
     // The demo's files exist while it runs.
-    let dir = tmp
-        .path()
-        .join(format!("poolwatch-demo-{}", child.id()));
+    let dir = tmp.path().join(format!("poolwatch-demo-{}", child.id()));
     assert!(dir.join("mdm_demo.sqlite").is_file(), "{dir:?}");
 
     let left = WITHIN.saturating_sub(started.elapsed());
@@ -99,7 +101,10 @@ fn demo_fires_recommends_and_cleans_up_on_ctrl_c() {
     });
     // An undersized pool: a bigger one is recommended, and the summary shows the full pool.
     assert!(size > 2, "{block}");
-    assert!(block.contains("FIRING  PoolUtilizationHigh on demo-sqlite/mdm_demo_sqlite"), "{block}");
+    assert!(
+        block.contains("FIRING  PoolUtilizationHigh on demo-sqlite/mdm_demo_sqlite"),
+        "{block}"
+    );
     let pool_line = block
         .lines()
         .find(|l| l.starts_with("demo-sqlite/mdm_demo_sqlite "))
@@ -109,7 +114,10 @@ fn demo_fires_recommends_and_cleans_up_on_ctrl_c() {
     assert_eq!(columns[2], "0", "idle: {pool_line}");
     assert_eq!(columns[4], "100%", "utilization: {pool_line}");
     let intro = output.lock().unwrap().clone();
-    assert!(intro.contains(&format!("receiver: OTLP at {base}/v1/metrics")), "{intro}");
+    assert!(
+        intro.contains(&format!("receiver: OTLP at {base}/v1/metrics")),
+        "{intro}"
+    );
     assert!(intro.contains("capped at 5s for the demo"), "{intro}");
 
     nix::sys::signal::kill(
@@ -122,7 +130,12 @@ fn demo_fires_recommends_and_cleans_up_on_ctrl_c() {
     });
     reader.join().unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -136,5 +149,8 @@ fn demo_fires_recommends_and_cleans_up_on_ctrl_c() {
         .unwrap_or_else(|| panic!("no end line for the SQLite pool: {output}"));
     let completed: u64 = stopped.split(' ').next().unwrap().parse().unwrap();
     assert!(completed > 0, "{stopped}");
-    assert!(stopped.ends_with("requests completed, 0 failed"), "{stopped}");
+    assert!(
+        stopped.ends_with("requests completed, 0 failed"),
+        "{stopped}"
+    );
 }

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::workload::{
-    Backend, BenchError, COLUMNS, Dataset, Statement, Table, insert_sql, row,
-};
+use super::workload::{Backend, BenchError, COLUMNS, Dataset, Statement, Table, insert_sql, row};
 use crate::pools::Connection;
 use crate::pools::sqlite::SqliteManager;
 

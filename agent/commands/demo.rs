@@ -72,7 +72,10 @@ impl Workspace {
 impl Drop for Workspace {
     fn drop(&mut self) {
         if let Err(error) = std::fs::remove_dir_all(&self.0) {
-            eprintln!("poolwatch demo: could not remove {}: {error}", self.0.display());
+            eprintln!(
+                "poolwatch demo: could not remove {}: {error}",
+                self.0.display()
+            );
         }
     }
 }
@@ -99,7 +102,15 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     code
 }
 
-fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+/// The demo's pools as the agent's targets, and how to start their users.
+struct Setup {
+    config: Config,
+    pools: Vec<Arc<dyn Outcomes>>,
+    starts: Vec<Box<dyn FnOnce() -> Vec<JoinHandle<()>> + Send>>,
+}
+
+/// Creates the datasets and their pools (no connection open yet) and the agent's config.
+fn setup(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result<Setup> {
     let dataset = Dataset::new(ROWS, 1_000);
     println!(
         "poolwatch demo: creating MDM-like datasets in {} ({} train rows, {} test rows each)",
@@ -110,10 +121,9 @@ fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     let mut config = Config::from_yaml(Path::new("poolwatch demo"), DEMO_CONFIG, &|_| None)
         .map_err(|problems| anyhow::anyhow!("the demo's config: {problems}"))?;
     config.listen = args.listen;
-    let stop = Arc::new(AtomicBool::new(false));
     let hold = Duration::from_secs_f64(args.hold_time_ms / 1e3);
     let mut pools: Vec<Arc<dyn Outcomes>> = Vec::new();
-    let mut starts: Vec<Box<dyn FnOnce() -> Vec<JoinHandle<()>>>> = Vec::new();
+    let mut starts: Vec<Box<dyn FnOnce() -> Vec<JoinHandle<()>> + Send>> = Vec::new();
     let sqlite = Arc::new(DemoPool::create(
         Sqlite {
             path: dir.join("mdm_demo.sqlite"),
@@ -128,7 +138,7 @@ fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         .push(demo::target("demo-sqlite", SourceKind::Sqlite, &sqlite));
     pools.push(sqlite.clone());
     starts.push(Box::new({
-        let stop = Arc::clone(&stop);
+        let stop = Arc::clone(stop);
         let users = args.users;
         move || demo::start_users(&sqlite, users, hold, &stop)
     }));
@@ -145,7 +155,7 @@ fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             .push(demo::target("demo-duckdb", SourceKind::Duckdb, &duckdb));
         pools.push(duckdb.clone());
         starts.push(Box::new({
-            let stop = Arc::clone(&stop);
+            let stop = Arc::clone(stop);
             let users = args.users;
             move || demo::start_users(&duckdb, users, hold, &stop)
         }));
@@ -154,13 +164,41 @@ fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     config
         .targets
         .sort_by_key(|t| !matches!(t.source, SourceConfig::InProcess { .. }));
+    Ok(Setup {
+        config,
+        pools,
+        starts,
+    })
+}
+
+fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     crate::telemetry::install();
+    let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let signal = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        // Ctrl-C is ours from the start, so that one during set-up removes the files too.
+        let mut signal = std::pin::pin!(signals());
+        let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .with_context(|| format!("listening on {} (give --listen ADDR)", config.listen))?;
+            .with_context(|| format!("listening on {} (give --listen ADDR)", args.listen))?;
         let address = listener.local_addr()?;
+        let creating = tokio::task::spawn_blocking({
+            let (args, dir, stop) = (args.clone(), dir.to_path_buf(), Arc::clone(&stop));
+            move || setup(&args, &dir, &stop)
+        });
+        let mut creating = std::pin::pin!(creating);
+        let Setup {
+            config,
+            pools,
+            starts,
+        } = tokio::select! {
+            created = &mut creating => created.context("creating the datasets")??,
+            signal = &mut signal => {
+                // The files are removed once their writer is done with them.
+                let _ = creating.await;
+                return Ok(Some(signal));
+            }
+        };
         let receiver = Receiver::new(&config.otlp_receiver);
         let users: Vec<JoinHandle<()>> = starts.into_iter().flat_map(|start| start()).collect();
         println!(
@@ -195,7 +233,7 @@ fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
                 served.context("serving HTTP").map(|()| None)
             }
             _ = live_summary(&agent) => Ok(None),
-            signal = signals() => Ok(Some(signal)),
+            signal = &mut signal => Ok(Some(signal)),
         };
         stop.store(true, Ordering::Relaxed);
         for user in users {

@@ -84,7 +84,10 @@ mod tests {
         let x: i32 = b.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(x, 7);
         let stats = pool.stats();
-        assert_eq!((stats.used, stats.open, stats.connections_opened), (2, 2, 2));
+        assert_eq!(
+            (stats.used, stats.open, stats.connections_opened),
+            (2, 2, 2)
+        );
         drop((a, b));
         assert_eq!(pool.stats().used, 0);
     }

@@ -143,9 +143,7 @@ impl Session {
             }
         };
         if message.ends_with("password missing") {
-            message.push_str(
-                " (set PGPASSWORD, or password_file or password_env in the config)",
-            );
+            message.push_str(" (set PGPASSWORD, or password_file or password_env in the config)");
         }
         SampleError {
             kind,
