@@ -8,7 +8,8 @@ use duckdb::params_from_iter;
 use duckdb::types::Value;
 
 use super::workload::{
-    Backend, BenchError, COLUMNS, Dataset, FEATURES, Statement, Table, insert_sql, row,
+    Backend, BenchError, Dataset, SqlTypes, Statement, Table, file_schema, get_by_id_sql,
+    insert_sql, remove_database_files, row_values, update_stats_sql,
 };
 use crate::pools::Connection;
 use crate::pools::duckdb::DuckdbManager;
@@ -37,18 +38,6 @@ fn error(e: duckdb::Error) -> BenchError {
     }
 }
 
-fn row_values(first_id: i64, count: usize) -> Vec<Value> {
-    let mut values = Vec::with_capacity(count * COLUMNS);
-    for id in first_id..first_id + count as i64 {
-        let (id, features, label) = row(id);
-        values.push(Value::BigInt(id));
-        values.extend(features.iter().map(|f| Value::Double(*f)));
-        values.push(Value::BigInt(label));
-        values.push(Value::Null);
-    }
-    values
-}
-
 fn batch_insert(
     conn: &duckdb::Connection,
     table: Table,
@@ -56,7 +45,13 @@ fn batch_insert(
     count: usize,
 ) -> duckdb::Result<()> {
     conn.prepare_cached(&insert_sql(table, count))?
-        .execute(params_from_iter(row_values(first_id, count)))?;
+        .execute(params_from_iter(row_values(
+            first_id,
+            count,
+            Value::BigInt,
+            Value::Double,
+            || Value::Null,
+        )))?;
     Ok(())
 }
 
@@ -77,19 +72,11 @@ impl Backend for Duckdb {
 
     fn create(&self, dataset: &Dataset) -> Result<(), BenchError> {
         let conn = self.manager.open().map_err(error)?;
-        let columns: Vec<String> = (0..FEATURES)
-            .map(|k| format!("feature_{k} DOUBLE NOT NULL"))
-            .collect();
-        let mut ddl = String::from(
-            "DROP TABLE IF EXISTS train; DROP TABLE IF EXISTS test; DROP TABLE IF EXISTS _metadata;\n",
-        );
-        for table in ["train", "test"] {
-            ddl.push_str(&format!(
-                "CREATE TABLE {table} (id BIGINT PRIMARY KEY, {}, label BIGINT NOT NULL, stats BIGINT);\n",
-                columns.join(", ")
-            ));
-        }
-        ddl.push_str("CREATE TABLE _metadata (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);");
+        let ddl = file_schema(&SqlTypes {
+            integer: "BIGINT",
+            real: "DOUBLE",
+            text: "VARCHAR",
+        });
         conn.execute_batch(&ddl).map_err(error)?;
         conn.execute_batch("BEGIN").map_err(error)?;
         for (table, first_id, count) in dataset.batches() {
@@ -111,16 +98,7 @@ impl Backend for Duckdb {
         if self.keep {
             return Ok(());
         }
-        for suffix in ["", ".wal"] {
-            let mut path = self.path.clone().into_os_string();
-            path.push(suffix);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(BenchError::Setup(format!("removing {path:?}: {e}"))),
-            }
-        }
-        Ok(())
+        remove_database_files(&self.path, &["", ".wal"])
     }
 
     fn execute(
@@ -130,20 +108,12 @@ impl Backend for Duckdb {
     ) -> Result<(), BenchError> {
         match *statement {
             Statement::GetById { table, id } => {
-                let sql = match table {
-                    Table::Train => "SELECT * FROM train WHERE id = ?",
-                    Table::Test => "SELECT * FROM test WHERE id = ?",
-                };
-                let mut stmt = conn.prepare_cached(sql).map_err(error)?;
+                let mut stmt = conn.prepare_cached(get_by_id_sql(table)).map_err(error)?;
                 let mut rows = stmt.query([id]).map_err(error)?;
                 while rows.next().map_err(error)?.is_some() {}
             }
             Statement::UpdateStats { table, id, stats } => {
-                let sql = match table {
-                    Table::Train => "UPDATE train SET stats = ? WHERE id = ?",
-                    Table::Test => "UPDATE test SET stats = ? WHERE id = ?",
-                };
-                conn.prepare_cached(sql)
+                conn.prepare_cached(update_stats_sql(table))
                     .map_err(error)?
                     .execute([stats, id])
                     .map_err(error)?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::bench::sqlite::Sqlite;
-use crate::bench::workload::Dataset;
+use crate::bench::workload::{Backend, Dataset};
 use crate::config::web::WebConfig;
 use crate::config::{Config, DEFAULT_LISTEN, SourceConfig};
 use crate::demo::{self, DemoPool, Outcomes, RULE_WAIT_CAP};
@@ -109,66 +109,92 @@ struct Setup {
     starts: Vec<Box<dyn FnOnce() -> Vec<JoinHandle<()>> + Send>>,
 }
 
+/// What every demo pool gets: its dataset, and users holding connections `hold` on average
+/// until `stop`.
+struct Load {
+    dataset: Dataset,
+    pool_size: u32,
+    users: u32,
+    hold: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Setup {
+    /// Creates `backend`'s dataset and an undersized pool named `pool` on it (the spec's
+    /// `settings` otherwise), watched as the in-process target `target`.
+    fn add<B: Backend>(
+        &mut self,
+        load: &Load,
+        backend: B,
+        (pool, target): (&str, &str),
+        kind: SourceKind,
+        settings: PoolSettings,
+    ) -> anyhow::Result<()> {
+        let settings = undersized(settings, load.pool_size);
+        let pool = Arc::new(DemoPool::create(backend, pool, load.dataset, settings)?);
+        self.config.targets.push(demo::target(target, kind, &pool));
+        self.pools.push(pool.clone());
+        let (stop, users, hold) = (Arc::clone(&load.stop), load.users, load.hold);
+        self.starts.push(Box::new(move || {
+            demo::start_users(&pool, users, hold, &stop)
+        }));
+        Ok(())
+    }
+}
+
 /// Creates the datasets and their pools (no connection open yet) and the agent's config.
-fn setup(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result<Setup> {
-    let dataset = Dataset::new(ROWS, 1_000);
+fn setup(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<Setup> {
+    let load = Load {
+        dataset: Dataset::new(ROWS, 1_000),
+        pool_size: args.pool_size,
+        users: args.users,
+        hold: Duration::from_secs_f64(args.hold_time_ms / 1e3),
+        stop,
+    };
     println!(
         "poolwatch demo: creating MDM-like datasets in {} ({} train rows, {} test rows each)",
         dir.display(),
-        dataset.train_rows,
-        dataset.test_rows
+        load.dataset.train_rows,
+        load.dataset.test_rows
     );
     let mut config = Config::from_yaml(Path::new("poolwatch demo"), DEMO_CONFIG, &|_| None)
         .map_err(|problems| anyhow::anyhow!("the demo's config: {problems}"))?;
     config.listen = args.listen;
-    let hold = Duration::from_secs_f64(args.hold_time_ms / 1e3);
-    let mut pools: Vec<Arc<dyn Outcomes>> = Vec::new();
-    let mut starts: Vec<Box<dyn FnOnce() -> Vec<JoinHandle<()>> + Send>> = Vec::new();
-    let sqlite = Arc::new(DemoPool::create(
-        Sqlite {
-            path: dir.join("mdm_demo.sqlite"),
-            keep: false,
-        },
-        "mdm_demo_sqlite",
-        dataset,
-        undersized(PoolSettings::sqlite(), args.pool_size),
-    )?);
-    config
-        .targets
-        .push(demo::target("demo-sqlite", SourceKind::Sqlite, &sqlite));
-    pools.push(sqlite.clone());
-    starts.push(Box::new({
-        let stop = Arc::clone(stop);
-        let users = args.users;
-        move || demo::start_users(&sqlite, users, hold, &stop)
-    }));
+    let mut setup = Setup {
+        config,
+        pools: Vec::new(),
+        starts: Vec::new(),
+    };
+    let sqlite = Sqlite {
+        path: dir.join("mdm_demo.sqlite"),
+        keep: false,
+    };
+    let names = ("mdm_demo_sqlite", "demo-sqlite");
+    setup.add(
+        &load,
+        sqlite,
+        names,
+        SourceKind::Sqlite,
+        PoolSettings::sqlite(),
+    )?;
     #[cfg(feature = "duckdb")]
     {
-        let duckdb = Arc::new(DemoPool::create(
-            crate::bench::duckdb::Duckdb::new(dir.join("mdm_demo.duckdb"), false),
-            "mdm_demo_duckdb",
-            dataset,
-            undersized(PoolSettings::duckdb(), args.pool_size),
-        )?);
-        config
-            .targets
-            .push(demo::target("demo-duckdb", SourceKind::Duckdb, &duckdb));
-        pools.push(duckdb.clone());
-        starts.push(Box::new({
-            let stop = Arc::clone(stop);
-            let users = args.users;
-            move || demo::start_users(&duckdb, users, hold, &stop)
-        }));
+        let duckdb = crate::bench::duckdb::Duckdb::new(dir.join("mdm_demo.duckdb"), false);
+        let names = ("mdm_demo_duckdb", "demo-duckdb");
+        setup.add(
+            &load,
+            duckdb,
+            names,
+            SourceKind::Duckdb,
+            PoolSettings::duckdb(),
+        )?;
     }
     // The demo's pools first, then the receiver's built-in target.
-    config
+    setup
+        .config
         .targets
         .sort_by_key(|t| !matches!(t.source, SourceConfig::InProcess { .. }));
-    Ok(Setup {
-        config,
-        pools,
-        starts,
-    })
+    Ok(setup)
 }
 
 fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
@@ -184,7 +210,7 @@ fn run(args: &DemoArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         let address = listener.local_addr()?;
         let creating = tokio::task::spawn_blocking({
             let (args, dir, stop) = (args.clone(), dir.to_path_buf(), Arc::clone(&stop));
-            move || setup(&args, &dir, &stop)
+            move || setup(&args, &dir, stop)
         });
         let mut creating = std::pin::pin!(creating);
         let Setup {
