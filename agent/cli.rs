@@ -24,6 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job with nothing to install: an MDM-like workload on embedded SQLite and
+    /// DuckDB files with undersized pools, watched by the full agent (rules, /metrics, the
+    /// JSON API, the OTLP receiver), with a live summary. Ctrl-C stops it and removes its files.
+    Demo(commands::demo::DemoArgs),
     /// Run the agent: sample every target, serve /metrics, /healthz and /api/v1/health, send
     /// alerts to Alertmanager.
     Run {
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         }) => commands::rules::export(&rules, output.as_deref()),
         Command::Rules(RulesCommand::Check { paths }) => Ok(commands::rules::check(&paths)),
+        Command::Demo(args) => commands::demo::demo(&args),
         Command::Size(args) => commands::size::size(&args),
         Command::Benchmark(args) => commands::benchmark::benchmark(&args),
         Command::AnalyzeBenchmarks(args) => commands::analyze::analyze_benchmarks(&args),

@@ -8,9 +8,14 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = poolwatch::cli::Cli::parse();
+    // The demo's terminal belongs to its live summary: only warnings and errors by default.
+    let level = match cli.command {
+        poolwatch::cli::Command::Demo(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("POOLWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("POOLWATCH_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         // Colour only for a terminal: a log file or a journal gets plain text.

@@ -8,4 +8,5 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/poolwatch/target}
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
-exec cargo run --release --quiet -- run --config config/poolwatch.yaml "$@"
+# The dev profile, as `cargo test` and `cargo run -- demo`: DuckDB compiles once for all of them.
+exec cargo run -- run --config config/poolwatch.yaml "$@"

@@ -250,3 +250,54 @@ fn ctrl_c_writes_the_report_marked_interrupted_and_removes_the_dataset() {
     assert!(!std::path::Path::new(&database).exists());
     assert!(!std::path::Path::new(&database).parent().unwrap().exists());
 }
+
+/// DuckDB through its instrumented pool: every pooled connection on the one database instance
+/// the file may have per process, the spec's DuckDB settings where no flag is given, a report
+/// whose figures add up, and the temporary file gone afterwards.
+#[cfg(feature = "duckdb")]
+#[test]
+fn duckdb_reports_echo_the_settings_and_add_up() {
+    let _load = crate::common::exclusive_load();
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args(["benchmark", "--backend", "duckdb", "--pool-size", "3"])
+        .args(["--concurrent-users", "6", "--duration", "1.5"])
+        .args([
+            "--operation",
+            "read",
+            "--rows",
+            "3000",
+            "--batch-size",
+            "100",
+        ])
+        .args(["--seed", "7", "--report"])
+        .arg(dir.path().join("pool_test_{pool_size}.json"))
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("pool_test_3.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report.settings.backend, "duckdb");
+    assert_eq!(
+        report.settings.pool,
+        PoolSettings {
+            pool_size: 3,
+            ..PoolSettings::duckdb()
+        }
+    );
+    consistent(&report);
+    // Whatever ran of reads, updates and batch inserts, none was refused (DuckDB's conflict
+    // checks included): `consistent` holds errors at 0.
+    // 6 users back to back on at most 3 + 5 connections.
+    assert!(report.pool_metrics.peak_active_connections <= 8);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -12,6 +12,7 @@ mod api;
 mod benchmark;
 mod config_errors;
 mod dashboards;
+mod demo;
 mod differential;
 mod duckdb;
 mod exposition;

@@ -107,3 +107,26 @@ fn check_exits_unhealthy_and_names_the_new_pool_size() {
     }
     runtime.block_on(holders.release());
 }
+
+#[test]
+fn a_missing_password_is_reported_as_auth() {
+    // As a newcomer meets it: the README's `check` command without PGPASSWORD set.
+    let target = format!(
+        "pgbouncer=postgres://pgbouncer@127.0.0.1:{}/pgbouncer",
+        common::pgbouncer_port()
+    );
+    let output = std::process::Command::new(common::binary())
+        .args(["check", "--window", "300ms", "--target", &target])
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains(
+            "could not check pgbouncer: auth: invalid configuration: password missing (set \
+             PGPASSWORD, or password_file or password_env in the config)"
+        ),
+        "{stdout}"
+    );
+}

@@ -3,6 +3,8 @@
 //! script or open loop (Poisson arrivals) to compare with the queueing model.
 
 pub mod analyze;
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod html;
 pub mod postgres;
 pub mod report;
@@ -21,7 +23,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::model::Labels;
-use crate::pools::{InstrumentedPool, Stats};
+use crate::pools::{InstrumentedPool, Peaks, Stats};
 use report::{Percentiles, PoolMetrics, Report, Settings, StatementFigures};
 use workload::{Backend, BenchError, Dataset, STATEMENTS, Statement};
 
@@ -152,15 +154,12 @@ impl Tally {
     }
 }
 
-/// The pool as sampled during the run.
+/// The pool as sampled during the run (its peaks are kept exactly by the pool itself).
 #[derive(Default)]
 struct Samples {
     count: u64,
     idle_sum: f64,
     overflow_sum: f64,
-    peak_active: u64,
-    peak_pending: u64,
-    peak_open: u64,
 }
 
 /// Everything the users share.
@@ -318,6 +317,8 @@ pub fn run<B: Backend>(
     prewarm(&pool)?;
     warm();
     let before = pool.stats();
+    // The peaks of the run start here, after the pre-warm.
+    pool.take_peaks();
     let shared = Shared {
         backend,
         pool: &pool,
@@ -404,7 +405,14 @@ pub fn run<B: Backend>(
                 )
             })
             .collect(),
-        pool_metrics: pool_metrics(settings, &before, &after, &samples, elapsed),
+        pool_metrics: pool_metrics(
+            settings,
+            &before,
+            &after,
+            pool.take_peaks(),
+            &samples,
+            elapsed,
+        ),
         error_messages: tally.messages,
     })
 }
@@ -457,9 +465,6 @@ fn watch<B: Backend>(
         samples.count += 1;
         samples.idle_sum += shared.pool.idle() as f64;
         samples.overflow_sum += stats.used.saturating_sub(pool_size) as f64;
-        samples.peak_active = samples.peak_active.max(stats.used);
-        samples.peak_pending = samples.peak_pending.max(stats.pending);
-        samples.peak_open = samples.peak_open.max(stats.open);
         if last_draw.elapsed() >= Duration::from_millis(250) {
             last_draw = Instant::now();
             let seconds = started.elapsed().as_secs_f64();
@@ -490,6 +495,7 @@ fn pool_metrics(
     settings: &Settings,
     before: &Stats,
     after: &Stats,
+    peaks: Peaks,
     samples: &Samples,
     elapsed: f64,
 ) -> PoolMetrics {
@@ -522,8 +528,8 @@ fn pool_metrics(
         overflow_utilization: (settings.pool.max_overflow > 0)
             .then(|| sampled(samples.overflow_sum) / f64::from(settings.pool.max_overflow)),
         connection_churn: churn as f64 / (elapsed / 60.0),
-        peak_active_connections: samples.peak_active,
-        peak_pending_requests: samples.peak_pending,
-        peak_open_connections: samples.peak_open,
+        peak_active_connections: peaks.used,
+        peak_pending_requests: peaks.pending,
+        peak_open_connections: peaks.open,
     }
 }

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::workload::{Backend, BenchError, COLUMNS, Dataset, Statement, Table, row};
+use super::workload::{
+    Backend, BenchError, Dataset, SqlTypes, Statement, Table, file_schema, get_by_id_sql,
+    insert_sql, remove_database_files, row_values, update_stats_sql,
+};
 use crate::pools::Connection;
 use crate::pools::sqlite::SqliteManager;
 
@@ -23,28 +26,6 @@ fn error(e: rusqlite::Error) -> BenchError {
     }
 }
 
-/// `INSERT INTO {table} VALUES (?, …), …` for `count` rows.
-fn insert_sql(table: Table, count: usize) -> String {
-    let one = format!("({})", ["?"; COLUMNS].join(", "));
-    format!(
-        "INSERT INTO {} VALUES {}",
-        table.as_str(),
-        vec![one.as_str(); count].join(", ")
-    )
-}
-
-fn row_values(first_id: i64, count: usize) -> Vec<Value> {
-    let mut values = Vec::with_capacity(count * COLUMNS);
-    for id in first_id..first_id + count as i64 {
-        let (id, features, label) = row(id);
-        values.push(Value::Integer(id));
-        values.extend(features.iter().map(|f| Value::Real(*f)));
-        values.push(Value::Integer(label));
-        values.push(Value::Null);
-    }
-    values
-}
-
 fn batch_insert(
     conn: &rusqlite::Connection,
     table: Table,
@@ -52,7 +33,13 @@ fn batch_insert(
     count: usize,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(&insert_sql(table, count))?
-        .execute(params_from_iter(row_values(first_id, count)))?;
+        .execute(params_from_iter(row_values(
+            first_id,
+            count,
+            Value::Integer,
+            Value::Real,
+            || Value::Null,
+        )))?;
     Ok(())
 }
 
@@ -73,19 +60,11 @@ impl Backend for Sqlite {
 
     fn create(&self, dataset: &Dataset) -> Result<(), BenchError> {
         let conn = self.manager().open().map_err(error)?;
-        let columns: Vec<String> = (0..super::workload::FEATURES)
-            .map(|k| format!("feature_{k} REAL NOT NULL"))
-            .collect();
-        let mut ddl = String::from(
-            "DROP TABLE IF EXISTS train; DROP TABLE IF EXISTS test; DROP TABLE IF EXISTS _metadata;\n",
-        );
-        for table in ["train", "test"] {
-            ddl.push_str(&format!(
-                "CREATE TABLE {table} (id INTEGER PRIMARY KEY, {}, label INTEGER NOT NULL, stats INTEGER);\n",
-                columns.join(", ")
-            ));
-        }
-        ddl.push_str("CREATE TABLE _metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL);");
+        let ddl = file_schema(&SqlTypes {
+            integer: "INTEGER",
+            real: "REAL",
+            text: "TEXT",
+        });
         conn.execute_batch(&ddl).map_err(error)?;
         conn.execute_batch("BEGIN").map_err(error)?;
         for (table, first_id, count) in dataset.batches() {
@@ -106,16 +85,7 @@ impl Backend for Sqlite {
         if self.keep {
             return Ok(());
         }
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.path.clone().into_os_string();
-            path.push(suffix);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(BenchError::Setup(format!("removing {path:?}: {e}"))),
-            }
-        }
-        Ok(())
+        remove_database_files(&self.path, &["", "-wal", "-shm"])
     }
 
     fn execute(
@@ -125,20 +95,12 @@ impl Backend for Sqlite {
     ) -> Result<(), BenchError> {
         match *statement {
             Statement::GetById { table, id } => {
-                let sql = match table {
-                    Table::Train => "SELECT * FROM train WHERE id = ?1",
-                    Table::Test => "SELECT * FROM test WHERE id = ?1",
-                };
-                let mut stmt = conn.prepare_cached(sql).map_err(error)?;
+                let mut stmt = conn.prepare_cached(get_by_id_sql(table)).map_err(error)?;
                 let mut rows = stmt.query([id]).map_err(error)?;
                 while rows.next().map_err(error)?.is_some() {}
             }
             Statement::UpdateStats { table, id, stats } => {
-                let sql = match table {
-                    Table::Train => "UPDATE train SET stats = ?1 WHERE id = ?2",
-                    Table::Test => "UPDATE test SET stats = ?1 WHERE id = ?2",
-                };
-                conn.prepare_cached(sql)
+                conn.prepare_cached(update_stats_sql(table))
                     .map_err(error)?
                     .execute((stats, id))
                     .map_err(error)?;

@@ -4,6 +4,7 @@
 //! (DuckDB through its r2d2 manager) is one more file.
 
 use std::fmt;
+use std::path::Path;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -163,6 +164,101 @@ impl Dataset {
             }
         }
     }
+}
+
+/// `INSERT INTO {table} VALUES (?, …), …` for `count` rows: one statement per batch, with
+/// the placeholders SQLite and DuckDB both take.
+pub fn insert_sql(table: Table, count: usize) -> String {
+    let one = format!("({})", ["?"; COLUMNS].join(", "));
+    format!(
+        "INSERT INTO {} VALUES {}",
+        table.as_str(),
+        vec![one.as_str(); count].join(", ")
+    )
+}
+
+/// The SQL types a file backend names the dataset's columns with.
+pub struct SqlTypes {
+    pub integer: &'static str,
+    pub real: &'static str,
+    pub text: &'static str,
+}
+
+/// The dataset's tables, dropped first if they exist, in one batch of SQL that SQLite and DuckDB
+/// both run.
+pub fn file_schema(types: &SqlTypes) -> String {
+    let SqlTypes {
+        integer,
+        real,
+        text,
+    } = types;
+    let columns: Vec<String> = (0..FEATURES)
+        .map(|k| format!("feature_{k} {real} NOT NULL"))
+        .collect();
+    let mut ddl = String::from(
+        "DROP TABLE IF EXISTS train; DROP TABLE IF EXISTS test; DROP TABLE IF EXISTS _metadata;\n",
+    );
+    for table in ["train", "test"] {
+        ddl.push_str(&format!(
+            "CREATE TABLE {table} (id {integer} PRIMARY KEY, {}, label {integer} NOT NULL, \
+             stats {integer});\n",
+            columns.join(", ")
+        ));
+    }
+    ddl.push_str(&format!(
+        "CREATE TABLE _metadata (key {text} PRIMARY KEY, value {text} NOT NULL);"
+    ));
+    ddl
+}
+
+/// `get_by_id` with a `?` placeholder (SQLite and DuckDB) for the id.
+pub fn get_by_id_sql(table: Table) -> &'static str {
+    match table {
+        Table::Train => "SELECT * FROM train WHERE id = ?",
+        Table::Test => "SELECT * FROM test WHERE id = ?",
+    }
+}
+
+/// `update_stats` with `?` placeholders (SQLite and DuckDB): the stats, then the id.
+pub fn update_stats_sql(table: Table) -> &'static str {
+    match table {
+        Table::Train => "UPDATE train SET stats = ? WHERE id = ?",
+        Table::Test => "UPDATE test SET stats = ? WHERE id = ?",
+    }
+}
+
+/// The parameters of generated rows `first_id..first_id + count`, in column order, as a
+/// driver's values.
+pub fn row_values<V>(
+    first_id: i64,
+    count: usize,
+    integer: impl Fn(i64) -> V,
+    real: impl Fn(f64) -> V,
+    null: impl Fn() -> V,
+) -> Vec<V> {
+    let mut values = Vec::with_capacity(count * COLUMNS);
+    for id in first_id..first_id + count as i64 {
+        let (id, features, label) = row(id);
+        values.push(integer(id));
+        values.extend(features.iter().map(|f| real(*f)));
+        values.push(integer(label));
+        values.push(null());
+    }
+    values
+}
+
+/// Removes a database file and its companions (`path` + each suffix); missing ones are fine.
+pub fn remove_database_files(path: &Path, suffixes: &[&str]) -> Result<(), BenchError> {
+    for suffix in suffixes {
+        let mut file = path.as_os_str().to_os_string();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BenchError::Setup(format!("removing {file:?}: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// The values of a generated row: deterministic from its id, so a dataset is the same each run.

@@ -22,6 +22,8 @@ use crate::secret::Connection;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
     Sqlite,
+    /// Needs a build with the `duckdb` feature (the default).
+    Duckdb,
     Postgres,
 }
 
@@ -82,8 +84,8 @@ pub struct BenchmarkArgs {
     /// end).
     #[arg(long, default_value = "poolwatch_bench")]
     pub dataset: String,
-    /// SQLite: the database file (created; kept afterwards). Default: a temporary file,
-    /// removed at the end.
+    /// SQLite, DuckDB: the database file (created; kept afterwards). Default: a temporary
+    /// file, removed at the end.
     #[arg(long)]
     pub path: Option<PathBuf>,
     /// Seed of the workload's random choices.
@@ -155,29 +157,23 @@ pub fn benchmark(args: &BenchmarkArgs) -> anyhow::Result<ExitCode> {
     on_interrupt(Arc::clone(&interrupted));
     match args.backend {
         BackendKind::Sqlite => {
-            let backend = match &args.path {
-                Some(path) => Sqlite {
-                    path: path.clone(),
-                    keep: true,
-                },
-                None => {
-                    let dir = std::env::temp_dir()
-                        .join(format!("poolwatch-benchmark-{}", std::process::id()));
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                    Sqlite {
-                        path: dir.join("mdm_benchmark.sqlite"),
-                        keep: false,
-                    }
-                }
-            };
+            let (path, keep) = database_file(args, "mdm_benchmark.sqlite")?;
+            let backend = Sqlite { path, keep };
             let result = drive(&backend, args, PoolSettings::sqlite(), &interrupted);
-            if !backend.keep
-                && let Some(dir) = backend.path.parent()
-            {
-                let _ = std::fs::remove_dir(dir);
-            }
+            remove_temporary_dir(&backend.path, keep);
             result
+        }
+        #[cfg(feature = "duckdb")]
+        BackendKind::Duckdb => {
+            let (path, keep) = database_file(args, "mdm_benchmark.duckdb")?;
+            let backend = crate::bench::duckdb::Duckdb::new(path, keep);
+            let result = drive(&backend, args, PoolSettings::duckdb(), &interrupted);
+            remove_temporary_dir(&backend.path, keep);
+            result
+        }
+        #[cfg(not(feature = "duckdb"))]
+        BackendKind::Duckdb => {
+            anyhow::bail!("--backend duckdb: this poolwatch was built without the duckdb feature")
         }
         BackendKind::Postgres => {
             let mut endpoint =
@@ -188,6 +184,23 @@ pub fn benchmark(args: &BenchmarkArgs) -> anyhow::Result<ExitCode> {
             let backend = Postgres::new(endpoint, &args.dataset, args.batch_size)?;
             drive(&backend, args, PoolSettings::postgres(), &interrupted)
         }
+    }
+}
+
+/// The database file of a file backend: `--path` (kept), else `name` in a directory of its own
+/// under the temporary directory (removed at the end).
+fn database_file(args: &BenchmarkArgs, name: &str) -> anyhow::Result<(PathBuf, bool)> {
+    if let Some(path) = &args.path {
+        return Ok((path.clone(), true));
+    }
+    let dir = std::env::temp_dir().join(format!("poolwatch-benchmark-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok((dir.join(name), false))
+}
+
+fn remove_temporary_dir(path: &Path, keep: bool) {
+    if !keep && let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod benchmark;
 pub mod check;
+pub mod demo;
 pub mod rules;
 pub mod run;
 pub mod size;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -19,6 +20,7 @@ use super::diagnostics::Diagnostic;
 use super::{Checker, Env, LimitsEntry, PASSWORD_ENV, pool_size_override};
 use crate::model::{Labels, PoolLimits, SourceKind};
 use crate::secret::Connection;
+use crate::sources::inprocess::InProcessPools;
 use crate::tls::client::TlsSettings;
 
 /// Where MDM keeps its files unless `MDM_HOME_DIR` says otherwise: `~/.mdm`.
@@ -172,6 +174,13 @@ pub enum SourceConfig {
     /// The pools applications push to the OTLP receiver: a built-in target, there whenever the
     /// receiver is enabled; not a `type` the file or `--target` takes.
     Otlp,
+    /// Pools in the agent's own process (`poolwatch demo`'s), on a `kind` of database at
+    /// `endpoint`; built by code, never named by the file or `--target`.
+    InProcess {
+        kind: SourceKind,
+        endpoint: String,
+        pools: Arc<dyn InProcessPools>,
+    },
 }
 
 impl SourceConfig {
@@ -183,6 +192,7 @@ impl SourceConfig {
             SourceConfig::Duckdb { .. } => SourceKind::Duckdb,
             SourceConfig::Mdm { .. } => SourceKind::Mdm,
             SourceConfig::Otlp => SourceKind::Otlp,
+            SourceConfig::InProcess { kind, .. } => *kind,
         }
     }
 
@@ -196,6 +206,7 @@ impl SourceConfig {
             | SourceConfig::Duckdb { path }
             | SourceConfig::Mdm { home: path } => path.display().to_string(),
             SourceConfig::Otlp => "otlp (pushed by applications)".to_string(),
+            SourceConfig::InProcess { endpoint, .. } => endpoint.clone(),
         }
     }
 

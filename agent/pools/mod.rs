@@ -14,6 +14,8 @@
 //! r2d2's event hooks count checkouts, waits, holds, timeouts and connections opened and
 //! closed; `get` counts the callers inside it, so pending is exact.
 
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 pub mod postgres;
 pub mod sqlite;
 
@@ -155,8 +157,27 @@ pub struct Counters {
     closed: AtomicU64,
     connection_errors: AtomicU64,
     timeouts: AtomicU64,
+    /// The most connections in use, callers waiting and connections open at any instant since
+    /// the last [`InstrumentedPool::take_peaks`], kept as they change rather than sampled.
+    peak_used: AtomicU64,
+    peak_pending: AtomicU64,
+    peak_open: AtomicU64,
     /// Connections `has_broken` chose to close but r2d2 has not yet released.
     closing: Mutex<u64>,
+}
+
+/// The highest values of the pool's gauges over a stretch of time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peaks {
+    pub used: u64,
+    pub pending: u64,
+    pub open: u64,
+}
+
+/// Adds one to a gauge and raises its peak to match.
+fn raise(gauge: &AtomicU64, peak: &AtomicU64) {
+    let now = gauge.fetch_add(1, Ordering::Relaxed) + 1;
+    peak.fetch_max(now, Ordering::Relaxed);
 }
 
 /// The counters at one instant.
@@ -204,7 +225,7 @@ struct Events(Arc<Counters>);
 impl HandleEvent for Events {
     fn handle_acquire(&self, _: AcquireEvent) {
         self.0.opened.fetch_add(1, Ordering::Relaxed);
-        self.0.open.fetch_add(1, Ordering::Relaxed);
+        raise(&self.0.open, &self.0.peak_open);
     }
 
     fn handle_release(&self, _: ReleaseEvent) {
@@ -215,7 +236,7 @@ impl HandleEvent for Events {
     }
 
     fn handle_checkout(&self, event: CheckoutEvent) {
-        self.0.used.fetch_add(1, Ordering::Relaxed);
+        raise(&self.0.used, &self.0.peak_used);
         self.0.checkouts.fetch_add(1, Ordering::Relaxed);
         self.0
             .wait_nanos
@@ -357,7 +378,7 @@ impl<M: ManageConnection> InstrumentedPool<M> {
 
     /// A connection, waiting at most the pool's `timeout`.
     pub fn get(&self) -> Result<Connection<M>, PoolError> {
-        self.counters.pending.fetch_add(1, Ordering::Relaxed);
+        raise(&self.counters.pending, &self.counters.peak_pending);
         let result = self.pool.get();
         self.counters.pending.fetch_sub(1, Ordering::Relaxed);
         result.map_err(|e| PoolError::Timeout {
@@ -379,6 +400,20 @@ impl<M: ManageConnection> InstrumentedPool<M> {
 
     pub fn stats(&self) -> Stats {
         self.counters.stats()
+    }
+
+    /// The peaks since the last call (or since the pool was made), and a new stretch starting
+    /// from the gauges' values now.
+    pub fn take_peaks(&self) -> Peaks {
+        let c = &self.counters;
+        let take = |peak: &AtomicU64, gauge: &AtomicU64| {
+            peak.swap(gauge.load(Ordering::Relaxed), Ordering::Relaxed)
+        };
+        Peaks {
+            used: take(&c.peak_used, &c.used),
+            pending: take(&c.peak_pending, &c.pending),
+            open: take(&c.peak_open, &c.open),
+        }
     }
 
     /// Idle connections in the pool now.

@@ -6,6 +6,7 @@ pub mod duckdb;
 pub mod files;
 pub mod holders;
 pub mod host;
+pub mod inprocess;
 pub mod mdm;
 pub mod otlp;
 pub mod pgbouncer;
@@ -122,5 +123,8 @@ pub fn build(
         SourceConfig::Sqlite { path } => Box::new(FileSource::new(Engine::Sqlite, path, timeout)),
         SourceConfig::Duckdb { path } => Box::new(FileSource::new(Engine::Duckdb, path, timeout)),
         SourceConfig::Mdm { home } => Box::new(mdm::Mdm::new(home, timeout)),
+        SourceConfig::InProcess { pools, .. } => {
+            Box::new(inprocess::InProcess::new(Arc::clone(pools)))
+        }
     }
 }

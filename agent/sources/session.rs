@@ -116,29 +116,34 @@ impl Session {
                 ),
             };
         }
+        // The driver's own text is often only the outer half ("invalid configuration"); the
+        // reason ("password missing") is its source, so both are read.
+        let mut message = error.to_string();
+        if let Some(db) = error.as_db_error() {
+            message = format!("{}: {}", db.code().code(), db.message());
+        } else if let Some(source) = std::error::Error::source(error) {
+            message = format!("{message}: {source}");
+        }
         let kind = match error.code() {
             Some(c) if *c == SqlState::INVALID_PASSWORD => ErrorKind::Auth,
             Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => ErrorKind::Auth,
             Some(_) => ErrorKind::Query,
             None if error.is_closed() => ErrorKind::Connect,
             None => {
-                let text = error.to_string();
-                if text.contains("timed out") {
+                if message.contains("timed out") {
                     ErrorKind::Timeout
-                } else if text.contains("password") || text.contains("authentication") {
+                } else if message.contains("password") || message.contains("authentication") {
                     ErrorKind::Auth
-                } else if text.starts_with("error connecting") || text.contains("connection") {
+                } else if message.starts_with("error connecting") || message.contains("connection")
+                {
                     ErrorKind::Connect
                 } else {
                     ErrorKind::Protocol
                 }
             }
         };
-        let mut message = error.to_string();
-        if let Some(db) = error.as_db_error() {
-            message = format!("{}: {}", db.code().code(), db.message());
-        } else if let Some(source) = std::error::Error::source(error) {
-            message = format!("{message}: {source}");
+        if message.ends_with("password missing") {
+            message.push_str(" (set PGPASSWORD, or password_file or password_env in the config)");
         }
         SampleError {
             kind,
