@@ -454,6 +454,7 @@ impl Aggregator {
             let wanted = &self.wanted;
             self.series
                 .ingest_scrape(t, self.samples.iter().filter(|s| wanted[s.family.id()]));
+            telemetry::window_kept(self.series.series_count(), self.series.sample_bytes());
             let started = Instant::now();
             let evaluated = if self.hold {
                 self.engine

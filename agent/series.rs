@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::exposition::{ExportedSample, LabelSet, pair_hash};
+use chunk::{Chunk, Head};
 
 /// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
 pub type Millis = i64;
@@ -33,11 +34,20 @@ pub fn stale_marker() -> f64 {
     f64::from_bits(STALE_NAN)
 }
 
-/// One series and its samples, oldest first.
-#[derive(Clone, Debug, Default)]
+/// One series and its samples, oldest first, packed in chunks as Prometheus' TSDB packs them.
+#[derive(Clone, Debug)]
 pub struct Series {
     pub labels: SeriesLabels,
-    pub samples: VecDeque<(Millis, f64)>,
+    /// Sealed chunks, oldest first.
+    sealed: VecDeque<Chunk>,
+    /// The chunk new samples go to.
+    head: Option<Head>,
+    /// The newest sample, kept unpacked: an instant selector at the newest evaluation reads it
+    /// without decoding a chunk.
+    last: Option<(Millis, f64)>,
+    /// Samples before this are past the retention. The oldest chunk may still hold some: a
+    /// chunk goes when all of it is past, and until then they are skipped.
+    from: Millis,
     /// The last scrape that carried this series.
     scraped_at: Option<Millis>,
     /// The exported label set this series was last fed from: a pointer comparison then tells
@@ -46,11 +56,92 @@ pub struct Series {
 }
 
 impl Series {
+    fn new(labels: SeriesLabels) -> Series {
+        Series {
+            labels,
+            sealed: VecDeque::new(),
+            head: None,
+            last: None,
+            from: Millis::MIN,
+            scraped_at: None,
+            origin: None,
+        }
+    }
+
     fn push(&mut self, t: Millis, value: f64) {
-        if self.samples.back().is_some_and(|(last, _)| *last >= t) {
+        if self.last.is_some_and(|(last, _)| last >= t) {
             return;
         }
-        self.samples.push_back((t, value));
+        let head = self.head.get_or_insert_default();
+        if head.chunk().is_full() {
+            let full = std::mem::take(head);
+            self.sealed.push_back(full.seal());
+        }
+        head.append(t, value);
+        self.last = Some((t, value));
+    }
+
+    /// Forgets samples before `oldest`.
+    fn drop_before(&mut self, oldest: Millis) {
+        self.from = self.from.max(oldest);
+        while self.sealed.front().is_some_and(|c| c.last_time() < oldest) {
+            self.sealed.pop_front();
+        }
+        if self.sealed.is_empty()
+            && self
+                .head
+                .as_ref()
+                .is_some_and(|h| h.chunk().last_time() < oldest)
+        {
+            self.head = None;
+            self.last = None;
+        }
+    }
+
+    /// The chunks, oldest first.
+    fn chunks(&self) -> impl DoubleEndedIterator<Item = &Chunk> {
+        self.sealed
+            .iter()
+            .chain(self.head.as_ref().map(Head::chunk))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Every sample within the retention, oldest first.
+    pub fn samples(&self) -> impl Iterator<Item = (Millis, f64)> + '_ {
+        self.between(self.from, Millis::MAX)
+    }
+
+    /// The samples with `start ≤ t ≤ end`, oldest first: only the chunks that overlap are
+    /// decoded, so the cost follows the range asked for, not the window kept.
+    pub fn between(&self, start: Millis, end: Millis) -> impl Iterator<Item = (Millis, f64)> + '_ {
+        let start = start.max(self.from);
+        self.chunks()
+            .filter(move |c| c.last_time() >= start && c.first_time() <= end)
+            .flat_map(|c| c.iter())
+            .filter(move |(t, _)| *t >= start && *t <= end)
+    }
+
+    /// The newest sample at or before `t`.
+    pub fn at_or_before(&self, t: Millis) -> Option<(Millis, f64)> {
+        match self.last {
+            Some(last) if last.0 <= t => return Some(last),
+            None => return None,
+            Some(_) => {}
+        }
+        let chunk = self.chunks().rev().find(|c| c.first_time() <= t)?;
+        chunk
+            .iter()
+            .take_while(|(ts, _)| *ts <= t)
+            .last()
+            .filter(|(ts, _)| *ts >= self.from)
+    }
+
+    /// Heap bytes the packed samples take.
+    pub fn sample_bytes(&self) -> usize {
+        self.chunks().map(Chunk::bytes).sum()
     }
 }
 
@@ -90,7 +181,7 @@ impl Family {
     /// Drops series without samples.
     fn retain_non_empty(&mut self) {
         let before = self.series.len();
-        self.series.retain(|s| !s.samples.is_empty());
+        self.series.retain(|s| !s.is_empty());
         if self.series.len() != before {
             self.index.clear();
             for (i, s) in self.series.iter().enumerate() {
@@ -132,13 +223,7 @@ impl SeriesStore {
         let hash = labels_hash(&labels);
         let at = match family.find(hash, |s| s.labels == labels) {
             Some(i) => i,
-            None => family.insert(
-                hash,
-                Series {
-                    labels,
-                    ..Series::default()
-                },
-            ),
+            None => family.insert(hash, Series::new(labels)),
         };
         family.series[at].push(t, value);
     }
@@ -173,13 +258,7 @@ impl SeriesStore {
                 };
                 let at = match family.find(hash, same) {
                     Some(i) => i,
-                    None => family.insert(
-                        hash,
-                        Series {
-                            labels: sample.full_labels(&scalar),
-                            ..Series::default()
-                        },
-                    ),
+                    None => family.insert(hash, Series::new(sample.full_labels(&scalar))),
                 };
                 let series = &mut family.series[at];
                 series.origin = Some(sample.labels.clone());
@@ -203,9 +282,7 @@ impl SeriesStore {
         let oldest = now - self.retention;
         for family in self.by_name.values_mut() {
             for series in &mut family.series {
-                while series.samples.front().is_some_and(|(t, _)| *t < oldest) {
-                    series.samples.pop_front();
-                }
+                series.drop_before(oldest);
             }
             family.retain_non_empty();
         }
@@ -225,7 +302,12 @@ impl SeriesStore {
     }
 
     pub fn sample_count(&self) -> usize {
-        self.series(None).map(|s| s.samples.len()).sum()
+        self.series(None).map(|s| s.samples().count()).sum()
+    }
+
+    /// Heap bytes the packed samples of every series take.
+    pub fn sample_bytes(&self) -> usize {
+        self.series(None).map(Series::sample_bytes).sum()
     }
 }
 
@@ -265,7 +347,7 @@ mod tests {
             .series(Some("poolwatch_target_up"))
             .filter(|s| s.labels["target"] == "b")
             .collect();
-        assert!(is_stale(b[0].samples[1].1));
+        assert!(is_stale(b[0].samples().nth(1).unwrap().1));
         assert_eq!(store.series_count(), 2);
     }
 
@@ -290,7 +372,7 @@ mod tests {
         assert_eq!(order(&store), ["a", "b", "c", "d", "e"]);
         // Found by hash after the shifts: each append lands on its own series.
         store.append(full_labels("e"), 122_000, 4.0);
-        let counts: Vec<usize> = store.series(None).map(|s| s.samples.len()).collect();
+        let counts: Vec<usize> = store.series(None).map(|s| s.samples().count()).collect();
         assert_eq!(counts, [1, 1, 1, 1, 2]);
     }
 
@@ -322,7 +404,7 @@ mod tests {
         store.ingest_scrape(0, [&histogram]);
         let buckets: BTreeMap<String, f64> = store
             .series(Some("db_client_connection_wait_time_seconds_bucket"))
-            .map(|s| (s.labels["le"].clone(), s.samples[0].1))
+            .map(|s| (s.labels["le"].clone(), s.at_or_before(0).unwrap().1))
             .collect();
         let want = [("+Inf", 4.0), ("0.5", 2.0), ("1", 3.0)];
         assert_eq!(
@@ -333,13 +415,54 @@ mod tests {
             .series(Some("db_client_connection_wait_time_seconds_count"))
             .next()
             .unwrap();
-        assert_eq!(count.samples[0].1, 4.0);
+        assert_eq!(count.at_or_before(0), Some((0, 4.0)));
         store.ingest_scrape(1000, [&histogram]);
         assert_eq!(
             store.series_count(),
             5,
             "the same series again, not new ones"
         );
+    }
+
+    #[test]
+    fn samples_read_back_across_chunks_as_they_were_written() {
+        let mut store = SeriesStore::new(1_000_000);
+        let a = sample("a");
+        // 300 scrapes a second apart: three chunks, the last one open.
+        for i in 0..300 {
+            store.ingest_scrape(i * 1000, [&a]);
+        }
+        let series = store.series(None).next().unwrap();
+        assert_eq!(series.chunks().count(), 3);
+        let all: Vec<Millis> = series.samples().map(|(t, _)| t).collect();
+        assert_eq!(all, (0..300).map(|i| i * 1000).collect::<Vec<_>>());
+        // Between two sample times, in a sealed chunk, and before the first sample.
+        assert_eq!(series.at_or_before(130_500), Some((130_000, 1.0)));
+        assert_eq!(series.at_or_before(299_000), Some((299_000, 1.0)));
+        assert_eq!(series.at_or_before(-1), None);
+        let range: Vec<Millis> = series.between(118_000, 121_000).map(|(t, _)| t).collect();
+        assert_eq!(range, [118_000, 119_000, 120_000, 121_000]);
+        // The retention hides what it passed, though its chunk stays until all of it passed.
+        store.prune(1_000_000 + 119_500);
+        let series = store.series(None).next().unwrap();
+        assert_eq!(series.chunks().count(), 2);
+        assert_eq!(series.samples().next(), Some((120_000, 1.0)));
+        store.prune(1_000_000 + 125_000);
+        let series = store.series(None).next().unwrap();
+        assert_eq!(series.samples().next(), Some((125_000, 1.0)));
+        assert_eq!(series.at_or_before(124_000), None);
+        assert_eq!(store.sample_count(), 175);
+    }
+
+    #[test]
+    fn a_steady_series_costs_under_a_byte_a_sample() {
+        let mut store = SeriesStore::new(900_000);
+        let a = sample("a");
+        for i in 0..900 {
+            store.ingest_scrape(i * 1000, [&a]);
+        }
+        let bytes = store.sample_bytes();
+        assert!(bytes < 900, "{bytes} bytes for 900 samples");
     }
 
     #[test]

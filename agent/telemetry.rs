@@ -191,6 +191,12 @@ pub fn rules_loaded(count: usize) {
     metrics::gauge!("poolwatch_rules_loaded").set(count as f64);
 }
 
+/// The rules' window after a scrape was taken into it.
+pub fn window_kept(series: usize, sample_bytes: usize) {
+    metrics::gauge!("poolwatch_rules_window_series").set(series as f64);
+    metrics::gauge!("poolwatch_rules_window_bytes").set(sample_bytes as f64);
+}
+
 /// Every due rule was evaluated.
 pub fn rules_evaluated(duration: Duration, failing: usize) {
     metrics::gauge!("poolwatch_rule_evaluation_duration_seconds").set(duration.as_secs_f64());

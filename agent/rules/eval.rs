@@ -332,10 +332,10 @@ impl Evaluator<'_> {
             .series(vs.name.as_deref())
             .filter(|s| matches(&vs.matchers, vs.name.as_deref(), &s.labels))
             .filter_map(|s| {
-                let (ts, v) = s.samples.iter().rev().find(|(ts, _)| *ts <= self.t)?;
-                (*ts >= oldest && !is_stale(*v)).then(|| Sample {
+                let (ts, v) = s.at_or_before(self.t)?;
+                (ts >= oldest && !is_stale(v)).then(|| Sample {
                     labels: s.labels.clone(),
-                    value: *v,
+                    value: v,
                 })
             })
             .collect();
@@ -350,10 +350,8 @@ impl Evaluator<'_> {
             .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
             .filter_map(|s| {
                 let points: Points = s
-                    .samples
-                    .iter()
-                    .filter(|(ts, v)| *ts >= start && *ts <= self.t && !is_stale(*v))
-                    .copied()
+                    .between(start, self.t)
+                    .filter(|(_, v)| !is_stale(*v))
                     .collect();
                 (!points.is_empty()).then(|| (s.labels.clone(), points))
             })

@@ -10,49 +10,7 @@ use super::Millis;
 /// decoding a chunk to read its last sample.
 pub const SAMPLES_PER_CHUNK: u16 = 120;
 
-/// A growable bit stream, most significant bit first.
-#[derive(Clone, Debug, Default)]
-struct Bits {
-    bytes: Vec<u8>,
-    /// Bits used in the last byte (0 means the last byte is full, or there is none).
-    used: u8,
-}
-
-impl Bits {
-    fn push_bit(&mut self, bit: bool) {
-        if self.used == 0 {
-            self.bytes.push(0);
-        }
-        if bit {
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= 0x80 >> self.used;
-        }
-        self.used = (self.used + 1) % 8;
-    }
-
-    /// The low `n` bits of `value`, most significant first.
-    fn push_bits(&mut self, value: u64, n: u8) {
-        for i in (0..n).rev() {
-            self.push_bit((value >> i) & 1 == 1);
-        }
-    }
-
-    fn push_varint(&mut self, value: i64) {
-        // Zig-zag, then 7 bits a byte as Go's binary.PutVarint.
-        let mut v = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.push_bits(u64::from(byte), 8);
-                return;
-            }
-            self.push_bits(u64::from(byte | 0x80), 8);
-        }
-    }
-}
-
-/// Reads a [`Bits`] stream back.
+/// Reads a chunk's bit stream back, most significant bit first.
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -66,8 +24,21 @@ impl Reader<'_> {
         bit
     }
 
+    /// The next `n` bits (at most 64), a byte's worth at a time.
     fn bits(&mut self, n: u8) -> u64 {
-        (0..n).fold(0u64, |v, _| (v << 1) | u64::from(self.bit()))
+        let (mut v, mut left) = (0u64, n);
+        while left > 0 {
+            let offset = (self.at % 8) as u8;
+            let room = 8 - offset;
+            let take = room.min(left);
+            let byte = self.bytes[self.at / 8] as u64;
+            let part = (byte >> (room - take)) & ((1u64 << take) - 1);
+            // `take` is at most 8 and the parts add up to `n` ≤ 64 bits: nothing is shifted out.
+            v = (v << take) | part;
+            self.at += usize::from(take);
+            left -= take;
+        }
+        v
     }
 
     fn varint(&mut self) -> i64 {
@@ -87,17 +58,14 @@ impl Reader<'_> {
 /// Delta-of-delta buckets: (prefix bits, prefix length, payload bits), as in Prometheus.
 const DOD_BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
 
-/// Up to [`SAMPLES_PER_CHUNK`] samples in time order.
+/// Up to [`SAMPLES_PER_CHUNK`] samples in time order, packed into a bit stream (most
+/// significant bit first). A sealed chunk keeps only this; the encoder's state lives in [`Head`].
 #[derive(Clone, Debug, Default)]
 pub struct Chunk {
-    bits: Bits,
+    bytes: Vec<u8>,
     count: u16,
     first_t: Millis,
     last_t: Millis,
-    last_delta: i64,
-    last_v: u64,
-    /// The leading and trailing zero counts of the last non-zero XOR, reused while they fit.
-    window: Option<(u8, u8)>,
 }
 
 impl Chunk {
@@ -123,91 +91,14 @@ impl Chunk {
 
     /// Heap bytes the chunk holds.
     pub fn bytes(&self) -> usize {
-        self.bits.bytes.capacity()
-    }
-
-    /// Gives back the spare capacity of a chunk that will take no more samples.
-    pub fn seal(&mut self) {
-        self.bits.bytes.shrink_to_fit();
-    }
-
-    /// Appends a sample; `t` must be after the last one's.
-    pub fn append(&mut self, t: Millis, value: f64) {
-        let v = value.to_bits();
-        match self.count {
-            0 => {
-                self.bits.push_varint(t);
-                self.bits.push_bits(v, 64);
-                self.first_t = t;
-            }
-            1 => {
-                let delta = t - self.last_t;
-                self.bits.push_varint(delta);
-                self.push_xor(v);
-                self.last_delta = delta;
-            }
-            _ => {
-                let delta = t - self.last_t;
-                let dod = delta - self.last_delta;
-                if dod == 0 {
-                    self.bits.push_bit(false);
-                } else {
-                    let bucket = DOD_BUCKETS.iter().find(|(_, _, width)| {
-                        let half = 1i64 << (width - 1);
-                        -half < dod && dod <= half
-                    });
-                    match bucket {
-                        Some(&(prefix, prefix_len, width)) => {
-                            self.bits.push_bits(prefix, prefix_len);
-                            self.bits.push_bits(dod as u64, width);
-                        }
-                        None => {
-                            self.bits.push_bits(0b1111, 4);
-                            self.bits.push_bits(dod as u64, 64);
-                        }
-                    }
-                }
-                self.push_xor(v);
-                self.last_delta = delta;
-            }
-        }
-        self.last_t = t;
-        self.last_v = v;
-        self.count += 1;
-    }
-
-    fn push_xor(&mut self, v: u64) {
-        let xor = v ^ self.last_v;
-        if xor == 0 {
-            self.bits.push_bit(false);
-            return;
-        }
-        self.bits.push_bit(true);
-        // Leading zeros are stored in 5 bits: more than 31 is written as 31.
-        let leading = (xor.leading_zeros() as u8).min(31);
-        let trailing = xor.trailing_zeros() as u8;
-        match self.window {
-            Some((lead, trail)) if leading >= lead && trailing >= trail => {
-                self.bits.push_bit(false);
-                self.bits.push_bits(xor >> trail, 64 - lead - trail);
-            }
-            _ => {
-                self.bits.push_bit(true);
-                let width = 64 - leading - trailing;
-                self.bits.push_bits(u64::from(leading), 5);
-                // 64 significant bits do not fit in 6 bits; 0 stands for them.
-                self.bits.push_bits(u64::from(width % 64), 6);
-                self.bits.push_bits(xor >> trailing, width);
-                self.window = Some((leading, trailing));
-            }
-        }
+        self.bytes.capacity()
     }
 
     /// The samples, oldest first.
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
             reader: Reader {
-                bytes: &self.bits.bytes,
+                bytes: &self.bytes,
                 at: 0,
             },
             left: self.count,
@@ -217,6 +108,145 @@ impl Chunk {
             v: 0,
             leading: 0,
             trailing: 0,
+        }
+    }
+}
+
+/// The chunk a series appends to, and what encoding the next sample needs to know of the last.
+#[derive(Clone, Debug, Default)]
+pub struct Head {
+    chunk: Chunk,
+    /// Bits used in the last byte (0 means the last byte is full, or there is none).
+    used: u8,
+    last_delta: i64,
+    last_v: u64,
+    /// The leading and trailing zero counts of the last non-zero XOR, reused while they fit.
+    window: Option<(u8, u8)>,
+}
+
+impl Head {
+    pub fn chunk(&self) -> &Chunk {
+        &self.chunk
+    }
+
+    /// The chunk, with its spare capacity given back: it takes no more samples.
+    pub fn seal(self) -> Chunk {
+        let mut chunk = self.chunk;
+        chunk.bytes.shrink_to_fit();
+        chunk
+    }
+
+    /// Appends a sample; `t` must be after the last one's.
+    pub fn append(&mut self, t: Millis, value: f64) {
+        let v = value.to_bits();
+        match self.chunk.count {
+            0 => {
+                self.push_varint(t);
+                self.push_bits(v, 64);
+                self.chunk.first_t = t;
+            }
+            1 => {
+                let delta = t - self.chunk.last_t;
+                self.push_varint(delta);
+                self.push_xor(v);
+                self.last_delta = delta;
+            }
+            _ => {
+                let delta = t - self.chunk.last_t;
+                let dod = delta - self.last_delta;
+                if dod == 0 {
+                    self.push_bit(false);
+                } else {
+                    let bucket = DOD_BUCKETS.iter().find(|(_, _, width)| {
+                        let half = 1i64 << (width - 1);
+                        -half < dod && dod <= half
+                    });
+                    match bucket {
+                        Some(&(prefix, prefix_len, width)) => {
+                            self.push_bits(prefix, prefix_len);
+                            self.push_bits(dod as u64, width);
+                        }
+                        None => {
+                            self.push_bits(0b1111, 4);
+                            self.push_bits(dod as u64, 64);
+                        }
+                    }
+                }
+                self.push_xor(v);
+                self.last_delta = delta;
+            }
+        }
+        self.chunk.last_t = t;
+        self.last_v = v;
+        self.chunk.count += 1;
+    }
+
+    fn push_xor(&mut self, v: u64) {
+        let xor = v ^ self.last_v;
+        if xor == 0 {
+            self.push_bit(false);
+            return;
+        }
+        self.push_bit(true);
+        // Leading zeros are stored in 5 bits: more than 31 is written as 31.
+        let leading = (xor.leading_zeros() as u8).min(31);
+        let trailing = xor.trailing_zeros() as u8;
+        match self.window {
+            Some((lead, trail)) if leading >= lead && trailing >= trail => {
+                self.push_bit(false);
+                self.push_bits(xor >> trail, 64 - lead - trail);
+            }
+            _ => {
+                self.push_bit(true);
+                let width = 64 - leading - trailing;
+                self.push_bits(u64::from(leading), 5);
+                // 64 significant bits do not fit in 6 bits; 0 stands for them.
+                self.push_bits(u64::from(width % 64), 6);
+                self.push_bits(xor >> trailing, width);
+                self.window = Some((leading, trailing));
+            }
+        }
+    }
+
+    fn push_bit(&mut self, bit: bool) {
+        if self.used == 0 {
+            self.chunk.bytes.push(0);
+        }
+        if bit {
+            let last = self.chunk.bytes.len() - 1;
+            self.chunk.bytes[last] |= 0x80 >> self.used;
+        }
+        self.used = (self.used + 1) % 8;
+    }
+
+    /// The low `n` bits of `value`, most significant first, a byte's worth at a time.
+    fn push_bits(&mut self, value: u64, n: u8) {
+        let mut left = n;
+        while left > 0 {
+            if self.used == 0 {
+                self.chunk.bytes.push(0);
+            }
+            let room = 8 - self.used;
+            let take = room.min(left);
+            let part = ((value >> (left - take)) & ((1u64 << take) - 1)) as u8;
+            let last = self.chunk.bytes.len() - 1;
+            self.chunk.bytes[last] |= part << (room - take);
+            self.used = (self.used + take) % 8;
+            left -= take;
+        }
+    }
+
+    fn push_varint(&mut self, value: i64) {
+        // Zig-zag, then 7 bits a byte as Go's binary.PutVarint.
+        let mut v = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.push_bits(u64::from(byte), 8);
+                return;
+            }
+            self.push_bits(u64::from(byte | 0x80), 8);
         }
     }
 }
@@ -298,11 +328,11 @@ mod tests {
     use super::*;
 
     fn round_trip(samples: &[(Millis, f64)]) -> Vec<(Millis, u64)> {
-        let mut chunk = Chunk::default();
+        let mut head = Head::default();
         for &(t, v) in samples {
-            chunk.append(t, v);
+            head.append(t, v);
         }
-        chunk.iter().map(|(t, v)| (t, v.to_bits())).collect()
+        head.chunk().iter().map(|(t, v)| (t, v.to_bits())).collect()
     }
 
     proptest! {
@@ -334,11 +364,11 @@ mod tests {
 
     #[test]
     fn a_steady_series_costs_about_two_bits_a_sample() {
-        let mut chunk = Chunk::default();
+        let mut head = Head::default();
         for i in 0..120 {
-            chunk.append(1_800_000_000_000 + i * 10_000, 5.0);
+            head.append(1_800_000_000_000 + i * 10_000, 5.0);
         }
-        chunk.seal();
+        let chunk = head.seal();
         // The first sample (6 bytes of time, 8 of value) and the first interval (3 bytes); the
         // other 118 samples take 2 bits each (30 bytes).
         assert!(chunk.bytes() <= 6 + 8 + 3 + 30, "{} bytes", chunk.bytes());
@@ -346,14 +376,14 @@ mod tests {
 
     #[test]
     fn a_counter_on_a_jittery_interval_stays_under_four_bytes_a_sample() {
-        let mut chunk = Chunk::default();
+        let mut head = Head::default();
         let (mut t, mut total) = (1_800_000_000_000, 1_000.0);
         for i in 0..120 {
             t += 1000 + (i * 37 % 11) - 5;
             total += (i % 7) as f64;
-            chunk.append(t, total);
+            head.append(t, total);
         }
-        chunk.seal();
+        let chunk = head.seal();
         assert!(chunk.bytes() < 4 * 120, "{} bytes", chunk.bytes());
     }
 }
