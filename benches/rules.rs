@@ -89,22 +89,32 @@ fn weigh_window(pools: usize, step: Millis, scrapes: i64) {
     );
 }
 
-fn rules(c: &mut Criterion) {
-    let store = full_window(POOLS, STEP, SCRAPES);
+/// Times the shipped rules over a full window of `pools` pools sampled every `step`.
+fn evaluate(c: &mut Criterion, pools: usize, step: Millis, scrapes: i64) {
+    let store = full_window(pools, step, scrapes);
     let mut engine = RuleEngine::new(RuleSet::embedded());
     // The agent evaluates at the time of the scrape it just took.
-    let t = scrape_time(SCRAPES - 1, STEP);
+    let t = scrape_time(scrapes - 1, step);
     // What is timed must be whole evaluations: a rule that fails early would look fast.
     engine.evaluate_all(&store, t, true);
     println!(
-        "rules: {} active alerts, {} rules failing {:?}",
+        "rules over {pools} pools every {} s: {} active alerts, {} rules failing {:?}",
+        step / 1000,
         engine.alerts().len(),
         engine.errors.len(),
         engine.errors.keys().collect::<Vec<_>>()
     );
-    c.bench_function("rules/shipped/1000-pools-full-window", |b| {
-        b.iter(|| engine.evaluate_all(&store, t, true))
-    });
+    let name = format!(
+        "rules/shipped/{pools}-pools-every-{}s-full-window",
+        step / 1000
+    );
+    c.bench_function(&name, |b| b.iter(|| engine.evaluate_all(&store, t, true)));
+}
+
+fn rules(c: &mut Criterion) {
+    evaluate(c, POOLS, STEP, SCRAPES);
+    // The steady state: 100 pools sampled every second, every rule evaluated each cycle.
+    evaluate(c, 100, 1000, 900);
 }
 
 criterion_group!(benches, rules);

@@ -343,20 +343,30 @@ impl Evaluator<'_> {
     }
 
     fn range(&self, ms: &MatrixSelector) -> Vec<(SeriesLabels, Points)> {
+        let mut found = Vec::new();
+        self.each_range(ms, |labels, points| {
+            found.push((labels.clone(), points.to_vec()));
+        });
+        self.in_order(found, |(labels, _)| labels)
+    }
+
+    /// Calls `f` with each selected series' labels and its points in the range, in store
+    /// order, skipping series without any. The points go through one buffer: a range function
+    /// over hundreds of series allocates once.
+    fn each_range(&self, ms: &MatrixSelector, mut f: impl FnMut(&SeriesLabels, &[(Millis, f64)])) {
         let start = self.t - ms.range.as_millis() as Millis;
-        let found = self
+        let mut points: Points = Vec::new();
+        let selected = self
             .store
             .series(ms.vs.name.as_deref())
-            .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
-            .filter_map(|s| {
-                let points: Points = s
-                    .between(start, self.t)
-                    .filter(|(_, v)| !is_stale(*v))
-                    .collect();
-                (!points.is_empty()).then(|| (s.labels.clone(), points))
-            })
-            .collect();
-        self.in_order(found, |(labels, _)| labels)
+            .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels));
+        for s in selected {
+            points.clear();
+            points.extend(s.between(start, self.t).filter(|(_, v)| !is_stale(*v)));
+            if !points.is_empty() {
+                f(&s.labels, &points);
+            }
+        }
     }
 
     fn call(&self, call: &Call) -> Result<Value, EvalError> {
@@ -381,14 +391,16 @@ impl Evaluator<'_> {
                 "predict_linear" => Some(self.scalar(arg(1)?)?),
                 _ => None,
             };
-            let out = self
-                .range(ms)
-                .into_iter()
-                .filter_map(|(labels, points)| {
-                    let value = self.range_function(name, &points, range_ms, param)?;
-                    Some(Sample { labels, value })
-                })
-                .collect();
+            let mut out = Vec::new();
+            self.each_range(ms, |labels, points| {
+                if let Some(value) = self.range_function(name, points, range_ms, param) {
+                    out.push(Sample {
+                        labels: labels.clone(),
+                        value,
+                    });
+                }
+            });
+            let out = self.in_order(out, |s| &s.labels);
             return Ok(Value::Vector(without_names(out)?));
         }
         match name {

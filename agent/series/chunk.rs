@@ -10,35 +10,86 @@ use super::Millis;
 /// decoding a chunk to read its last sample.
 pub const SAMPLES_PER_CHUNK: u16 = 120;
 
-/// Reads a chunk's bit stream back, most significant bit first.
+/// Reads a chunk's bit stream back, most significant bit first, through a 64-bit buffer
+/// refilled a byte at a time: most reads are a shift and a mask.
 struct Reader<'a> {
     bytes: &'a [u8],
-    at: usize,
+    /// The next byte to load into `buf`.
+    next: usize,
+    /// Unread bits, left-aligned.
+    buf: u64,
+    /// How many of `buf`'s bits are unread.
+    valid: u8,
 }
 
-impl Reader<'_> {
-    fn bit(&mut self) -> bool {
-        let byte = self.bytes[self.at / 8];
-        let bit = byte & (0x80 >> (self.at % 8)) != 0;
-        self.at += 1;
-        bit
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader {
+            bytes,
+            next: 0,
+            buf: 0,
+            valid: 0,
+        }
     }
 
-    /// The next `n` bits (at most 64), a byte's worth at a time.
-    fn bits(&mut self, n: u8) -> u64 {
-        let (mut v, mut left) = (0u64, n);
-        while left > 0 {
-            let offset = (self.at % 8) as u8;
-            let room = 8 - offset;
-            let take = room.min(left);
-            let byte = self.bytes[self.at / 8] as u64;
-            let part = (byte >> (room - take)) & ((1u64 << take) - 1);
-            // `take` is at most 8 and the parts add up to `n` ≤ 64 bits: nothing is shifted out.
-            v = (v << take) | part;
-            self.at += usize::from(take);
-            left -= take;
+    /// Loads whole bytes until the buffer is full or the stream ends: eight at once away from
+    /// the end.
+    #[inline(never)]
+    fn refill(&mut self) {
+        let whole = (64 - self.valid) / 8;
+        let word = self
+            .bytes
+            .get(self.next..self.next + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok());
+        if let Some(word) = word
+            && whole > 0
+        {
+            let bits = whole * 8;
+            let fresh = u64::from_be_bytes(word) >> (64 - bits);
+            self.buf |= fresh << (64 - self.valid - bits);
+            self.next += usize::from(whole);
+            self.valid += bits;
+            return;
         }
+        while self.valid <= 56 {
+            let Some(&byte) = self.bytes.get(self.next) else {
+                return;
+            };
+            self.buf |= u64::from(byte) << (56 - self.valid);
+            self.next += 1;
+            self.valid += 8;
+        }
+    }
+
+    #[inline]
+    fn bit(&mut self) -> bool {
+        self.bits(1) == 1
+    }
+
+    /// The next `n` bits, at most 64. A chunk is only read as far as it was written, so the
+    /// bits are there.
+    #[inline]
+    fn bits(&mut self, n: u8) -> u64 {
+        if n > 56 {
+            return self.wide_bits(n);
+        }
+        if n == 0 {
+            return 0;
+        }
+        if self.valid < n {
+            self.refill();
+        }
+        let v = self.buf >> (64 - n);
+        self.buf <<= n;
+        self.valid = self.valid.saturating_sub(n);
         v
+    }
+
+    /// More bits than the buffer holds after a refill: in two reads.
+    #[cold]
+    fn wide_bits(&mut self, n: u8) -> u64 {
+        let high = self.bits(n - 32);
+        (high << 32) | self.bits(32)
     }
 
     fn varint(&mut self) -> i64 {
@@ -97,10 +148,7 @@ impl Chunk {
     /// The samples, oldest first.
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
-            reader: Reader {
-                bytes: &self.bytes,
-                at: 0,
-            },
+            reader: Reader::new(&self.bytes),
             left: self.count,
             read: 0,
             t: 0,
@@ -268,8 +316,9 @@ impl ChunkIter<'_> {
             return;
         }
         if self.reader.bit() {
-            self.leading = self.reader.bits(5) as u8;
-            let width = self.reader.bits(6) as u8;
+            let both = self.reader.bits(11);
+            self.leading = (both >> 6) as u8;
+            let width = (both & 0x3f) as u8;
             let width = if width == 0 { 64 } else { width };
             self.trailing = 64 - self.leading - width;
         }
@@ -296,6 +345,7 @@ impl Iterator for ChunkIter<'_> {
                 self.read_xor();
             }
             _ => {
+                // The bucket's prefix: up to four 1s ended by a 0.
                 let mut prefix = 0u8;
                 while prefix < 4 && self.reader.bit() {
                     prefix += 1;
