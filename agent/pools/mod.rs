@@ -433,6 +433,7 @@ impl<M: ManageConnection> InstrumentedPool<M> {
             limits: self.settings.limits(),
             totals: PoolTotals {
                 transactions: Some(stats.checkins),
+                checkouts: Some(stats.checkins),
                 assignments: Some(stats.checkouts),
                 wait_seconds: Some(stats.wait_seconds),
                 usage_seconds: Some(stats.usage_seconds),
@@ -440,6 +441,7 @@ impl<M: ManageConnection> InstrumentedPool<M> {
                 connections_closed: Some(stats.connections_closed),
                 connection_errors: Some(stats.connection_errors),
                 timeouts: Some(stats.timeouts),
+                usage_includes_wait: false,
             },
             ..PoolSample::default()
         }
