@@ -523,10 +523,8 @@ mod tests {
         );
         // A tie goes to Erlang C, whose size also meets the wait target.
         let tie = Observed {
-            used: Some(5),
             pending: Some(0),
-            checkout_rate: Some(100.0),
-            mean_hold_seconds: Some(0.05),
+            ..saturated
         };
         let r = recommend_pool(&tie, WaitTarget::default(), None).unwrap();
         assert_eq!((r.model, r.pool_size), (Model::ErlangC, 7));
