@@ -204,7 +204,7 @@ pub fn summary(published: &Published) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:>4} {:>4} {:>7} {:>6} {:>9} {:>11}",
+        "{:<34} {:>4} {:>4} {:>7} {:>6} {:>9} {:>11} model",
         "pool", "used", "idle", "pending", "util", "wait avg", "recommended"
     );
     let pools = &published.health.pools;
@@ -215,7 +215,7 @@ pub fn summary(published: &Published) -> String {
         let f = &pool.figures;
         let _ = writeln!(
             out,
-            "{:<34} {:>4} {:>4} {:>7} {:>6} {:>9} {:>11}",
+            "{:<34} {:>4} {:>4} {:>7} {:>6} {:>9} {:>11} {}",
             format!("{}/{}", pool.target, pool.pool),
             count(f.latest.used),
             count(f.latest.idle),
@@ -223,6 +223,7 @@ pub fn summary(published: &Published) -> String {
             percent(f.utilization),
             millis(f.avg_wait_time_seconds),
             count(f.recommended_pool_size),
+            f.recommendation.as_ref().map_or("-", |r| r.model.as_str()),
         );
     }
     let mut alerts: Vec<&Alert> = published.alerts.iter().collect();
@@ -302,7 +303,6 @@ mod tests {
         let figures = PoolFigures {
             utilization: Some(1.0),
             avg_wait_time_seconds: Some(0.0614),
-            recommended_pool_size: Some(10),
             ..PoolFigures::from_latest(PoolSample {
                 pool: "mdm_demo_sqlite".into(),
                 used: Some(2),
@@ -336,8 +336,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "pool                               used idle pending   util  wait avg recommended",
-                "demo-sqlite/mdm_demo_sqlite           2    0       6   100%     61 ms          10",
+                "pool                               used idle pending   util  wait avg recommended model",
+                "demo-sqlite/mdm_demo_sqlite           2    0       6   100%     61 ms          10 utilization",
                 "alerts:",
                 "  FIRING  PoolUtilizationHigh on demo-sqlite/mdm_demo_sqlite",
                 "recommendations:",

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use Instrument::{Counter, Gauge, Histogram, UpDownCounter};
 use rustc_hash::FxHashMap;
 
+use crate::advisor::Model;
 use crate::model::{self, PoolFigures, ServerSample};
 use crate::rules::alerts::{Alert, AlertState};
 use crate::status::{Snapshot, TargetStatus};
@@ -146,6 +147,14 @@ const fn family(
         labels,
         read,
     }
+}
+
+/// The recommended pool_size, if `model` produced it.
+fn recommended_by(f: &PoolFigures, model: Model) -> Option<f64> {
+    f.recommendation
+        .as_ref()
+        .filter(|r| r.model == model)
+        .map(|r| r.pool_size as f64)
 }
 
 fn count(v: Option<u64>) -> Option<f64> {
@@ -738,9 +747,15 @@ pub static CATALOGUE: &[Family] = &[
         "poolwatch.pool.recommended_size",
         "{connection}",
         Gauge,
-        POOL,
-        Read::Pool(|f| count(f.recommended_pool_size)),
-        "Smallest pool_size that keeps used + pending at or below 80% utilization.",
+        &[POOL_LABEL, "model"],
+        Read::PoolByLabel(
+            "model",
+            &[
+                ("erlang_c", |f| recommended_by(f, Model::ErlangC)),
+                ("utilization", |f| recommended_by(f, Model::Utilization)),
+            ],
+        ),
+        "pool_size to set, by the model that produced it: erlang_c, the smallest whose predicted p99 wait meets target_p99_wait (from the checkout rate and mean hold time), or utilization, the smallest that keeps used + pending at or below 80%; the larger where both apply.",
     ),
     family(
         "poolwatch_pool_recycle_seconds",

@@ -98,10 +98,18 @@ impl PoolLimits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct PoolTotals {
     pub transactions: Option<u64>,
+    /// Connections taken from the pool and given back, whose hold times `usage_seconds` adds
+    /// up: the arrivals Erlang C sizes a pool for. Absent where the source's transactions are
+    /// not this pool's checkouts (PgBouncer in session mode, or with several pools on one
+    /// database, whose STATS are the database's).
+    pub checkouts: Option<u64>,
     /// Times a waiting client was handed a connection (the divisor of the average wait).
     pub assignments: Option<u64>,
     pub wait_seconds: Option<f64>,
     pub usage_seconds: Option<f64>,
+    /// `usage_seconds` counts from the caller's request, its wait for a connection included
+    /// (PgBouncer's transaction time): the hold time is usage less wait.
+    pub usage_includes_wait: bool,
     pub connections_opened: Option<u64>,
     pub connections_closed: Option<u64>,
     pub connection_errors: Option<u64>,
@@ -273,6 +281,18 @@ impl ServerSample {
         let used = i64::try_from(self.connections?).ok()?;
         Some(max - reserved - used)
     }
+
+    /// The most connections a PostgreSQL server can give `pool`, one of its own pools:
+    /// max_connections − reserved − what every other client holds (the agent's own session
+    /// among them). `None` unless the server's figures and the pool's connections are known.
+    pub fn postgres_limit_for(&self, pool: &PoolSample) -> Option<advisor::BackendLimit> {
+        let own = pool.used? + pool.idle?;
+        Some(advisor::BackendLimit::Postgres {
+            max_connections: self.max_connections?,
+            reserved_connections: self.reserved_connections.unwrap_or(0),
+            other_connections: self.connections?.saturating_sub(own),
+        })
+    }
 }
 
 /// What one sample of one target returns: its pools, its server, and problems that did not stop
@@ -323,13 +343,18 @@ pub struct PoolFigures {
     pub avg_wait_time_seconds: Option<f64>,
     /// Seconds a connection was held per transaction, on average over the rate window.
     pub avg_usage_time_seconds: Option<f64>,
+    /// Checkouts per second over the rate window: with `avg_usage_time_seconds` (their mean
+    /// hold) the demand Erlang C sizes the pool for. Only where the source counts checkouts and
+    /// the time they held their connection (PgBouncer: transactions; in-app pools: use_time).
+    pub checkouts_per_second: Option<f64>,
     /// Connections opened plus closed per minute over the rate window.
     pub churn_per_minute: Option<f64>,
     /// Failed connection attempts over the rate window.
     pub connection_errors: Option<u64>,
-    /// The smallest pool_size that keeps today's demand (used + pending) at or below the spec's
-    /// 80% utilization threshold.
+    /// The pool_size to set: `recommendation.pool_size`.
     pub recommended_pool_size: Option<u64>,
+    /// How the recommended size was reached: the model, the backend's limit, the reasoning.
+    pub recommendation: Option<advisor::Recommendation>,
     /// How long the agent has watched the pool without a gap: the history its rules may judge.
     pub observed_seconds: Option<f64>,
     /// The pool_size the spec's `PerDatasetPoolManager` gives the pool's dataset.
@@ -351,23 +376,38 @@ impl PoolFigures {
             (Some(u), Some(s), Some(o)) if o > 0 => Some((u - s).max(0.0) / o as f64),
             _ => None,
         };
-        let recommended_pool_size = latest
-            .used
-            .map(|used| advisor::utilization_rule(used + latest.pending.unwrap_or(0)));
         let rows = latest.database.as_ref().and_then(|d| d.rows);
         let dataset_recommended_size = latest
             .limits
             .pool_size
             .zip(rows)
             .map(|(size, rows)| pool_size_for_dataset(size, rows));
-        PoolFigures {
+        let mut figures = PoolFigures {
             latest,
             utilization,
             overflow_utilization,
-            recommended_pool_size,
             dataset_recommended_size,
             ..PoolFigures::default()
-        }
+        };
+        figures.recommend(advisor::WaitTarget::default(), None);
+        figures
+    }
+
+    /// Sets the recommended pool_size from what is known now (see
+    /// [`advisor::recommend_pool`]); call again once the rates are in.
+    pub fn recommend(
+        &mut self,
+        target: advisor::WaitTarget,
+        limit: Option<&advisor::BackendLimit>,
+    ) {
+        let observed = advisor::Observed {
+            used: self.latest.used,
+            pending: self.latest.pending,
+            checkout_rate: self.checkouts_per_second,
+            mean_hold_seconds: self.avg_usage_time_seconds,
+        };
+        self.recommendation = advisor::recommend_pool(&observed, target, limit);
+        self.recommended_pool_size = self.recommendation.as_ref().map(|r| r.pool_size);
     }
 }
 

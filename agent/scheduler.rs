@@ -15,7 +15,7 @@ use crate::config::{Config, Target};
 use crate::exporters::prometheus;
 use crate::exposition::{self, CATALOGUE, ExportedSample, Exposer};
 use crate::health;
-use crate::model::TargetSample;
+use crate::model::{SourceKind, TargetSample};
 use crate::receiver::Receiver;
 use crate::rules::alerts::RuleEngine;
 use crate::rules::files::RuleSet;
@@ -421,8 +421,16 @@ impl Aggregator {
                 status.last_error = None;
                 status.last_success_unix_seconds = Some(unix_now());
                 status.warnings = sample.warnings;
-                status.server = Some(sample.server);
                 status.pools = self.store.figures(&status.name);
+                // A postgres target's pools are its server's own clients, so its headroom caps
+                // them; no other source says which server a pool is on.
+                let server =
+                    (config.source.kind() == SourceKind::Postgres).then_some(&sample.server);
+                for pool in &mut status.pools {
+                    let limit = server.and_then(|s| s.postgres_limit_for(&pool.latest));
+                    pool.recommend(self.config.target_p99_wait, limit.as_ref());
+                }
+                status.server = Some(sample.server);
                 status.gone = sample.gone;
             }
             Err(error) => {

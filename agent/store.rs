@@ -129,10 +129,20 @@ impl Store {
         // window in which every connection sat in one long transaction the count rises and the
         // time does not. No transaction takes no time, so no time added means none was
         // measured, and the average is unknown rather than 0.
+        let wait = delta_f64(a.wait_seconds, b.wait_seconds);
+        let usage = delta_f64(a.usage_seconds, b.usage_seconds).filter(|t| *t > 0.0);
+        let held = if b.usage_includes_wait {
+            usage.zip(wait).map(|(u, w)| u - w)
+        } else {
+            usage
+        };
         figures.avg_usage_time_seconds = per(
-            delta_f64(a.usage_seconds, b.usage_seconds).filter(|t| *t > 0.0),
+            held.filter(|t| *t > 0.0),
             delta(a.transactions, b.transactions),
         );
+        figures.checkouts_per_second = delta(a.checkouts, b.checkouts)
+            .filter(|_| seconds > 0.0)
+            .map(|n| n as f64 / seconds);
         let churn = match (
             delta(a.connections_opened, b.connections_opened),
             delta(a.connections_closed, b.connections_closed),
@@ -172,6 +182,7 @@ mod tests {
                     wait_seconds: Some(wait),
                     assignments: Some(assignments),
                     transactions: Some(assignments),
+                    checkouts: Some(assignments),
                     usage_seconds: Some(wait * 2.0),
                     connections_opened: Some(opened),
                     connections_closed: Some(closed),
@@ -223,6 +234,28 @@ mod tests {
         assert_eq!(f.avg_usage_time_seconds, Some(1.2));
         // 7 opened + 10 closed in one minute.
         assert_eq!(f.churn_per_minute, Some(17.0));
+        // 10 checkouts in 60 s, each holding 1.2 s on average.
+        assert_eq!(f.checkouts_per_second, Some(10.0 / 60.0));
+    }
+
+    #[test]
+    fn usage_that_includes_the_wait_is_held_for_the_rest() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let mut bouncer = sample(0.0, 0, 0, 0);
+        bouncer.pools[0].totals.usage_includes_wait = true;
+        s.record("t", t0, &bouncer, PoolLimits::default());
+        // 10 transactions of 1.3 s each, 0.8 s of it waiting for a server: held 0.5 s.
+        bouncer.pools[0].totals.transactions = Some(10);
+        bouncer.pools[0].totals.usage_seconds = Some(13.0);
+        bouncer.pools[0].totals.wait_seconds = Some(8.0);
+        s.record(
+            "t",
+            t0 + Duration::from_secs(10),
+            &bouncer,
+            PoolLimits::default(),
+        );
+        assert_eq!(s.figures("t")[0].avg_usage_time_seconds, Some(0.5));
     }
 
     #[test]

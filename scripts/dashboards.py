@@ -469,7 +469,7 @@ def alert_table(title: str, description: str, alerts: str, pools: str) -> dict[s
             {"id": "merge", "options": {}},
             organize(
                 ["Time", "__name__", "job", "alertstate", "Value #A"],
-                {POOL: "pool", "Value #B": "recommended pool_size"},
+                {POOL: "pool", "Value #B": "recommended pool_size", "model": "recommended by"},
             ),
         ],
         # critical before warning before info
@@ -866,9 +866,12 @@ def detail() -> dict:
     lay.add(
         stat(
             "Recommended pool_size",
-            "The smallest pool_size that keeps used + pending at or below 80% of it. Above the "
-            "current pool_size (next panel) means the pool is too small for its load now.",
-            [query(f"poolwatch_pool_recommended_size{{{pools}}}", POOL_LEGEND)],
+            "The pool_size to set, and the model that produced it (legend): erlang_c, the "
+            "smallest whose predicted p99 wait meets the agent's target_p99_wait, from the "
+            "checkout rate and hold time; utilization, the smallest that keeps used + pending "
+            "at or below 80% of it (the larger of the two wins). Above the current pool_size "
+            "(next panel) means the pool is too small for its load now.",
+            [query(f"poolwatch_pool_recommended_size{{{pools}}}", POOL_LEGEND + " ({{model}})")],
             steps=thresholds((BLUE, None)),
         ),
         w=6,

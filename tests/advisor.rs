@@ -232,89 +232,117 @@ fn run_benchmark(
     reports
 }
 
-/// Open loop on SQLite with a controlled hold time: Poisson arrivals at 800/s, each holding
-/// its connection ~5 ms (exponential), on 5, 6 and 7 connections (utilization ~0.8 to ~0.57),
+/// Open loop on SQLite with a controlled hold time: Poisson arrivals at 175/s, each holding its
+/// connection ~20 ms (exponential), on 5, 6 and 7 connections (utilization ~0.7 to ~0.5),
 /// without pre-ping so that the wait is the queue's alone. Each run is predicted from its own
-/// arrival rate and mean hold, as the agent predicts a pool from what it observes. The ~12,000
-/// arrivals per size let a mean wait settle. What the model does not know is the hand-off: a
-/// returned connection reaches the next waiter some ten or twenty microseconds later. Near
-/// saturation the wait amplifies that by 1/(1-ρ) (ρ 0.85 with 1.5 ms holds measured 1.11–1.20);
-/// on a wait of a few tens of microseconds it is a large part of it (ρ 0.5, 4 ms holds: 0.069
-/// ms predicted, 0.085 measured). These loads stay between the two.
+/// arrival rate and mean service time, as the agent predicts a pool from what it observes.
 ///
-/// Not in the CI run: on a shared two-core machine the same load gave 0.96–1.24 in one run and
-/// 1.11–1.26 in the next, so its verdict depends on the machine, not the model. Run it alone,
-/// on a quiet machine, with `cargo test --test main erlang_c -- --ignored --nocapture`.
+/// The service time is the hold plus the hand-off: a returned connection reaches a waiting
+/// caller only once that caller's thread runs again, tens of microseconds later on a busy
+/// machine, during which the connection serves nobody. The pool measures each hand-off (check-in
+/// to the waiter's checkout), and the model gets that time as part of the service; without it the
+/// model under-predicted by up to a quarter on a loaded two-core machine. The holds are 20 ms so
+/// that what remains unmodelled (every checkout's own bookkeeping: a median of 8–20 µs on a busy
+/// machine, measured as the median wait where most callers do not queue) is a small part of
+/// even the shortest mean wait (~0.55 ms at 7). Below 0.8 utilization a queue forgets its past
+/// within a fraction of a second, so the ~7,000 arrivals per size give a tight estimate.
 #[test]
-#[ignore = "timing-sensitive: run alone on a quiet machine (see its doc)"]
 fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
     let _load = crate::common::exclusive_load();
-    let dir = tempfile::tempdir().unwrap();
-    let reports = benchmark_realtime(
-        dir.path(),
-        &[
-            "--backend",
-            "sqlite",
-            "--operation",
-            "read",
-            "--rows",
-            "1000",
-            "--pool-size",
-            "5,6,7",
-            "--pre-ping",
-            "false",
-            "--arrival-rate",
-            "800",
-            "--hold-time-ms",
-            "5",
-            "--concurrent-users",
-            "32",
-            "--duration",
-            "15",
-        ],
-    );
-    assert_eq!(reports.len(), 3);
-    let mut table =
-        String::from("pool_size  arrivals/s  hold ms  predicted mean wait ms  measured  ratio\n");
-    let mut worst: f64 = 1.0;
+    // Erlang C is a model of Poisson arrivals: the comparison means something only if the
+    // generator delivered them. When the machine kept its threads off the CPU, arrivals reach
+    // the pool in bursts (gap SCV well above 1) and the pool rightly waits more than the model
+    // predicts: such a measurement is taken again, up to three times in all.
+    let mut attempts = Vec::new();
+    let (reports, table) = loop {
+        let dir = tempfile::tempdir().unwrap();
+        let reports = benchmark_realtime(
+            dir.path(),
+            &[
+                "--backend",
+                "sqlite",
+                "--operation",
+                "read",
+                "--rows",
+                "1000",
+                "--pool-size",
+                "5,6,7",
+                "--pre-ping",
+                "false",
+                "--arrival-rate",
+                "175",
+                "--hold-time-ms",
+                "20",
+                "--concurrent-users",
+                "32",
+                "--duration",
+                "40",
+            ],
+        );
+        assert_eq!(reports.len(), 3);
+        let table = erlang_c_table(&reports);
+        eprintln!("{table}");
+        let poisson = reports
+            .iter()
+            .all(|r| (0.85..=1.15).contains(&r.arrival_scv.unwrap()));
+        attempts.push(table.clone());
+        if poisson {
+            break (reports, table);
+        }
+        assert!(
+            attempts.len() < 3,
+            "the load generator did not deliver Poisson arrivals (gap SCV 1 expected) in three \
+             attempts: the machine is too busy for this measurement\n{}",
+            attempts.join("\n")
+        );
+    };
     for report in &reports {
         assert_eq!(report.errors, 0, "{:?}", report.error_messages);
-        let generator = report.generator_delay_seconds.unwrap();
+        let ratio = report.wait_seconds.mean / predicted_mean_wait(report);
+        assert!(
+            (0.8..=1.2).contains(&ratio),
+            "measured / predicted mean wait out of 20%:\n{table}"
+        );
+    }
+}
+
+/// Erlang C's mean wait for a run, from its own arrival rate and service time.
+fn predicted_mean_wait(report: &Report) -> f64 {
+    let workload = analyze::run_workload(report).unwrap();
+    let c = u64::from(report.settings.pool.pool_size);
+    poolwatch::advisor::erlang::predict(workload, c)
+        .mean_wait_seconds
+        .unwrap()
+}
+
+/// Predicted against measured mean wait per run, with what the prediction rests on.
+fn erlang_c_table(reports: &[Report]) -> String {
+    let mut table = String::from(
+        "pool_size  arrivals/s  service ms  predicted mean wait ms  measured  ratio\n",
+    );
+    for report in reports {
         let workload = analyze::run_workload(report).unwrap();
-        let c = u64::from(report.settings.pool.pool_size);
-        let predicted = poolwatch::advisor::erlang::predict(workload, c)
-            .mean_wait_seconds
-            .unwrap();
+        let predicted = predicted_mean_wait(report);
         let measured = report.wait_seconds.mean;
-        let ratio = measured / predicted;
+        let handoffs = report.handoffs.unwrap();
         table.push_str(&format!(
-            "{c:>9}  {:>10.0}  {:>7.3}  {:>22.4}  {:>8.4}  {ratio:>5.2}   (arrival SCV {:.2}, hold SCV {:.2}, generator delay mean {:.3} ms)\n",
+            "{:>9}  {:>10.0}  {:>10.4}  {:>22.4}  {:>8.4}  {:>5.2}   (hold {:.4} ms + {} hand-offs \
+             of {:.1} µs mean; median wait {:.1} µs; arrival SCV {:.2}, hold SCV {:.2}, generator \
+             delay mean {:.3} ms)\n",
+            report.settings.pool.pool_size,
             workload.arrival_rate,
             workload.mean_hold_seconds * 1e3,
             predicted * 1e3,
             measured * 1e3,
+            measured / predicted,
+            report.hold_seconds.mean * 1e3,
+            handoffs.count,
+            handoffs.total_seconds / handoffs.count.max(1) as f64 * 1e6,
+            report.wait_seconds.p50 * 1e6,
             report.arrival_scv.unwrap_or(f64::NAN),
             (report.hold_seconds.stddev / report.hold_seconds.mean).powi(2),
-            generator.mean * 1e3
+            report.generator_delay_seconds.unwrap().mean * 1e3
         ));
-        if (ratio - 1.0).abs() > (worst - 1.0).abs() {
-            worst = ratio;
-        }
     }
-    eprintln!("{table}");
-    // Erlang C is a model of Poisson arrivals: the comparison means something only if the
-    // generator delivered them. On a machine too busy to schedule it, arrivals reach the pool
-    // in bursts (SCV well above 1) and the pool rightly waits more than the model predicts.
-    for report in &reports {
-        let scv = report.arrival_scv.unwrap();
-        assert!(
-            (0.85..=1.15).contains(&scv),
-            "the load generator did not deliver Poisson arrivals (gap SCV {scv:.2}, 1 expected): \
-             the machine is too busy for this measurement\n{table}"
-        );
-    }
-    assert!(
-        (0.8..=1.2).contains(&worst),
-        "measured / predicted mean wait out of 20%:\n{table}"
-    );
+    table
 }

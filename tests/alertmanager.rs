@@ -23,7 +23,7 @@ const POOL_RULES: &str = r#"groups:
     rules:
       - alert: PoolUtilizationHigh
         expr: |
-          poolwatch_pool_recommended_size
+          max without (model) (poolwatch_pool_recommended_size)
             and on (target, db_client_connection_pool_name)
           poolwatch_pool_utilization_ratio > 0.8
         for: 1s
@@ -37,7 +37,7 @@ const POOL_RULES: &str = r#"groups:
 
 const EXHAUSTED_RULE: &str = r#"      - alert: PoolExhausted
         expr: |
-          poolwatch_pool_recommended_size
+          max without (model) (poolwatch_pool_recommended_size)
             and on (target, db_client_connection_pool_name)
           db_client_connection_pending_requests > 0
             and on (target, db_client_connection_pool_name)

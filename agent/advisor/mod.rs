@@ -246,8 +246,7 @@ pub fn recommend_from_demand(
         prediction: None,
         reasoning: format!(
             "Utilization: {used} used + {} waiting = {demand} connections wanted now; \
-             {pool_size} keeps that at or below {:.0}% (no checkout rate or hold time to model \
-             waits with).",
+             {pool_size} keeps that at or below {:.0}%.",
             pending.unwrap_or(0),
             UTILIZATION_TARGET * 100.0
         ),
@@ -276,21 +275,60 @@ pub struct Observed {
 }
 
 /// The live agent's recommendation for one pool: Erlang C where the checkout rate and hold time
-/// are known, else the 80% rule on used + pending, else nothing.
+/// are known, never below the 80% rule on used + pending; the 80% rule alone where they are
+/// not; nothing without used.
+///
+/// Why the floor: while callers wait, the checkouts the agent observes are capped by the pool's
+/// own throughput (pool_size / hold time), not by the demand, so Erlang C on them undershoots a
+/// saturated pool. And a size below the 80% rule would sit above the utilization threshold the
+/// rules judge pools by. The larger of the two wins, and names its model.
 pub fn recommend_pool(
     observed: &Observed,
     target: WaitTarget,
     limit: Option<&BackendLimit>,
 ) -> Option<Recommendation> {
-    if let (Some(rate), Some(hold)) = (observed.checkout_rate, observed.mean_hold_seconds)
-        && let Ok(workload) = Workload::new(rate, hold)
-        && let Ok(recommendation) = recommend(workload, target, limit)
-    {
-        return Some(recommendation);
-    }
-    observed
+    let modelled = match (observed.checkout_rate, observed.mean_hold_seconds) {
+        (Some(rate), Some(hold)) => Workload::new(rate, hold)
+            .and_then(|workload| recommend(workload, target, limit))
+            .ok(),
+        _ => None,
+    };
+    let floor = observed
         .used
-        .map(|used| recommend_from_demand(used, observed.pending, limit))
+        .map(|used| recommend_from_demand(used, observed.pending, limit));
+    match (modelled, floor) {
+        (Some(modelled), Some(floor)) if floor.pool_size > modelled.pool_size => {
+            let mut chosen = floor;
+            let _ = write!(
+                chosen.reasoning,
+                " Erlang C on the observed checkouts asks for only {}{}, which this rule \
+                 overrides.",
+                modelled.pool_size,
+                if observed.pending.is_some_and(|p| p > 0) {
+                    " (while callers wait, the checkouts observed are capped by the pool's own \
+                     throughput, so it undershoots)"
+                } else {
+                    ""
+                }
+            );
+            Some(chosen)
+        }
+        (Some(mut modelled), Some(floor)) => {
+            let _ = write!(
+                modelled.reasoning,
+                " The 80% rule on used + pending asks for {}.",
+                floor.pool_size
+            );
+            Some(modelled)
+        }
+        (None, Some(mut floor)) => {
+            floor
+                .reasoning
+                .push_str(" No checkout rate or hold time is seen to model waits with.");
+            Some(floor)
+        }
+        (modelled, None) => modelled,
+    }
 }
 
 /// Caps a recommendation at the backend's limit and says so.
@@ -436,25 +474,67 @@ mod tests {
     #[test]
     fn the_agent_models_waits_where_it_can_and_falls_back_where_it_cannot() {
         let target = WaitTarget::default();
-        let full = Observed {
+        // 100 checkouts/s × 50 ms: Erlang C asks for 7; 4 used, nobody waiting asks for 5.
+        let calm = Observed {
+            used: Some(4),
+            pending: Some(0),
+            checkout_rate: Some(100.0),
+            mean_hold_seconds: Some(0.05),
+        };
+        let r = recommend_pool(&calm, target, None).unwrap();
+        assert_eq!((r.model, r.pool_size), (Model::ErlangC, 7));
+        assert!(
+            r.reasoning
+                .ends_with("The 80% rule on used + pending asks for 5."),
+            "{}",
+            r.reasoning
+        );
+        let no_hold = Observed {
+            mean_hold_seconds: None,
+            ..calm
+        };
+        let r = recommend_pool(&no_hold, target, None).unwrap();
+        assert_eq!((r.model, r.pool_size), (Model::Utilization, 5));
+        assert!(
+            r.reasoning.ends_with("to model waits with."),
+            "{}",
+            r.reasoning
+        );
+        assert_eq!(recommend_pool(&Observed::default(), target, None), None);
+    }
+
+    #[test]
+    fn a_saturated_pool_is_never_sized_below_the_utilization_rule() {
+        // 5 used, 7 waiting: the checkouts observed are what 5 connections could serve, so
+        // Erlang C on them (7) undershoots what the callers want now (15 at 80%).
+        let saturated = Observed {
             used: Some(5),
             pending: Some(7),
             checkout_rate: Some(100.0),
             mean_hold_seconds: Some(0.05),
         };
-        assert_eq!(
-            recommend_pool(&full, target, None).map(|r| (r.model, r.pool_size)),
-            Some((Model::ErlangC, 7))
+        let r = recommend_pool(&saturated, WaitTarget::default(), None).unwrap();
+        assert_eq!((r.model, r.pool_size), (Model::Utilization, 15));
+        assert!(
+            r.reasoning
+                .contains("Erlang C on the observed checkouts asks for only 7 (while"),
+            "{}",
+            r.reasoning
         );
-        let no_hold = Observed {
-            mean_hold_seconds: None,
-            ..full
+        // A tie goes to Erlang C, whose size also meets the wait target.
+        let tie = Observed {
+            pending: Some(0),
+            ..saturated
         };
+        let r = recommend_pool(&tie, WaitTarget::default(), None).unwrap();
+        assert_eq!((r.model, r.pool_size), (Model::ErlangC, 7));
+        // Both are capped by the backend.
+        let limit = BackendLimit::Connections { limit: 10 };
+        let r = recommend_pool(&saturated, WaitTarget::default(), Some(&limit)).unwrap();
         assert_eq!(
-            recommend_pool(&no_hold, target, None).map(|r| (r.model, r.pool_size)),
-            Some((Model::Utilization, 15))
+            (r.model, r.pool_size, r.meets_target),
+            (Model::Utilization, 10, false)
         );
-        assert_eq!(recommend_pool(&Observed::default(), target, None), None);
     }
 
     #[test]

@@ -251,17 +251,29 @@ fn open_prediction(workload: Workload, point: &Point) -> Predicted {
     }
 }
 
-/// A run's own workload: the arrival rate it generated and the mean hold time it measured.
+/// A run's own workload: the arrival rate it generated and the mean time each checkout kept a
+/// connection from the next caller: its hold, plus the hand-off to a waiting caller where
+/// there was one (a returned connection reaches a sleeping waiter only once that thread runs;
+/// the model would otherwise count that time as free).
 pub fn run_workload(report: &Report) -> Result<Workload, AnalyzeError> {
     let rate = report
         .arrival_rate_per_second
         .or(report.settings.arrival_rate)
         .unwrap_or(report.throughput_per_second);
-    Ok(Workload::new(rate, report.hold_seconds.mean)?)
+    Ok(Workload::new(rate, service_seconds(report))?)
 }
 
-/// The open-loop workload: arrivals per second over all runs, and the mean hold time over all
-/// their checkouts.
+/// The mean hold time with the hand-offs spread over every checkout.
+fn service_seconds(report: &Report) -> f64 {
+    let hold = &report.hold_seconds;
+    match report.handoffs {
+        Some(h) if hold.count > 0 => hold.mean + h.total_seconds / hold.count as f64,
+        _ => hold.mean,
+    }
+}
+
+/// The open-loop workload: arrivals per second over all runs, and the mean hold time (hand-offs
+/// included, as in [`run_workload`]) over all their checkouts.
 fn pooled_workload(reports: &[(PathBuf, Report)]) -> Result<Workload, AnalyzeError> {
     let mut arrivals = 0.0;
     let mut seconds = 0.0;
@@ -276,7 +288,7 @@ fn pooled_workload(reports: &[(PathBuf, Report)]) -> Result<Workload, AnalyzeErr
         arrivals += rate * measured;
         seconds += measured;
         holds += r.hold_seconds.count as f64;
-        hold_seconds += r.hold_seconds.mean * r.hold_seconds.count as f64;
+        hold_seconds += service_seconds(r) * r.hold_seconds.count as f64;
     }
     let rate = if seconds > 0.0 {
         arrivals / seconds

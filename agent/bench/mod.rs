@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::model::Labels;
 use crate::pools::{InstrumentedPool, Peaks, Stats};
-use report::{Percentiles, PoolMetrics, Report, Settings, StatementFigures};
+use report::{Handoffs, Percentiles, PoolMetrics, Report, Settings, StatementFigures};
 use workload::{Backend, BenchError, Dataset, STATEMENTS, Statement};
 
 /// A sample of the pool every this often, for idle, overflow and peaks.
@@ -388,6 +388,10 @@ pub fn run<B: Backend>(
         latency_seconds: tally.latency.percentiles(),
         wait_seconds: tally.wait.percentiles(),
         hold_seconds: tally.hold.percentiles(),
+        handoffs: Some(Handoffs {
+            count: after.handoffs - before.handoffs,
+            total_seconds: after.handoff_seconds - before.handoff_seconds,
+        }),
         generator_delay_seconds: settings.arrival_rate.map(|_| tally.delay.percentiles()),
         arrival_scv: settings.arrival_rate.and_then(|_| gap_scv(tally.asks)),
         by_statement: STATEMENTS

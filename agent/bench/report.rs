@@ -100,6 +100,13 @@ pub struct PoolMetrics {
     pub peak_open_connections: u64,
 }
 
+/// Hand-offs of connections to waiting callers over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Handoffs {
+    pub count: u64,
+    pub total_seconds: f64,
+}
+
 /// Figures of one statement kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatementFigures {
@@ -130,6 +137,10 @@ pub struct Report {
     pub wait_seconds: Percentiles,
     /// Time a connection was held, checkout to return.
     pub hold_seconds: Percentiles,
+    /// Connections handed from a returning caller to a waiting one, and how long each took to
+    /// reach the waiter (check-in to checkout). Absent in reports of older versions.
+    #[serde(default)]
+    pub handoffs: Option<Handoffs>,
     /// Open loop: time an arrival waited for a free user before it asked the pool. Near zero
     /// unless the load generator itself is the bottleneck.
     pub generator_delay_seconds: Option<Percentiles>,

@@ -27,6 +27,7 @@ pub use receiver::ReceiverConfig;
 pub use targets::{PoolKey, SourceConfig, Target, TargetEntry};
 use templates::{POOL_SIZE_ENV, Template};
 
+use crate::advisor::WaitTarget;
 use crate::model::{Labels, PoolLimits, SourceKind};
 
 /// The password a `--target` URL without one takes, as in libpq.
@@ -58,6 +59,10 @@ struct FileEntry {
     /// Span over which rates (average wait, churn) are computed. Default `1m`.
     #[serde(default, deserialize_with = "duration")]
     rate_window: Option<Spanned<Duration>>,
+    /// The p99 wait for a connection the recommended pool_size must keep callers under
+    /// (Erlang C). Default `100ms`.
+    #[serde(default, deserialize_with = "duration")]
+    target_p99_wait: Option<Spanned<Duration>>,
     /// The spec's pool template (`pool_config_prod.yaml`), relative to this file.
     pool_templates: Option<Spanned<PathBuf>>,
     /// Rule files or directories of them, relative to this file. Default: the shipped rules.
@@ -110,6 +115,8 @@ pub struct Config {
     pub sample_timeout: Duration,
     pub window: Duration,
     pub rate_window: Duration,
+    /// The p99 wait the recommended pool_size must meet where Erlang C can size a pool.
+    pub target_p99_wait: WaitTarget,
     /// Rule files and directories; empty: the rules shipped in the binary.
     pub rules: Vec<PathBuf>,
     pub targets: Vec<Target>,
@@ -297,6 +304,16 @@ impl Checker<'_> {
         {
             self.problem(w, "window", "must be at least rate_window");
         }
+        let target_p99_wait = match &file.target_p99_wait {
+            Some(t) if t.value.is_zero() => {
+                self.problem(t, "target_p99_wait", "must be more than 0");
+                WaitTarget::default()
+            }
+            Some(t) => WaitTarget {
+                p99_wait_seconds: t.value.as_secs_f64(),
+            },
+            None => WaitTarget::default(),
+        };
         self.template = file.pool_templates.as_ref().and_then(|p| self.template(p));
         let rules = file
             .rules
@@ -354,6 +371,7 @@ impl Checker<'_> {
             sample_timeout,
             window,
             rate_window,
+            target_p99_wait,
             rules,
             targets,
             otlp_receiver,
@@ -543,6 +561,21 @@ mod tests {
         assert_eq!(
             (config.window, config.rate_window),
             (DEFAULT_WINDOW, DEFAULT_RATE_WINDOW)
+        );
+        assert_eq!(config.target_p99_wait, WaitTarget::default());
+    }
+
+    #[test]
+    fn the_wait_target_is_a_duration_above_zero() {
+        let config =
+            Config::from_yaml(Path::new("c.yaml"), "target_p99_wait: 250ms\n", &no_env).unwrap();
+        assert_eq!(config.target_p99_wait.p99_wait_seconds, 0.25);
+        let bad = Config::from_yaml(Path::new("c.yaml"), "target_p99_wait: 0s\n", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.starts_with("c.yaml:1:18: target_p99_wait: must be more than 0"),
+            "{bad}"
         );
     }
 

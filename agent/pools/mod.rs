@@ -19,10 +19,11 @@ pub mod duckdb;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use r2d2::ManageConnection;
 use r2d2::event::{
@@ -157,6 +158,12 @@ pub struct Counters {
     closed: AtomicU64,
     connection_errors: AtomicU64,
     timeouts: AtomicU64,
+    /// Connections handed from a caller returning one to a caller waiting for one, and the
+    /// time each took: from the check-in until the waiter's checkout (waking it up, mostly).
+    handoffs: AtomicU64,
+    handoff_nanos: AtomicU64,
+    /// When each connection back in the pool was checked in, by r2d2's connection id.
+    returned_at: Mutex<HashMap<u64, Instant>>,
     /// The most connections in use, callers waiting and connections open at any instant since
     /// the last [`InstrumentedPool::take_peaks`], kept as they change rather than sampled.
     peak_used: AtomicU64,
@@ -194,9 +201,17 @@ pub struct Stats {
     pub connections_closed: u64,
     pub connection_errors: u64,
     pub timeouts: u64,
+    /// Checkouts that took a connection returned while the caller waited.
+    pub handoffs: u64,
+    /// Seconds from those connections' check-in to their next checkout, in all.
+    pub handoff_seconds: f64,
 }
 
 impl Counters {
+    fn returned<T>(&self, f: impl FnOnce(&mut HashMap<u64, Instant>) -> T) -> T {
+        f(&mut self.returned_at.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn stats(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
@@ -211,6 +226,8 @@ impl Counters {
             connections_closed: get(&self.closed),
             connection_errors: get(&self.connection_errors),
             timeouts: get(&self.timeouts),
+            handoffs: get(&self.handoffs),
+            handoff_seconds: get(&self.handoff_nanos) as f64 / 1e9,
         }
     }
 }
@@ -228,7 +245,9 @@ impl HandleEvent for Events {
         raise(&self.0.open, &self.0.peak_open);
     }
 
-    fn handle_release(&self, _: ReleaseEvent) {
+    fn handle_release(&self, event: ReleaseEvent) {
+        self.0
+            .returned(|returned| returned.remove(&event.connection_id()));
         self.0.closed.fetch_add(1, Ordering::Relaxed);
         self.0.open.fetch_sub(1, Ordering::Relaxed);
         let mut closing = self.0.closing.lock().unwrap_or_else(|e| e.into_inner());
@@ -236,6 +255,21 @@ impl HandleEvent for Events {
     }
 
     fn handle_checkout(&self, event: CheckoutEvent) {
+        let now = Instant::now();
+        // A connection checked in after this caller asked was handed to it: the time since its
+        // check-in is the hand-off, which the queueing model does not know of.
+        if let Some(returned) = self
+            .0
+            .returned(|returned| returned.remove(&event.connection_id()))
+            && now
+                .checked_sub(event.duration())
+                .is_some_and(|asked| returned > asked)
+        {
+            self.0.handoffs.fetch_add(1, Ordering::Relaxed);
+            self.0
+                .handoff_nanos
+                .fetch_add(nanos(now - returned), Ordering::Relaxed);
+        }
         raise(&self.0.used, &self.0.peak_used);
         self.0.checkouts.fetch_add(1, Ordering::Relaxed);
         self.0
@@ -248,6 +282,9 @@ impl HandleEvent for Events {
     }
 
     fn handle_checkin(&self, event: CheckinEvent) {
+        let now = Instant::now();
+        self.0
+            .returned(|returned| returned.insert(event.connection_id(), now));
         self.0.used.fetch_sub(1, Ordering::Relaxed);
         self.0.checkins.fetch_add(1, Ordering::Relaxed);
         self.0
@@ -433,6 +470,7 @@ impl<M: ManageConnection> InstrumentedPool<M> {
             limits: self.settings.limits(),
             totals: PoolTotals {
                 transactions: Some(stats.checkins),
+                checkouts: Some(stats.checkins),
                 assignments: Some(stats.checkouts),
                 wait_seconds: Some(stats.wait_seconds),
                 usage_seconds: Some(stats.usage_seconds),
@@ -440,6 +478,7 @@ impl<M: ManageConnection> InstrumentedPool<M> {
                 connections_closed: Some(stats.connections_closed),
                 connection_errors: Some(stats.connection_errors),
                 timeouts: Some(stats.timeouts),
+                usage_includes_wait: false,
             },
             ..PoolSample::default()
         }

@@ -74,6 +74,10 @@ fn pending_counts_exactly_the_callers_waiting_in_get() {
     assert_eq!(sample.totals.connections_closed, Some(0));
     assert_eq!(sample.totals.timeouts, Some(0));
     assert!(sample.totals.wait_seconds.unwrap() > 0.0);
+    // Every waiter took a connection checked in while it waited; the first three did not wait.
+    let stats = pool.stats();
+    assert_eq!(stats.handoffs, 4);
+    assert!(stats.handoff_seconds > 0.0);
 }
 
 #[test]

@@ -301,11 +301,13 @@ impl Pool {
             assignments: histograms.wait_time.as_ref().map(|h| h.count),
             wait_seconds: histograms.wait_time.as_ref().map(|h| h.sum),
             transactions: histograms.use_time.as_ref().map(|h| h.count),
+            checkouts: histograms.use_time.as_ref().map(|h| h.count),
             usage_seconds: histograms.use_time.as_ref().map(|h| h.sum),
             connections_opened: self.counter(Figure::Opened),
             connections_closed: self.counter(Figure::Closed),
             connection_errors: self.counter(Figure::ConnectionErrors),
             timeouts: self.counter(Figure::Timeouts),
+            usage_includes_wait: false,
         };
         PoolSample {
             pool: name.to_string(),

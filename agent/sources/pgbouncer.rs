@@ -4,7 +4,8 @@
 //!
 //! Mapping (a pool is a database/user pair): used = sv_active, idle = sv_idle + sv_used,
 //! pending = cl_waiting, oldest wait = maxwait + maxwait_us; wait and transaction time are STATS
-//! totals per database (the store turns their deltas into averages); pool_size and
+//! totals per database (the store turns their deltas into averages, and into the checkout rate
+//! where a transaction is a checkout of this pool's); pool_size and
 //! reserve_pool (the spec's max_overflow) from DATABASES, else CONFIG; churn from SERVERS.
 
 use std::collections::{HashMap, HashSet};
@@ -120,6 +121,10 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
     };
     let databases: HashMap<&str, Values> = by_name(&show.databases, &["name"], DATABASES);
     let stats: HashMap<&str, Values> = by_name(&show.stats, &["database"], STATS);
+    let mut pools_per_database: HashMap<&str, usize> = HashMap::new();
+    for database in show.pools.iter().filter_map(|row| row.text(&["database"])) {
+        *pools_per_database.entry(database).or_default() += 1;
+    }
     churn.observe(server_ids(&show.servers));
 
     let mut pools = Vec::new();
@@ -168,6 +173,12 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             (s, us) => Some(s.unwrap_or(0.0) + us.unwrap_or(0.0)),
         };
         let transactions = st.and_then(|s| s.count("total_xact_count"));
+        // A transaction is a checkout of a server only in transaction and statement pooling
+        // (in session pooling a client keeps its server for the whole session), and STATS
+        // count per database: with several pools on one database they are not this pool's.
+        let checkouts_counted =
+            matches!(row.text(&["pool_mode"]), Some("transaction" | "statement"))
+                && pools_per_database.get(database) == Some(&1);
         pools.push(PoolSample {
             labels: dataset_of_database(database)
                 .map(|d| Labels::from([("dataset".to_string(), d.to_string())]))
@@ -179,12 +190,17 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
             limits,
             totals: PoolTotals {
                 transactions,
+                checkouts: transactions.filter(|_| checkouts_counted),
                 // Before 1.23 a server is assigned once per transaction (transaction pooling).
                 assignments: st
                     .and_then(|s| s.count("total_server_assignment_count"))
                     .or(transactions),
                 wait_seconds: st.and_then(|s| s.get("total_wait_time")),
                 usage_seconds: st.and_then(|s| s.get("total_xact_time")),
+                // A transaction's time runs from the client's first query, before it waits
+                // for a server: 8 clients of 50 ms transactions on 3 servers showed 134 ms of
+                // transaction time per transaction, 84 ms of it waiting (PgBouncer 1.18).
+                usage_includes_wait: true,
                 connections_opened: Some(opened),
                 connections_closed: Some(closed),
                 ..PoolTotals::default()

@@ -14,14 +14,16 @@ use crate::sources::ErrorKind;
 use crate::status::{AgentStatus, TargetStatus};
 
 pub(crate) fn snapshot() -> Snapshot {
-    let pool = PoolFigures {
+    let mut pool = PoolFigures {
         utilization: Some(1.0),
         overflow_utilization: Some(0.0),
         avg_wait_time_seconds: Some(0.25),
         avg_usage_time_seconds: Some(0.5),
+        checkouts_per_second: Some(10.0),
         churn_per_minute: Some(3.0),
         connection_errors: None,
-        recommended_pool_size: Some(15),
+        recommended_pool_size: None,
+        recommendation: None,
         observed_seconds: Some(600.0),
         dataset_recommended_size: None,
         wal_growth_bytes_per_second: None,
@@ -57,6 +59,8 @@ pub(crate) fn snapshot() -> Snapshot {
             ..PoolSample::default()
         },
     };
+    // 5 used + 7 waiting: the 80% rule's 15 outweighs Erlang C on 10 checkouts/s × 0.5 s.
+    pool.recommend(crate::advisor::WaitTarget::default(), None);
     let up = TargetStatus {
         name: "bouncer".into(),
         source: SourceKind::Pgbouncer,

@@ -310,6 +310,7 @@ fn show(shape: &Shape, server_ids: &[&str]) -> Show {
             ("sv_used", "0"),
             ("maxwait", "2"),
             ("maxwait_us", "500000"),
+            ("pool_mode", "transaction"),
         ]),
     ];
     let stats = [HashMap::from([
@@ -390,6 +391,7 @@ fn every_version_maps_to_the_same_pool() {
         assert_eq!(pool.limits.timeout_seconds, Some(120.0), "{v}");
         assert_eq!(pool.limits.recycle_seconds, Some(3600.0), "{v}");
         assert_eq!(pool.totals.transactions, Some(100), "{v}");
+        assert_eq!(pool.totals.checkouts, Some(100), "{v}: transaction pooling");
         assert_eq!(pool.totals.wait_seconds, Some(3.0), "{v}");
         assert_eq!(pool.totals.usage_seconds, Some(50.0), "{v}");
         let assignments = if v == "1.24" { 80 } else { 100 };
@@ -447,4 +449,50 @@ fn an_answer_without_pool_identity_is_a_protocol_error() {
     show.pools = Rows::new(&["something"], &[&["1"]]);
     let err = map(&show, &mut ChurnTracker::default()).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Protocol);
+}
+
+#[test]
+fn transactions_are_checkouts_only_in_transaction_pooling_of_a_pool_alone_on_its_database() {
+    let shape = SHAPES.last().unwrap();
+    let mut show = show(shape, &[]);
+    let checkouts = |show: &Show| {
+        map(show, &mut ChurnTracker::default()).unwrap().pools[0]
+            .totals
+            .checkouts
+    };
+    assert_eq!(checkouts(&show), Some(100));
+    show.pools = rows(
+        shape.pools,
+        &[HashMap::from([
+            ("database", "mdm_images"),
+            ("user", "mdm"),
+            ("pool_mode", "session"),
+        ])],
+    );
+    assert_eq!(checkouts(&show), None, "session pooling");
+    show.pools = rows(
+        shape.pools,
+        &[
+            HashMap::from([
+                ("database", "mdm_images"),
+                ("user", "mdm"),
+                ("pool_mode", "transaction"),
+            ]),
+            HashMap::from([
+                ("database", "mdm_images"),
+                ("user", "etl"),
+                ("pool_mode", "transaction"),
+            ]),
+        ],
+    );
+    let sample = map(&show, &mut ChurnTracker::default()).unwrap();
+    assert_eq!(sample.pools.len(), 2);
+    for pool in &sample.pools {
+        assert_eq!(pool.totals.transactions, Some(100), "{}", pool.pool);
+        assert_eq!(
+            pool.totals.checkouts, None,
+            "{}: the database's STATS",
+            pool.pool
+        );
+    }
 }
