@@ -309,96 +309,74 @@ fn progress(checkpoints: &[Checkpoint], scrapes: &[Scrape], load: &Load) {
     );
 }
 
+/// One column of the table: the checkpoint RSS and the series are read at, and the stretches CPU
+/// (between two checkpoints) and scrape latency (in seconds) are taken over.
+struct Side<'a> {
+    read_at: &'a Checkpoint,
+    cpu: (&'a Checkpoint, &'a Checkpoint),
+    scrapes: (u64, u64),
+}
+
+const ROWS: [&str; 10] = [
+    "RSS (MiB)",
+    "CPU per sample cycle",
+    "  over (s), cycles",
+    "/metrics p50",
+    "/metrics p99",
+    "  over (s), scrapes",
+    "series in /metrics",
+    "rule evaluation (mean)",
+    "alerts pending / firing",
+    "rules window samples",
+];
+
+/// The figures of one side, in the order of [`ROWS`].
+fn column(side: &Side, checkpoints: &[Checkpoint], scrapes: &[Scrape]) -> [String; 10] {
+    let (from, to) = side.cpu;
+    let (p50, p99, count) = latency(scrapes, side.scrapes.0, side.scrapes.1);
+    let rule_seconds: Vec<f64> = checkpoints
+        .iter()
+        .filter(|c| c.at >= from.at && c.at <= to.at)
+        .map(|c| c.rule_seconds)
+        .collect();
+    let read = side.read_at;
+    [
+        format!("{:.1} at {} s", read.rss, read.at),
+        ms(cpu_per_cycle(from, to)),
+        format!("{}-{}, {:.0}", from.at, to.at, to.cycles - from.cycles),
+        ms(p50.as_secs_f64()),
+        ms(p99.as_secs_f64()),
+        format!("{}-{}, {count}", side.scrapes.0, side.scrapes.1),
+        read.series.to_string(),
+        ms(rule_seconds.iter().sum::<f64>() / rule_seconds.len().max(1) as f64),
+        format!("{} / {}", read.pending_alerts, read.firing_alerts),
+        "not exported".into(),
+    ]
+}
+
 /// The start (after the warm-up) and the end of the run, side by side.
 fn report(checkpoints: &[Checkpoint], scrapes: &[Scrape], seconds: u64) {
     let measured = seconds - WARM_UP_SECONDS;
     let cpu_stretch = CPU_STRETCH_SECONDS.min(measured / 2);
     let scrape_stretch = SCRAPE_STRETCH_SECONDS.min(measured / 2);
     let (first, last) = (at(checkpoints, WARM_UP_SECONDS), at(checkpoints, seconds));
-    let (cpu_from, cpu_to) = (
-        at(checkpoints, WARM_UP_SECONDS + cpu_stretch),
-        at(checkpoints, seconds - cpu_stretch),
-    );
-    let in_stretch = |from: u64, to: u64, figure: fn(&Checkpoint) -> f64| {
-        let values: Vec<f64> = checkpoints
-            .iter()
-            .filter(|c| c.at >= from && c.at <= to)
-            .map(figure)
-            .collect();
-        values.iter().sum::<f64>() / values.len().max(1) as f64
+    let start = Side {
+        read_at: first,
+        cpu: (first, at(checkpoints, WARM_UP_SECONDS + cpu_stretch)),
+        scrapes: (WARM_UP_SECONDS, WARM_UP_SECONDS + scrape_stretch),
     };
-    let (p50_start, p99_start, n_start) =
-        latency(scrapes, WARM_UP_SECONDS, WARM_UP_SECONDS + scrape_stretch);
-    let (p50_end, p99_end, n_end) = latency(scrapes, seconds - scrape_stretch, seconds + 1);
+    let end = Side {
+        read_at: last,
+        cpu: (at(checkpoints, seconds - cpu_stretch), last),
+        scrapes: (seconds - scrape_stretch, seconds),
+    };
+    println!("{:<34}{:>16}{:>16}", "", "start", "end");
+    let columns = [&start, &end].map(|side| column(side, checkpoints, scrapes));
+    for (i, what) in ROWS.iter().enumerate() {
+        println!("{what:<34}{:>16}{:>16}", columns[0][i], columns[1][i]);
+    }
     let growth = last.rss - first.rss;
     let hours = (last.at - first.at) as f64 / 3600.0;
-
-    println!("{:<34}{:>16}{:>16}", "", "start", "end");
-    let row = |what: &str, start: String, end: String| println!("{what:<34}{start:>16}{end:>16}");
-    row(
-        "RSS (MiB)",
-        format!("{:.1} at {} s", first.rss, first.at),
-        format!("{:.1} at {} s", last.rss, last.at),
-    );
-    row(
-        "CPU per sample cycle",
-        ms(cpu_per_cycle(first, cpu_from)),
-        ms(cpu_per_cycle(cpu_to, last)),
-    );
-    row(
-        "  over (s), cycles",
-        format!(
-            "{}-{}, {:.0}",
-            first.at,
-            cpu_from.at,
-            cpu_from.cycles - first.cycles
-        ),
-        format!(
-            "{}-{}, {:.0}",
-            cpu_to.at,
-            last.at,
-            last.cycles - cpu_to.cycles
-        ),
-    );
-    row(
-        "/metrics p50",
-        ms(p50_start.as_secs_f64()),
-        ms(p50_end.as_secs_f64()),
-    );
-    row(
-        "/metrics p99",
-        ms(p99_start.as_secs_f64()),
-        ms(p99_end.as_secs_f64()),
-    );
-    row(
-        "  over (s), scrapes",
-        format!(
-            "{}-{}, {n_start}",
-            WARM_UP_SECONDS,
-            WARM_UP_SECONDS + scrape_stretch
-        ),
-        format!("{}-{}, {n_end}", seconds - scrape_stretch, seconds),
-    );
-    row(
-        "series in /metrics",
-        first.series.to_string(),
-        last.series.to_string(),
-    );
-    row(
-        "rule evaluation (mean)",
-        ms(in_stretch(first.at, cpu_from.at, |c| c.rule_seconds)),
-        ms(in_stretch(cpu_to.at, last.at, |c| c.rule_seconds)),
-    );
-    row(
-        "alerts pending / firing",
-        format!("{} / {}", first.pending_alerts, first.firing_alerts),
-        format!("{} / {}", last.pending_alerts, last.firing_alerts),
-    );
-    row(
-        "rules window samples",
-        "not exported".into(),
-        "not exported".into(),
-    );
     println!(
         "RSS growth {growth:+.1} MiB over {} s = {:+.1} MiB per hour; peak RSS {:.1} MiB",
         last.at - first.at,
