@@ -11,44 +11,27 @@
 //! services), or `cargo bench --bench footprint` when they already run. It prints; it asserts
 //! nothing.
 
-// Bench code: an unwrap that fails is the failure report. The unsafe is a sysconf call, here
-// and nowhere in the agent.
-#![allow(clippy::unwrap_used, unsafe_code)]
+// Bench code: an unwrap that fails is the failure report.
+#![allow(clippy::unwrap_used)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "fixtures/live.rs"]
+mod live;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::PgBouncer;
 use common::otlp::{Receiver, Transport};
-use common::{Agent, PgBouncer, agent_config, connect, monitor_url, target};
 use indicatif::{ProgressBar, ProgressStyle};
+use live::cpu_seconds;
 
 const POOLS: usize = 100;
 const SCRAPES: usize = 500;
 const CYCLES: u32 = 20;
 const INTERVAL: Duration = Duration::from_millis(500);
-
-/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc_sysconf_clk_tck() };
-    ticks / per_second
-}
-
-unsafe fn libc_sysconf_clk_tck() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64
-}
 
 struct ScrapeFigures {
     median: Duration,
@@ -80,10 +63,9 @@ fn scrape_loop(name: &str, addr: SocketAddr, pid: u32) -> ScrapeFigures {
     }
     bar.finish();
     let cpu = cpu_seconds(pid) - cpu_before;
-    latencies.sort();
     ScrapeFigures {
-        median: latencies[SCRAPES / 2],
-        p99: latencies[SCRAPES * 99 / 100],
+        median: live::percentile(&mut latencies, 50),
+        p99: live::percentile(&mut latencies, 99),
         cpu_per_scrape: cpu / SCRAPES as f64,
         bytes,
     }
@@ -134,17 +116,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     eprintln!("starting PgBouncer with {POOLS} pools and opening them");
     let bouncer = PgBouncer::with_pools(5, POOLS);
-    let clients = runtime.block_on(async {
-        let mut clients = Vec::new();
-        for i in 0..POOLS {
-            let client = connect(&bouncer.app_config_for(&format!("mdm_bench_{i}"))).await;
-            client.simple_query("SELECT 1").await.unwrap();
-            clients.push(client);
-        }
-        clients
-    });
+    let clients = runtime.block_on(live::open_pools(&bouncer, POOLS));
 
-    let agent = start_agent(&bench_config(&bouncer));
+    let agent = live::start(&bench_config(&bouncer), POOLS);
     let pid = agent.child.id();
 
     let bar = ProgressBar::new(u64::from(CYCLES)).with_style(
@@ -164,18 +138,7 @@ fn main() {
     let exporter = start_postgres_exporter();
     let theirs = scrape_loop("postgres_exporter", exporter.addr, exporter.child.id());
     let (their_rss, their_peak) = common::memory_mib(exporter.child.id());
-    // A graceful stop lets a profiler wrapped around the agent (POOLWATCH_AGENT_WRAPPER) write
-    // its report.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    common::wait_for(Duration::from_secs(30), "the agent to stop", || {
-        (!std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z ")))
-        .then_some(())
-    });
+    live::stop(pid);
 
     let otlp = otlp_footprint(&bouncer);
     drop(clients);
@@ -248,28 +211,7 @@ fn main() {
 
 /// The agent's config: the PgBouncer of 100 pools and the PostgreSQL, sampled every `INTERVAL`.
 fn bench_config(bouncer: &PgBouncer) -> String {
-    agent_config(
-        &format!("{}ms", INTERVAL.as_millis()),
-        "400ms",
-        &[
-            target("pgbouncer", "bouncer", &bouncer.admin_url(), &[]),
-            target("postgres", "pg", &monitor_url(), &[]),
-        ],
-    )
-}
-
-/// Starts the agent and waits until it shows every pool.
-fn start_agent(config: &str) -> Agent {
-    let agent = Agent::start_logging(config, "warn");
-    agent.wait_metrics(Duration::from_secs(30), "all pools", |m| {
-        let pools = m
-            .series
-            .iter()
-            .filter(|s| s.name == "poolwatch_pool_size" && s.labels["source"] == "pgbouncer")
-            .count();
-        (pools >= POOLS).then_some(())
-    });
-    agent
+    live::config(bouncer, INTERVAL, Duration::from_millis(400))
 }
 
 /// RSS and CPU of one agent run.
@@ -306,7 +248,7 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
                 INTERVAL.as_millis()
             ));
         }
-        let agent = start_agent(&config);
+        let agent = live::start(&config, POOLS);
         let pid = agent.child.id();
         let bar = ProgressBar::new(u64::from(OTLP_CYCLES)).with_style(
             ProgressStyle::with_template("{msg:>20} {bar:40} {pos}/{len} sample cycles").unwrap(),

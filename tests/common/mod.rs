@@ -191,11 +191,30 @@ impl PgBouncer {
         PgBouncer::in_front_of(pg_port(), "mdm_demo", pool_size, extra)
     }
 
+    /// As [`PgBouncer::with_pools`], with further `[pgbouncer]` settings (name, value).
+    pub fn with_pools_and(pool_size: u32, extra: usize, settings: &[(&str, &str)]) -> PgBouncer {
+        PgBouncer::configured(pg_port(), "mdm_demo", pool_size, extra, settings)
+    }
+
     /// A PgBouncer in front of the PostgreSQL on `pg`, pooling `database` (and `extra` aliases
     /// of it) with `pool_size` server connections each.
     pub fn in_front_of(pg: u16, database: &str, pool_size: u32, extra: usize) -> PgBouncer {
+        PgBouncer::configured(pg, database, pool_size, extra, &[])
+    }
+
+    fn configured(
+        pg: u16,
+        database: &str,
+        pool_size: u32,
+        extra: usize,
+        settings: &[(&str, &str)],
+    ) -> PgBouncer {
         let aliases: String = (0..extra)
             .map(|i| format!("mdm_bench_{i} = host=127.0.0.1 port={pg} dbname={database} pool_size={pool_size}\n"))
+            .collect();
+        let settings: String = settings
+            .iter()
+            .map(|(name, value)| format!("{name} = {value}\n"))
             .collect();
         let dir = tempfile::Builder::new()
             .prefix("poolwatch-pgbouncer")
@@ -218,7 +237,8 @@ impl PgBouncer {
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
                  auth_type = scram-sha-256\nauth_file = {d}/userlist.txt\n\
                  admin_users = pgbouncer\npool_mode = transaction\n\
-                 reserve_pool_size = 0\nmax_client_conn = 400\nlogfile = {d}/pgbouncer.log\n"
+                 reserve_pool_size = 0\nmax_client_conn = 400\nlogfile = {d}/pgbouncer.log\n\
+                 {settings}"
             ),
         )
         .unwrap();
@@ -257,7 +277,7 @@ impl PgBouncer {
         });
     }
 
-    fn pid(&self) -> nix::unistd::Pid {
+    pub fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
     }
 
