@@ -56,6 +56,9 @@ struct Checkpoint {
     peak_rss: f64,
     series: usize,
     rule_seconds: f64,
+    /// The rules' window: its series and the heap bytes of its packed samples.
+    window_series: f64,
+    window_bytes: f64,
     pending_alerts: usize,
     firing_alerts: usize,
     /// The most callers any PgBouncer pool had waiting, as the agent exported it.
@@ -233,6 +236,12 @@ fn checkpoint(at: u64, pid: u32, exposition: &Exposition) -> Checkpoint {
         rule_seconds: exposition
             .get("poolwatch_rule_evaluation_duration_seconds", &[])
             .unwrap_or(0.0),
+        window_series: exposition
+            .get("poolwatch_rules_window_series", &[])
+            .unwrap_or(0.0),
+        window_bytes: exposition
+            .get("poolwatch_rules_window_bytes", &[])
+            .unwrap_or(0.0),
         pending_alerts: alerts("pending"),
         firing_alerts: alerts("firing"),
         most_pending: exposition
@@ -327,7 +336,7 @@ const ROWS: [&str; 10] = [
     "series in /metrics",
     "rule evaluation (mean)",
     "alerts pending / firing",
-    "rules window samples",
+    "rules window series, MiB",
 ];
 
 /// The figures of one side, in the order of [`ROWS`].
@@ -350,7 +359,11 @@ fn column(side: &Side, checkpoints: &[Checkpoint], scrapes: &[Scrape]) -> [Strin
         read.series.to_string(),
         ms(rule_seconds.iter().sum::<f64>() / rule_seconds.len().max(1) as f64),
         format!("{} / {}", read.pending_alerts, read.firing_alerts),
-        "not exported".into(),
+        format!(
+            "{:.0}, {:.2}",
+            read.window_series,
+            read.window_bytes / 1_048_576.0
+        ),
     ]
 }
 
