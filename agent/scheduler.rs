@@ -466,7 +466,7 @@ impl Aggregator {
             let started = Instant::now();
             let evaluated = if self.hold {
                 self.engine
-                    .evaluate_due(&self.series, t, self.config.sample_interval)
+                    .evaluate_due(&self.series, t, self.config.evaluation_interval)
             } else {
                 self.engine.evaluate_all(&self.series, t, false);
                 true
@@ -489,7 +489,7 @@ impl Aggregator {
             metrics: metrics.into(),
             snapshot,
             alerts,
-            notifications: self.engine.notifications(self.config.sample_interval),
+            notifications: self.engine.notifications(self.config.evaluation_interval),
             health,
         };
         self.publish.send_replace(Arc::new(published));

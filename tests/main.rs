@@ -14,6 +14,8 @@ mod config_errors;
 mod dashboards;
 mod demo;
 mod differential;
+// The agent reads DuckDB files only when built with its `duckdb` feature (the default).
+#[cfg(feature = "duckdb")]
 mod duckdb;
 mod exposition;
 mod failures;

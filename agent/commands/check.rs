@@ -43,6 +43,7 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
     };
     let window = window.max(Duration::from_millis(100));
     config.sample_interval = window;
+    config.evaluation_interval = window;
     config.sample_timeout = config.sample_timeout.min(window);
     config.rate_window = config.rate_window.max(window);
     config.window = config.window.max(config.rate_window);

@@ -53,6 +53,10 @@ struct FileEntry {
     /// `5s` and `sample_interval`.
     #[serde(default, deserialize_with = "duration")]
     sample_timeout: Option<Spanned<Duration>>,
+    /// How often the rules are evaluated (a rule group's own `interval` wins). Default
+    /// `sample_interval`.
+    #[serde(default, deserialize_with = "duration")]
+    evaluation_interval: Option<Spanned<Duration>>,
     /// History of the exported series kept for the rules. Default `15m`.
     #[serde(default, deserialize_with = "duration")]
     window: Option<Spanned<Duration>>,
@@ -113,6 +117,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub sample_interval: Duration,
     pub sample_timeout: Duration,
+    /// How often rule groups without an `interval` of their own are evaluated.
+    pub evaluation_interval: Duration,
     pub window: Duration,
     pub rate_window: Duration,
     /// The p99 wait the recommended pool_size must meet where Erlang C can size a pool.
@@ -289,6 +295,14 @@ impl Checker<'_> {
             Some(t) => t.value,
             None => DEFAULT_SAMPLE_TIMEOUT.min(sample_interval),
         };
+        let evaluation_interval = match &file.evaluation_interval {
+            Some(e) if e.value < sample_interval => {
+                self.problem(e, "evaluation_interval", "must be at least sample_interval");
+                sample_interval
+            }
+            Some(e) => e.value,
+            None => sample_interval,
+        };
         let window = file.window.as_ref().map_or(DEFAULT_WINDOW, |d| d.value);
         let rate_window = file
             .rate_window
@@ -369,6 +383,7 @@ impl Checker<'_> {
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
             sample_interval,
             sample_timeout,
+            evaluation_interval,
             window,
             rate_window,
             target_p99_wait,
@@ -563,6 +578,24 @@ mod tests {
             (DEFAULT_WINDOW, DEFAULT_RATE_WINDOW)
         );
         assert_eq!(config.target_p99_wait, WaitTarget::default());
+    }
+
+    #[test]
+    fn rules_are_evaluated_every_sample_unless_told_less_often() {
+        let config =
+            Config::from_yaml(Path::new("c.yaml"), "sample_interval: 2s\n", &no_env).unwrap();
+        assert_eq!(config.evaluation_interval, Duration::from_secs(2));
+        let yaml = "sample_interval: 1s\nevaluation_interval: 15s\n";
+        let config = Config::from_yaml(Path::new("c.yaml"), yaml, &no_env).unwrap();
+        assert_eq!(config.evaluation_interval, Duration::from_secs(15));
+        let yaml = "sample_interval: 10s\nevaluation_interval: 5s\n";
+        let bad = Config::from_yaml(Path::new("c.yaml"), yaml, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.starts_with("c.yaml:2:22: evaluation_interval: must be at least sample_interval"),
+            "{bad}"
+        );
     }
 
     #[test]
