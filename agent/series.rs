@@ -13,6 +13,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::exposition::{ExportedSample, LabelSet, pair_hash};
+pub use chunk::Extreme;
 use chunk::{Chunk, Head};
 
 /// Milliseconds since the Unix epoch (Prometheus' sample timestamps).
@@ -122,6 +123,31 @@ impl Series {
             .filter(move |c| c.last_time() >= start && c.first_time() <= end)
             .flat_map(|c| c.iter())
             .filter(move |(t, _)| *t >= start && *t <= end)
+    }
+
+    /// The smallest or largest value with `start ≤ t ≤ end`, staleness markers left out, as
+    /// `min_over_time` / `max_over_time` compute it. A chunk the range covers whole gives its
+    /// own extreme without being decoded, so the cost stays with the chunks at the range's ends.
+    pub fn extreme_between(&self, start: Millis, end: Millis, which: Extreme) -> Option<f64> {
+        let start = start.max(self.from);
+        let mut acc = None;
+        for c in self.chunks() {
+            if c.last_time() < start || c.first_time() > end {
+                continue;
+            }
+            if c.first_time() >= start && c.last_time() <= end {
+                if let Some(v) = c.extreme(which) {
+                    acc = which.fold(acc, v);
+                }
+                continue;
+            }
+            for (t, v) in c.iter() {
+                if t >= start && t <= end && !is_stale(v) {
+                    acc = which.fold(acc, v);
+                }
+            }
+        }
+        acc
     }
 
     /// The newest sample at or before `t`.
@@ -452,6 +478,43 @@ mod tests {
         assert_eq!(series.samples().next(), Some((125_000, 1.0)));
         assert_eq!(series.at_or_before(124_000), None);
         assert_eq!(store.sample_count(), 175);
+    }
+
+    #[test]
+    fn extremes_from_whole_chunks_equal_the_fold_of_every_sample() {
+        let mut store = SeriesStore::new(10_000_000);
+        let labels = full_labels("a");
+        // 500 samples: a sawtooth with NaNs, signed zeros and staleness markers among them.
+        for i in 0..500i64 {
+            let v = match i % 37 {
+                5 => f64::NAN,
+                6 => -0.0,
+                7 => 0.0,
+                8 => stale_marker(),
+                _ => ((i * 7919) % 101) as f64 - 50.0,
+            };
+            store.append(labels.clone(), i * 1000, v);
+        }
+        let series = store.series(None).next().unwrap();
+        for (start, end) in [
+            (0, 499_000),
+            (100_500, 370_000),
+            (119_000, 121_000),
+            (250_000, 250_000),
+        ] {
+            for which in [Extreme::Min, Extreme::Max] {
+                let want = series
+                    .between(start, end)
+                    .filter(|(_, v)| !is_stale(*v))
+                    .fold(None, |acc, (_, v)| which.fold(acc, v));
+                let got = series.extreme_between(start, end, which);
+                assert_eq!(
+                    got.map(f64::to_bits),
+                    want.map(f64::to_bits),
+                    "{start}..{end} {which:?}"
+                );
+            }
+        }
     }
 
     #[test]

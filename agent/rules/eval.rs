@@ -18,7 +18,7 @@ use promql_parser::parser::{
 };
 
 use super::gofmt;
-use crate::series::{Millis, NAME_LABEL, SeriesLabels, SeriesStore, is_stale};
+use crate::series::{Extreme, Millis, NAME_LABEL, SeriesLabels, SeriesStore, is_stale};
 
 /// How far back an instant selector looks for a sample (Prometheus' default lookback delta).
 pub const LOOKBACK: Millis = 5 * 60 * 1000;
@@ -350,6 +350,24 @@ impl Evaluator<'_> {
         self.in_order(found, |(labels, _)| labels)
     }
 
+    /// `min_over_time` / `max_over_time`: whole chunks answer from their own extremes.
+    fn extreme_over_time(&self, ms: &MatrixSelector, which: Extreme) -> Vec<Sample> {
+        let start = self.t - ms.range.as_millis() as Millis;
+        let found = self
+            .store
+            .series(ms.vs.name.as_deref())
+            .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
+            .filter_map(|s| {
+                let value = s.extreme_between(start, self.t, which)?;
+                Some(Sample {
+                    labels: s.labels.clone(),
+                    value,
+                })
+            })
+            .collect();
+        self.in_order(found, |s| &s.labels)
+    }
+
     /// Calls `f` with each selected series' labels and its points in the range, in store
     /// order, skipping series without any. The points go through one buffer: a range function
     /// over hundreds of series allocates once.
@@ -391,6 +409,15 @@ impl Evaluator<'_> {
                 "predict_linear" => Some(self.scalar(arg(1)?)?),
                 _ => None,
             };
+            if let Some(which) = match name {
+                "min_over_time" => Some(Extreme::Min),
+                "max_over_time" => Some(Extreme::Max),
+                _ => None,
+            } {
+                return Ok(Value::Vector(without_names(
+                    self.extreme_over_time(ms, which),
+                )?));
+            }
             let mut out = Vec::new();
             self.each_range(ms, |labels, points| {
                 if let Some(value) = self.range_function(name, points, range_ms, param) {
@@ -461,14 +488,6 @@ impl Evaluator<'_> {
                 slope * param.unwrap_or(0.0) + intercept
             }),
             "avg_over_time" => Some(mean_over_time(points)),
-            "min_over_time" => points
-                .iter()
-                .map(|p| p.1)
-                .reduce(|a, b| if b < a || a.is_nan() { b } else { a }),
-            "max_over_time" => points
-                .iter()
-                .map(|p| p.1)
-                .reduce(|a, b| if b > a || a.is_nan() { b } else { a }),
             _ => None,
         }
     }

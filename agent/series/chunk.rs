@@ -4,7 +4,7 @@
 //! interval and a moving value a few bytes. The layout follows Prometheus' `chunkenc/xor.go`
 //! (bucket widths, leading/trailing-zero reuse) so that its measured figures carry over.
 
-use super::Millis;
+use super::{Millis, is_stale, stale_marker};
 
 /// Samples per chunk: Prometheus' choice, a balance between compression and the cost of
 /// decoding a chunk to read its last sample.
@@ -111,12 +111,55 @@ const DOD_BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110,
 
 /// Up to [`SAMPLES_PER_CHUNK`] samples in time order, packed into a bit stream (most
 /// significant bit first). A sealed chunk keeps only this; the encoder's state lives in [`Head`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Chunk {
     bytes: Vec<u8>,
     count: u16,
     first_t: Millis,
     last_t: Millis,
+    /// The smallest and largest of the chunk's values, staleness markers left out, folded as
+    /// `min_over_time` and `max_over_time` fold them; a staleness marker while there is none.
+    /// A range that covers the whole chunk reads them instead of decoding it.
+    min: f64,
+    max: f64,
+}
+
+impl Default for Chunk {
+    fn default() -> Chunk {
+        Chunk {
+            bytes: Vec::new(),
+            count: 0,
+            first_t: 0,
+            last_t: 0,
+            min: stale_marker(),
+            max: stale_marker(),
+        }
+    }
+}
+
+/// Which end of a chunk's values [`Extreme::fold`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extreme {
+    Min,
+    Max,
+}
+
+impl Extreme {
+    /// Prometheus' fold for `min_over_time` / `max_over_time`: a NaN gives way to any value,
+    /// and a tie keeps the earlier. Folding two runs' results equals folding the runs in turn,
+    /// which is what lets a chunk's result stand for its values.
+    pub fn fold(self, acc: Option<f64>, value: f64) -> Option<f64> {
+        Some(match acc {
+            None => value,
+            Some(a) => {
+                let better = match self {
+                    Extreme::Min => value < a,
+                    Extreme::Max => value > a,
+                };
+                if better || a.is_nan() { value } else { a }
+            }
+        })
+    }
 }
 
 impl Chunk {
@@ -143,6 +186,15 @@ impl Chunk {
     /// Heap bytes the chunk holds.
     pub fn bytes(&self) -> usize {
         self.bytes.capacity()
+    }
+
+    /// The chunk's smallest or largest value (staleness markers left out), if it has any.
+    pub fn extreme(&self, which: Extreme) -> Option<f64> {
+        let v = match which {
+            Extreme::Min => self.min,
+            Extreme::Max => self.max,
+        };
+        (!is_stale(v)).then_some(v)
     }
 
     /// The samples, oldest first.
@@ -227,6 +279,12 @@ impl Head {
         self.chunk.last_t = t;
         self.last_v = v;
         self.chunk.count += 1;
+        if !is_stale(value) {
+            let chunk = &mut self.chunk;
+            let (min, max) = (chunk.extreme(Extreme::Min), chunk.extreme(Extreme::Max));
+            chunk.min = Extreme::Min.fold(min, value).unwrap_or(value);
+            chunk.max = Extreme::Max.fold(max, value).unwrap_or(value);
+        }
     }
 
     fn push_xor(&mut self, v: u64) {
@@ -409,6 +467,35 @@ mod tests {
             }
             let want: Vec<(Millis, u64)> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
             prop_assert_eq!(round_trip(&samples), want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn the_chunk_extremes_are_the_fold_of_its_values(
+            values in proptest::collection::vec((any::<u64>(), 0u8..6), 1..120),
+        ) {
+            let mut head = Head::default();
+            let mut kept = Vec::new();
+            for (i, (bits, kind)) in values.into_iter().enumerate() {
+                let v = match kind {
+                    0 => f64::from_bits(crate::series::STALE_NAN),
+                    1 => f64::NAN,
+                    2 => if bits % 2 == 0 { 0.0 } else { -0.0 },
+                    3 => f64::from_bits(bits),
+                    _ => (bits % 5) as f64,
+                };
+                head.append(i as Millis * 1000, v);
+                if !is_stale(v) {
+                    kept.push(v);
+                }
+            }
+            for which in [Extreme::Min, Extreme::Max] {
+                let want = kept.iter().fold(None, |acc, &v| which.fold(acc, v));
+                let got = head.chunk().extreme(which);
+                prop_assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits));
+            }
         }
     }
 
