@@ -119,10 +119,15 @@ impl Series {
     /// decoded, so the cost follows the range asked for, not the window kept.
     pub fn between(&self, start: Millis, end: Millis) -> impl Iterator<Item = (Millis, f64)> + '_ {
         let start = start.max(self.from);
-        self.chunks()
-            .filter(move |c| c.last_time() >= start && c.first_time() <= end)
+        self.overlapping(start, end)
             .flat_map(|c| c.iter())
             .filter(move |(t, _)| *t >= start && *t <= end)
+    }
+
+    /// The chunks holding a sample time in `start..=end`, oldest first.
+    fn overlapping(&self, start: Millis, end: Millis) -> impl Iterator<Item = &Chunk> {
+        self.chunks()
+            .filter(move |c| c.last_time() >= start && c.first_time() <= end)
     }
 
     /// The smallest or largest value with `start ≤ t ≤ end`, staleness markers left out, as
@@ -131,10 +136,7 @@ impl Series {
     pub fn extreme_between(&self, start: Millis, end: Millis, which: Extreme) -> Option<f64> {
         let start = start.max(self.from);
         let mut acc = None;
-        for c in self.chunks() {
-            if c.last_time() < start || c.first_time() > end {
-                continue;
-            }
+        for c in self.overlapping(start, end) {
             if c.first_time() >= start && c.last_time() <= end {
                 if let Some(v) = c.extreme(which) {
                     acc = which.fold(acc, v);

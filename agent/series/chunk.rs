@@ -163,14 +163,6 @@ impl Extreme {
 }
 
 impl Chunk {
-    pub fn len(&self) -> usize {
-        usize::from(self.count)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     pub fn is_full(&self) -> bool {
         self.count >= SAMPLES_PER_CHUNK
     }
