@@ -19,7 +19,7 @@ use crate::model::{SourceKind, TargetSample};
 use crate::receiver::Receiver;
 use crate::rules::alerts::RuleEngine;
 use crate::rules::files::RuleSet;
-use crate::series::{Millis, SeriesStore};
+use crate::series::{Millis, Reads, SeriesStore};
 use crate::sources::{self, ErrorKind, SampleError};
 use crate::status::{AgentStatus, Published, Snapshot, TargetStatus};
 use crate::store::Store;
@@ -68,8 +68,11 @@ impl Agent {
                 config.rate_window + config.sample_interval,
                 config.rate_window,
             ),
-            series: SeriesStore::new(config.window.as_millis() as Millis),
-            wanted: wanted_families(&options.rules),
+            series: SeriesStore::for_reads(
+                config.window.as_millis() as Millis,
+                options.rules.reads(),
+            ),
+            wanted: wanted_families(&options.rules.reads()),
             engine: RuleEngine::new(options.rules),
             receiver: options.receiver,
             exposer: Exposer::default(),
@@ -342,7 +345,9 @@ impl Aggregator {
                     files = rules.files.len(),
                     "rules reloaded"
                 );
-                self.wanted = wanted_families(&rules);
+                let reads = rules.reads();
+                self.wanted = wanted_families(&reads);
+                self.series.set_reads(reads);
                 self.engine.replace(rules);
                 self.agent.rules_loaded = self.engine.rules().rule_count();
                 telemetry::rules_loaded(self.agent.rules_loaded);
@@ -497,11 +502,12 @@ impl Aggregator {
     }
 }
 
-/// By catalogue position, whether a rule of `rules` reads the family.
-fn wanted_families(rules: &RuleSet) -> Vec<bool> {
-    let mut wanted = vec![false; CATALOGUE.len()];
-    for name in rules.metric_names() {
-        if let Some(family) = exposition::family_of_series(&name) {
+/// By catalogue position, whether some rule reads the family.
+fn wanted_families(reads: &Reads) -> Vec<bool> {
+    let (names, any) = reads.names();
+    let mut wanted = vec![any; CATALOGUE.len()];
+    for name in names {
+        if let Some(family) = exposition::family_of_series(name) {
             wanted[family.id()] = true;
         }
     }

@@ -7,7 +7,7 @@
 
 pub mod chunk;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -69,8 +69,14 @@ impl Series {
         }
     }
 
-    fn push(&mut self, t: Millis, value: f64) {
+    /// Takes a sample; it goes into the chunks only when `history` is wanted, and is the newest
+    /// sample either way.
+    fn push(&mut self, t: Millis, value: f64, history: bool) {
         if self.last.is_some_and(|(last, _)| last >= t) {
+            return;
+        }
+        self.last = Some((t, value));
+        if !history {
             return;
         }
         let head = self.head.get_or_insert_default();
@@ -79,11 +85,11 @@ impl Series {
             self.sealed.push_back(full.seal());
         }
         head.append(t, value);
-        self.last = Some((t, value));
     }
 
-    /// Forgets samples before `oldest`.
-    fn drop_before(&mut self, oldest: Millis) {
+    /// Forgets the packed samples before `oldest`, and the whole series once its newest sample
+    /// is before `gone` too.
+    fn drop_before(&mut self, oldest: Millis, gone: Millis) {
         self.from = self.from.max(oldest);
         while self.sealed.front().is_some_and(|c| c.last_time() < oldest) {
             self.sealed.pop_front();
@@ -95,6 +101,9 @@ impl Series {
                 .is_some_and(|h| h.chunk().last_time() < oldest)
         {
             self.head = None;
+        }
+        if self.sealed.is_empty() && self.head.is_none() && self.last.is_some_and(|(t, _)| t < gone)
+        {
             self.last = None;
         }
     }
@@ -174,8 +183,10 @@ impl Series {
 }
 
 /// The series of one metric name: in label order, found by the content hash of their labels.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Family {
+    /// How much of each series' past is packed; 0 keeps only the newest sample.
+    history: Millis,
     /// In label order.
     series: Vec<Series>,
     /// Content hash → position. A hash two label sets share (never seen, but possible) keeps
@@ -184,6 +195,14 @@ struct Family {
 }
 
 impl Family {
+    fn new(history: Millis) -> Family {
+        Family {
+            history,
+            series: Vec::new(),
+            index: FxHashMap::default(),
+        }
+    }
+
     fn find(&self, hash: u64, is_it: impl Fn(&Series) -> bool) -> Option<usize> {
         match self.index.get(&hash) {
             Some(&i) if is_it(&self.series[i]) => Some(i),
@@ -219,6 +238,15 @@ impl Family {
     }
 }
 
+/// How much of a `name` series' past a store keeps packed: the rules' longest range over it,
+/// within the retention; everything within it when no reads are given.
+fn history(retention: Millis, reads: Option<&Reads>, name: &str) -> Millis {
+    match reads {
+        None => retention,
+        Some(reads) => reads.range_of(name).unwrap_or(0).min(retention),
+    }
+}
+
 /// The content hash of a full label set, as [`ExportedSample::series_hash`] computes it.
 fn labels_hash(labels: &SeriesLabels) -> u64 {
     labels
@@ -226,34 +254,99 @@ fn labels_hash(labels: &SeriesLabels) -> u64 {
         .fold(0u64, |h, (k, v)| h.wrapping_add(pair_hash(k, v)))
 }
 
-/// All series within `retention` of the newest sample.
+/// How far back the rules read each metric: the longest range a rule selects it over, 0 when
+/// rules read only its newest sample.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reads {
+    by_name: HashMap<String, Millis>,
+    /// The longest range a selector without a metric name reads: it may match any metric.
+    any: Option<Millis>,
+}
+
+impl Reads {
+    /// Notes that a rule reads `name` (any metric when `None`) back `range`.
+    pub fn add(&mut self, name: Option<String>, range: Millis) {
+        let longest = match name {
+            Some(name) => self.by_name.entry(name).or_insert(range),
+            None => self.any.get_or_insert(range),
+        };
+        *longest = (*longest).max(range);
+    }
+
+    /// The metric names rules read, and whether some selector may read any metric.
+    pub fn names(&self) -> (impl Iterator<Item = &str>, bool) {
+        (self.by_name.keys().map(String::as_str), self.any.is_some())
+    }
+
+    /// How far back rules read `name`; `None` when no rule reads it.
+    pub fn range_of(&self, name: &str) -> Option<Millis> {
+        self.by_name.get(name).copied().max(self.any)
+    }
+}
+
+/// The series the rules read, each kept for `retention` after its newest sample and with as
+/// much of its past packed as the rules' longest range over it.
 #[derive(Debug)]
 pub struct SeriesStore {
     retention: Millis,
+    /// `None` keeps every series' whole past within the retention (rule unit tests evaluate
+    /// at any time in it).
+    reads: Option<Reads>,
     by_name: BTreeMap<String, Family>,
     /// When the previous scrape was, to mark the series it had and this one lacks as stale.
     last_scrape: Option<Millis>,
 }
 
 impl SeriesStore {
+    /// A store that keeps every series' whole past within `retention`, so that rules can be
+    /// evaluated at any time in it.
     pub fn new(retention: Millis) -> SeriesStore {
         SeriesStore {
             retention,
+            reads: None,
             by_name: BTreeMap::new(),
             last_scrape: None,
         }
     }
 
+    /// A store for rules evaluated at the newest scrape: of a series only rules read back
+    /// `range`, the samples in that range are packed, and of one they read only at an instant,
+    /// only the newest sample is kept.
+    pub fn for_reads(retention: Millis, reads: Reads) -> SeriesStore {
+        SeriesStore {
+            reads: Some(reads),
+            ..SeriesStore::new(retention)
+        }
+    }
+
+    /// Changes what the rules read (after a rule reload): families keep their series, with
+    /// their history trimmed or grown from now on.
+    pub fn set_reads(&mut self, reads: Reads) {
+        for (name, family) in &mut self.by_name {
+            family.history = history(self.retention, Some(&reads), name);
+        }
+        self.reads = Some(reads);
+    }
+
+    fn family(&mut self, name: &str) -> &mut Family {
+        if !self.by_name.contains_key(name) {
+            let history = history(self.retention, self.reads.as_ref(), name);
+            self.by_name.insert(name.to_string(), Family::new(history));
+        }
+        self.by_name.get_mut(name).expect("inserted above")
+    }
+
     /// Appends one sample (samples must come in time order per series; older ones are dropped).
     pub fn append(&mut self, labels: SeriesLabels, t: Millis, value: f64) {
         let name = labels.get(NAME_LABEL).cloned().unwrap_or_default();
-        let family = self.by_name.entry(name).or_default();
+        let family = self.family(&name);
         let hash = labels_hash(&labels);
         let at = match family.find(hash, |s| s.labels == labels) {
             Some(i) => i,
             None => family.insert(hash, Series::new(labels)),
         };
-        family.series[at].push(t, value);
+        let keep = family.history > 0;
+        family.series[at].push(t, value, keep);
     }
 
     /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
@@ -271,10 +364,7 @@ impl SeriesStore {
                 name.clear();
                 name.push_str(sample.family.name);
                 name.push_str(scalar.suffix);
-                let family = match self.by_name.get_mut(name.as_str()) {
-                    Some(f) => f,
-                    None => self.by_name.entry(name.clone()).or_default(),
-                };
+                let family = self.family(&name);
                 let hash = sample.series_hash(&scalar);
                 let same = |s: &Series| match &s.origin {
                     Some(o) if Arc::ptr_eq(o, &sample.labels) => {
@@ -288,16 +378,20 @@ impl SeriesStore {
                     Some(i) => i,
                     None => family.insert(hash, Series::new(sample.full_labels(&scalar))),
                 };
+                let keep = family.history > 0;
                 let series = &mut family.series[at];
                 series.origin = Some(sample.labels.clone());
-                series.push(t, scalar.value);
+                series.push(t, scalar.value, keep);
                 series.scraped_at = Some(t);
             });
         }
         if let Some(previous) = self.last_scrape {
-            for series in self.by_name.values_mut().flat_map(|f| &mut f.series) {
-                if series.scraped_at == Some(previous) {
-                    series.push(t, stale_marker());
+            for family in self.by_name.values_mut() {
+                let keep = family.history > 0;
+                for series in &mut family.series {
+                    if series.scraped_at == Some(previous) {
+                        series.push(t, stale_marker(), keep);
+                    }
                 }
             }
         }
@@ -305,12 +399,14 @@ impl SeriesStore {
         self.prune(t);
     }
 
-    /// Drops samples older than the retention, and series left empty.
+    /// Drops packed samples older than their family's history, and series whose newest sample
+    /// is older than the retention.
     pub fn prune(&mut self, now: Millis) {
-        let oldest = now - self.retention;
+        let gone = now - self.retention;
         for family in self.by_name.values_mut() {
+            let oldest = now - family.history;
             for series in &mut family.series {
-                series.drop_before(oldest);
+                series.drop_before(oldest, gone);
             }
             family.retain_non_empty();
         }
@@ -528,6 +624,59 @@ mod tests {
         }
         let bytes = store.sample_bytes();
         assert!(bytes < 900, "{bytes} bytes for 900 samples");
+    }
+
+    #[test]
+    fn only_the_range_rules_read_is_packed() {
+        let up = "poolwatch_target_up";
+        let mut reads = Reads::default();
+        let mut store = SeriesStore::for_reads(60_000, reads.clone());
+        let (a, b) = (sample("a"), sample("b"));
+        // Read at an instant only: the newest sample is kept, nothing is packed.
+        reads.add(Some(up.into()), 0);
+        store.set_reads(reads.clone());
+        for t in 0..30 {
+            store.ingest_scrape(t * 1000, [&a, &b]);
+        }
+        assert_eq!(store.sample_count(), 0);
+        assert_eq!(store.sample_bytes(), 0);
+        let newest = |store: &SeriesStore, t| -> Vec<Option<(Millis, f64)>> {
+            store.series(Some(up)).map(|s| s.at_or_before(t)).collect()
+        };
+        assert_eq!(newest(&store, 29_000), [Some((29_000, 1.0)); 2]);
+        // Read over 10 s: from now on each series packs the samples of the last 10 s.
+        reads.add(Some(up.into()), 10_000);
+        store.set_reads(reads);
+        for t in 30..60 {
+            store.ingest_scrape(t * 1000, [&a, &b]);
+        }
+        let kept: Vec<Vec<Millis>> = store
+            .series(Some(up))
+            .map(|s| s.samples().map(|(t, _)| t).collect())
+            .collect();
+        let last_ten: Vec<Millis> = (49..60).map(|t| t * 1000).collect();
+        assert_eq!(kept, [last_ten.clone(), last_ten]);
+        // b vanishes: its staleness marker is the newest sample until the retention passes it.
+        store.ingest_scrape(60_000, [&a]);
+        assert!(newest(&store, 60_000)[1].is_some_and(|(_, v)| is_stale(v)));
+        store.ingest_scrape(120_000, [&a]);
+        assert_eq!(store.series_count(), 2);
+        store.ingest_scrape(120_001, [&a]);
+        assert_eq!(store.series_count(), 1);
+    }
+
+    #[test]
+    fn reads_keep_the_longest_range_and_any_name_covers_every_metric() {
+        let mut reads = Reads::default();
+        reads.add(Some("x".into()), 600_000);
+        reads.add(Some("x".into()), 0);
+        reads.add(Some("y".into()), 0);
+        assert_eq!(reads.range_of("x"), Some(600_000));
+        assert_eq!(reads.range_of("y"), Some(0));
+        assert_eq!(reads.range_of("z"), None);
+        reads.add(None, 60_000);
+        assert_eq!(reads.range_of("y"), Some(60_000));
+        assert_eq!(reads.range_of("z"), Some(60_000));
     }
 
     #[test]

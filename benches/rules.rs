@@ -51,15 +51,16 @@ fn scrape_time(i: i64, step: Millis) -> Millis {
 
 /// The window as the agent keeps it: only the series some shipped rule reads.
 fn full_window(pools: usize, step: Millis, scrapes: i64) -> SeriesStore {
-    let wanted = RuleSet::embedded().metric_names();
-    let mut store = SeriesStore::new(scrapes * step);
+    let reads = RuleSet::embedded().reads();
+    let wanted = |name: &str| reads.range_of(name).is_some();
+    let mut store = SeriesStore::for_reads(scrapes * step, reads.clone());
     let mut exposer = Exposer::default();
     let mut samples = Vec::new();
     for i in 0..scrapes {
         exposer.samples(&fixtures::snapshot(pools, i), &mut samples);
         store.ingest_scrape(
             scrape_time(i, step),
-            samples.iter().filter(|s| wanted.contains(s.family.name)),
+            samples.iter().filter(|s| wanted(s.family.name)),
         );
     }
     store

@@ -171,12 +171,21 @@ fn check_selector(vs: &VectorSelector) -> Result<(), String> {
 
 /// Every metric name the expression selects, to check against what the agent exports.
 pub fn metric_names(expr: &Expr) -> Vec<String> {
-    let mut names = Vec::new();
-    collect_names(expr, &mut names);
-    names
+    reads(expr)
+        .into_iter()
+        .filter_map(|(name, _)| name)
+        .collect()
 }
 
-fn collect_names(expr: &Expr, out: &mut Vec<String>) {
+/// What the expression reads: each selector's metric name (`None` when it names none and may
+/// match any) and how far back it reads, 0 when it reads only the newest sample.
+pub fn reads(expr: &Expr) -> Vec<(Option<String>, Millis)> {
+    let mut reads = Vec::new();
+    collect_reads(expr, &mut reads);
+    reads
+}
+
+fn collect_reads(expr: &Expr, out: &mut Vec<(Option<String>, Millis)>) {
     let selector_name = |vs: &VectorSelector| {
         vs.name.clone().or_else(|| {
             vs.matchers
@@ -187,17 +196,19 @@ fn collect_names(expr: &Expr, out: &mut Vec<String>) {
         })
     };
     match expr {
-        Expr::Aggregate(a) => collect_names(&a.expr, out),
-        Expr::Unary(u) => collect_names(&u.expr, out),
+        Expr::Aggregate(a) => collect_reads(&a.expr, out),
+        Expr::Unary(u) => collect_reads(&u.expr, out),
         Expr::Binary(b) => {
-            collect_names(&b.lhs, out);
-            collect_names(&b.rhs, out);
+            collect_reads(&b.lhs, out);
+            collect_reads(&b.rhs, out);
         }
-        Expr::Paren(p) => collect_names(&p.expr, out),
-        Expr::Subquery(s) => collect_names(&s.expr, out),
-        Expr::VectorSelector(vs) => out.extend(selector_name(vs)),
-        Expr::MatrixSelector(ms) => out.extend(selector_name(&ms.vs)),
-        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_names(a, out)),
+        Expr::Paren(p) => collect_reads(&p.expr, out),
+        Expr::Subquery(s) => collect_reads(&s.expr, out),
+        Expr::VectorSelector(vs) => out.push((selector_name(vs), 0)),
+        Expr::MatrixSelector(ms) => {
+            out.push((selector_name(&ms.vs), ms.range.as_millis() as Millis));
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_reads(a, out)),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }

@@ -15,6 +15,7 @@ use super::template::Template;
 use super::testfile::parse_prometheus_duration;
 use crate::config::diagnostics::{self, Diagnostic, Diagnostics};
 use crate::exposition::family_of_series;
+use crate::series::Reads;
 
 /// Severities a rule may carry, and what each means for a pool's health.
 pub const SEVERITIES: &[&str] = &["critical", "warning", "info"];
@@ -160,13 +161,16 @@ impl RuleSet {
         self.groups.iter().map(|g| g.rules.len()).sum()
     }
 
-    /// Every metric name the rules select: the only series worth keeping history of.
-    pub fn metric_names(&self) -> HashSet<String> {
-        self.groups
-            .iter()
-            .flat_map(|g| &g.rules)
-            .flat_map(|r| eval::metric_names(&r.expr))
-            .collect()
+    /// What the rules read, and how far back: the only series worth keeping, and the only
+    /// history worth keeping of them.
+    pub fn reads(&self) -> Reads {
+        let mut reads = Reads::default();
+        for rule in self.groups.iter().flat_map(|g| &g.rules) {
+            for (name, range) in eval::reads(&rule.expr) {
+                reads.add(name, range);
+            }
+        }
+        reads
     }
 }
 

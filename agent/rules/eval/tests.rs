@@ -383,6 +383,23 @@ fn metric_names_are_collected() {
     assert_eq!(metric_names(&expr), vec!["a_total", "b", "c"]);
 }
 
+#[test]
+fn reads_name_each_selector_and_its_range() {
+    let expr = parse(
+        "rate(a_total[5m]) > max_over_time(a_total[10m]) and b and max_over_time({job=\"x\"}[90s])",
+    )
+    .unwrap();
+    assert_eq!(
+        reads(&expr),
+        vec![
+            (Some("a_total".into()), 300_000),
+            (Some("a_total".into()), 600_000),
+            (Some("b".into()), 0),
+            (None, 90_000),
+        ]
+    );
+}
+
 mod never_panics {
     use super::*;
     use proptest::prelude::*;
