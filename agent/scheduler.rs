@@ -303,9 +303,9 @@ impl Aggregator {
 
     /// Applies reports and publishes. Targets sampled on the same tick report close together,
     /// and rendering costs far more than a sample, so after a report it waits up to `coalesce`
-    /// for the other targets and renders once for all of them. Publishing runs on this task's
-    /// worker (milliseconds per hundred pools); scrapes are served by the other workers
-    /// meanwhile, which measured faster and leaner than moving it to the blocking pool.
+    /// for the other targets and renders once for all of them. Publishing (milliseconds per
+    /// hundred pools) runs where the task is, in place ([`in_place`]): the tasks queued on
+    /// this worker, scrapes among them, move to another thread meanwhile.
     async fn run(
         mut self,
         mut inbox: mpsc::Receiver<Report>,
@@ -326,7 +326,7 @@ impl Aggregator {
                             Err(_) => break,
                         }
                     }
-                    self.publish_now(Some(unix_now()));
+                    in_place(|| self.publish_now(Some(unix_now())));
                 }
                 control = controls.recv() => {
                     let Some(control) = control else { return };
@@ -512,6 +512,17 @@ fn wanted_families(reads: &Reads) -> Vec<bool> {
         }
     }
     wanted
+}
+
+/// Runs `work` (milliseconds of CPU) on this thread. On a multi-thread runtime this worker
+/// first hands what it has queued to another thread: a task woken behind the work (a scrape's
+/// connection, typically) is otherwise stuck until it ends, since the task a worker wakes last
+/// is kept for itself and no other worker takes it.
+fn in_place<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 /// Rendering and evaluating allocate in bursts on whichever worker runs them; glibc keeps what

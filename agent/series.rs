@@ -38,7 +38,8 @@ pub fn stale_marker() -> f64 {
 /// One series and its samples, oldest first, packed in chunks as Prometheus' TSDB packs them.
 #[derive(Clone, Debug)]
 pub struct Series {
-    pub labels: SeriesLabels,
+    /// Shared with the samples rules select from it.
+    pub labels: Arc<SeriesLabels>,
     /// Sealed chunks, oldest first.
     sealed: VecDeque<Chunk>,
     /// The chunk new samples go to.
@@ -59,7 +60,7 @@ pub struct Series {
 impl Series {
     fn new(labels: SeriesLabels) -> Series {
         Series {
-            labels,
+            labels: Arc::new(labels),
             sealed: VecDeque::new(),
             head: None,
             last: None,
@@ -341,7 +342,7 @@ impl SeriesStore {
         let name = labels.get(NAME_LABEL).cloned().unwrap_or_default();
         let family = self.family(&name);
         let hash = labels_hash(&labels);
-        let at = match family.find(hash, |s| s.labels == labels) {
+        let at = match family.find(hash, |s| *s.labels == labels) {
             Some(i) => i,
             None => family.insert(hash, Series::new(labels)),
         };
@@ -372,7 +373,7 @@ impl SeriesStore {
                         sample.extra.is_none_or(|(k, v)| has(k, v))
                             && scalar.le.is_none_or(|le| has("le", le))
                     }
-                    _ => s.labels == sample.full_labels(&scalar),
+                    _ => *s.labels == sample.full_labels(&scalar),
                 };
                 let at = match family.find(hash, same) {
                     Some(i) => i,

@@ -9,13 +9,15 @@
 //! duplicate an error names), series are taken in label order; no result depends on hash order.
 //! Errors are Prometheus' own, in its words ([`EvalError`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matchers};
 use promql_parser::parser::{
     AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, VectorMatchCardinality,
     VectorSelector,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::gofmt;
 use crate::series::{Extreme, Millis, NAME_LABEL, SeriesLabels, SeriesStore, is_stale};
@@ -47,10 +49,11 @@ const BINARY: &[&str] = &[
     "+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", ">=", "<=", "and", "or", "unless",
 ];
 
-/// One element of an instant vector.
+/// One element of an instant vector. Its labels are shared with the series it came from until
+/// an operation changes them: a selector and a filter copy none.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    pub labels: SeriesLabels,
+    pub labels: Arc<SeriesLabels>,
     pub value: f64,
 }
 
@@ -253,7 +256,7 @@ fn to_vector(value: Value) -> Result<Vec<Sample>, EvalError> {
     match value {
         Value::Vector(v) => Ok(v),
         Value::Scalar(v) => Ok(vec![Sample {
-            labels: SeriesLabels::new(),
+            labels: Arc::default(),
             value: v,
         }]),
         Value::Matrix(_) => Err(EvalError::Invalid(
@@ -356,7 +359,7 @@ impl Evaluator<'_> {
     fn range(&self, ms: &MatrixSelector) -> Vec<(SeriesLabels, Points)> {
         let mut found = Vec::new();
         self.each_range(ms, |labels, points| {
-            found.push((labels.clone(), points.to_vec()));
+            found.push((SeriesLabels::clone(labels), points.to_vec()));
         });
         self.in_order(found, |(labels, _)| labels)
     }
@@ -382,7 +385,11 @@ impl Evaluator<'_> {
     /// Calls `f` with each selected series' labels and its points in the range, in store
     /// order, skipping series without any. The points go through one buffer: a range function
     /// over hundreds of series allocates once.
-    fn each_range(&self, ms: &MatrixSelector, mut f: impl FnMut(&SeriesLabels, &[(Millis, f64)])) {
+    fn each_range(
+        &self,
+        ms: &MatrixSelector,
+        mut f: impl FnMut(&Arc<SeriesLabels>, &[(Millis, f64)]),
+    ) {
         let start = self.t - ms.range.as_millis() as Millis;
         let mut points: Points = Vec::new();
         let selected = self
@@ -448,7 +455,7 @@ impl Evaluator<'_> {
                     return Ok(Value::Vector(Vec::new()));
                 }
                 Ok(Value::Vector(vec![Sample {
-                    labels: absent_labels(arg(0)?),
+                    labels: Arc::new(absent_labels(arg(0)?)),
                     value: 1.0,
                 }]))
             }
@@ -513,27 +520,32 @@ impl Evaluator<'_> {
         }
         let op = a.op.to_string();
         let samples = self.vector(&a.expr)?;
-        let mut index: BTreeMap<SeriesLabels, usize> = BTreeMap::new();
+        // Groups are found by their labels borrowed from the samples; only a new group's are
+        // copied.
+        let mut index: FxHashMap<Vec<(&str, &str)>, usize> = FxHashMap::default();
         let mut groups: Vec<Group> = Vec::new();
-        for s in samples {
-            let key = match &a.modifier {
-                Some(LabelModifier::Include(by)) => s
-                    .labels
-                    .into_iter()
-                    .filter(|(k, _)| by.labels.contains(k))
-                    .collect(),
-                Some(LabelModifier::Exclude(without)) => s
-                    .labels
-                    .into_iter()
-                    .filter(|(k, _)| k.as_str() != NAME_LABEL && !without.labels.contains(k))
-                    .collect(),
-                None => SeriesLabels::new(),
-            };
+        for s in &samples {
+            let key: Vec<(&str, &str)> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| match &a.modifier {
+                    Some(LabelModifier::Include(by)) => by.labels.contains(k),
+                    Some(LabelModifier::Exclude(without)) => {
+                        k.as_str() != NAME_LABEL && !without.labels.contains(k)
+                    }
+                    None => false,
+                })
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let v = s.value;
             let Some(&i) = index.get(&key) else {
-                index.insert(key.clone(), groups.len());
+                let labels = key
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                index.insert(key, groups.len());
                 groups.push(Group {
-                    labels: key,
+                    labels,
                     value: v,
                     count: 1,
                 });
@@ -553,7 +565,7 @@ impl Evaluator<'_> {
             groups
                 .into_iter()
                 .map(|g| Sample {
-                    labels: g.labels,
+                    labels: Arc::new(g.labels),
                     value: if op == "count" {
                         g.count as f64
                     } else {
@@ -600,7 +612,7 @@ impl Evaluator<'_> {
 
 /// Two samples with one label set after the metric name went: Prometheus refuses the result.
 fn ensure_unique(samples: &[Sample]) -> Result<(), EvalError> {
-    let mut sets: Vec<&SeriesLabels> = samples.iter().map(|s| &s.labels).collect();
+    let mut sets: Vec<&SeriesLabels> = samples.iter().map(|s| &*s.labels).collect();
     sets.sort_unstable();
     if sets.windows(2).any(|w| w[0] == w[1]) {
         return Err(EvalError::DuplicateLabelset);
@@ -619,7 +631,9 @@ fn without_names(mut samples: Vec<Sample>) -> Result<Vec<Sample>, EvalError> {
         .iter()
         .any(|s| s.labels.get(NAME_LABEL) != first_name.as_ref());
     for s in &mut samples {
-        s.labels.remove(NAME_LABEL);
+        if s.labels.contains_key(NAME_LABEL) {
+            Arc::make_mut(&mut s.labels).remove(NAME_LABEL);
+        }
     }
     if several_names {
         ensure_unique(&samples)?;
@@ -770,7 +784,7 @@ fn set_op(
 ) -> Vec<Sample> {
     if op == "or" {
         let keep: Vec<bool> = {
-            let left: HashSet<Signature> =
+            let left: FxHashSet<Signature> =
                 l.iter().map(|s| signature(&s.labels, matching)).collect();
             r.iter()
                 .map(|s| !left.contains(&signature(&s.labels, matching)))
@@ -781,7 +795,8 @@ fn set_op(
         return out;
     }
     let keep: Vec<bool> = {
-        let right: HashSet<Signature> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+        let right: FxHashSet<Signature> =
+            r.iter().map(|s| signature(&s.labels, matching)).collect();
         l.iter()
             .map(|s| right.contains(&signature(&s.labels, matching)) == (op == "and"))
             .collect()
@@ -806,7 +821,8 @@ fn vector_vector(
     if l.is_empty() || r.is_empty() {
         return Ok(Vec::new());
     }
-    let mut right: HashMap<Signature, &Sample> = HashMap::with_capacity(r.len());
+    let mut right: FxHashMap<Signature, &Sample> =
+        FxHashMap::with_capacity_and_hasher(r.len(), Default::default());
     for s in &r {
         let sig = signature(&s.labels, matching);
         if let Some(other) = right.get(&sig) {
@@ -819,7 +835,8 @@ fn vector_vector(
         right.insert(sig, s);
     }
     let drop_name = is_arithmetic(op) || return_bool;
-    let mut matched: HashSet<Signature> = HashSet::with_capacity(l.len());
+    let mut matched: FxHashSet<Signature> =
+        FxHashSet::with_capacity_and_hasher(l.len(), Default::default());
     let mut out = Vec::new();
     for s in &l {
         let sig = signature(&s.labels, matching);
@@ -836,13 +853,15 @@ fn vector_vector(
             return Err(EvalError::ManyToOne);
         }
         let mut labels = s.labels.clone();
-        if drop_name {
-            labels.remove(NAME_LABEL);
+        if drop_name && labels.contains_key(NAME_LABEL) {
+            Arc::make_mut(&mut labels).remove(NAME_LABEL);
         }
         match matching {
-            Some(LabelModifier::Include(on)) => labels.retain(|k, _| on.labels.contains(k)),
+            Some(LabelModifier::Include(on)) => {
+                Arc::make_mut(&mut labels).retain(|k, _| on.labels.contains(k))
+            }
             Some(LabelModifier::Exclude(ignoring)) => {
-                labels.retain(|k, _| !ignoring.labels.contains(k))
+                Arc::make_mut(&mut labels).retain(|k, _| !ignoring.labels.contains(k))
             }
             None => {}
         }

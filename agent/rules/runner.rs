@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::alerts::{AlertState, RuleEngine};
@@ -225,7 +226,10 @@ fn evaluate(
         None => eval::eval_vector(&expr, store, t),
     }
     .map_err(|e| e.to_string())?;
-    let mut got: Samples = got.into_iter().map(|s| (s.labels, s.value)).collect();
+    let mut got: Samples = got
+        .into_iter()
+        .map(|s| (Arc::unwrap_or_clone(s.labels), s.value))
+        .collect();
     got.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(got)
 }

@@ -5,6 +5,7 @@
 //! bucket holding the rank, with 0 as the lowest bucket's lower bound.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::series::{NAME_LABEL, SeriesLabels};
 
@@ -22,7 +23,7 @@ pub fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Result<Vec<Sample>, E
         let Some(bound) = sample.labels.get(LE).and_then(|le| parse_go_float(le)) else {
             continue;
         };
-        let mut labels = sample.labels;
+        let mut labels = Arc::unwrap_or_clone(sample.labels);
         labels.remove(LE);
         groups
             .entry(labels)
@@ -33,7 +34,7 @@ pub fn histogram_quantile(q: f64, samples: Vec<Sample>) -> Result<Vec<Sample>, E
     for (mut labels, buckets) in groups {
         labels.remove(NAME_LABEL);
         out.push(Sample {
-            labels,
+            labels: Arc::new(labels),
             value: bucket_quantile(q, buckets),
         });
     }
@@ -174,11 +175,11 @@ mod tests {
         pairs
             .iter()
             .map(|(le, v)| Sample {
-                labels: SeriesLabels::from([
+                labels: Arc::new(SeriesLabels::from([
                     (NAME_LABEL.to_string(), "x_bucket".to_string()),
                     ("job".to_string(), "a".to_string()),
                     (LE.to_string(), le.to_string()),
-                ]),
+                ])),
                 value: *v,
             })
             .collect()
@@ -188,7 +189,7 @@ mod tests {
         let out = histogram_quantile(q, buckets(pairs)).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(
-            out[0].labels,
+            *out[0].labels,
             SeriesLabels::from([("job".into(), "a".into())])
         );
         out[0].value
@@ -265,7 +266,10 @@ mod tests {
     fn series_without_le_are_skipped_and_groups_keep_their_labels() {
         let mut samples = buckets(TYPICAL);
         samples.push(Sample {
-            labels: SeriesLabels::from([(NAME_LABEL.to_string(), "x_bucket".to_string())]),
+            labels: Arc::new(SeriesLabels::from([(
+                NAME_LABEL.to_string(),
+                "x_bucket".to_string(),
+            )])),
             value: 1.0,
         });
         let out = histogram_quantile(0.5, samples).unwrap();
@@ -276,7 +280,7 @@ mod tests {
     fn two_names_with_the_same_labels_collide() {
         let mut samples = buckets(TYPICAL);
         samples.extend(buckets(TYPICAL).into_iter().map(|mut s| {
-            s.labels.insert(NAME_LABEL.into(), "y_bucket".into());
+            Arc::make_mut(&mut s.labels).insert(NAME_LABEL.into(), "y_bucket".into());
             s
         }));
         let error = histogram_quantile(0.5, samples).unwrap_err();

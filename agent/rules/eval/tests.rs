@@ -29,7 +29,7 @@ fn query(store: &SeriesStore, expr: &str, t: Millis) -> Vec<(SeriesLabels, f64)>
     let mut out: Vec<_> = eval_vector(&expr, store, t)
         .unwrap()
         .into_iter()
-        .map(|s| (s.labels, s.value))
+        .map(|s| (Arc::unwrap_or_clone(s.labels), s.value))
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
