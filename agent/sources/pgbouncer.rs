@@ -11,6 +11,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
+
 use super::churn::ChurnTracker;
 use super::rows::{Column, Rows, Unit, Values, column};
 use super::session::{Session, Startup};
@@ -119,9 +121,9 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
         recycle_seconds: settings.get("server_lifetime").filter(|v| *v > 0.0),
         ..PoolLimits::default()
     };
-    let databases: HashMap<&str, Values> = by_name(&show.databases, &["name"], DATABASES);
-    let stats: HashMap<&str, Values> = by_name(&show.stats, &["database"], STATS);
-    let mut pools_per_database: HashMap<&str, usize> = HashMap::new();
+    let databases = by_name(&show.databases, &["name"], DATABASES);
+    let stats = by_name(&show.stats, &["database"], STATS);
+    let mut pools_per_database: FxHashMap<&str, usize> = FxHashMap::default();
     for database in show.pools.iter().filter_map(|row| row.text(&["database"])) {
         *pools_per_database.entry(database).or_default() += 1;
     }
@@ -233,7 +235,7 @@ fn settings(config: &Rows) -> Values {
         .collect()
 }
 
-fn by_name<'a>(rows: &'a Rows, key: &[&str], table: &[Column]) -> HashMap<&'a str, Values> {
+fn by_name<'a>(rows: &'a Rows, key: &[&str], table: &[Column]) -> FxHashMap<&'a str, Values> {
     rows.iter()
         .filter_map(|row| Some((row.text(key)?, row.read(table))))
         .collect()
