@@ -36,10 +36,30 @@ rows=$((SCALE * 100000))
 echo "pgbench -i -s $SCALE ($rows accounts) in database $DB"
 "$pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$port" -U mdm "$DB" 2>&1 | tail -n 1
 
+# The statement poolwatch's read runs (the spec's get_by_id: every column of one row of train,
+# by a uniformly drawn id), on a table of the same columns and rows: what pgbench reaches with
+# the query held equal, so that the ratio beside it measures the load generator alone.
+"$POOLWATCH_PG_BIN/psql" -h 127.0.0.1 -p "$port" -U mdm -d "$DB" -qAt -v ON_ERROR_STOP=1 <<SQL
+SET client_min_messages = warning;
+CREATE TABLE mdm_train (id bigint PRIMARY KEY, feature_0 double precision NOT NULL,
+    feature_1 double precision NOT NULL, feature_2 double precision NOT NULL,
+    feature_3 double precision NOT NULL, label bigint NOT NULL, stats bigint);
+INSERT INTO mdm_train SELECT g, random(), random(), random(), random(), g % 10, g
+    FROM generate_series(1, $rows) AS g;
+ANALYZE mdm_train;
+SQL
+printf '\\set id random(1, %d)\nSELECT * FROM mdm_train WHERE id = :id;\n' "$rows" >"$work/get_by_id.sql"
+
 # pgbench's select-only script, with prepared statements like poolwatch's get_by_id.
 run_pgbench() {
     "$pgbench" -S -M "$1" -c "$CLIENTS" -j 2 -T "$DURATION" -n -h 127.0.0.1 -p "$port" -U mdm "$DB" \
         | awk '/^tps = / { print $3 }'
+}
+
+# The same, running poolwatch's statement.
+run_pgbench_same() {
+    "$pgbench" -f "$work/get_by_id.sql" -M prepared -c "$CLIENTS" -j 2 -T "$DURATION" -n \
+        -h 127.0.0.1 -p "$port" -U mdm "$DB" | awk '/^tps = / { print $3 }'
 }
 
 # The same number of users on a pool of as many connections, checked out per request.
@@ -52,26 +72,31 @@ run_poolwatch() {
     python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_per_second"], 1))' "$work/read.json"
 }
 
-declare -a prepared simple ours ours_ping
+declare -a prepared simple same ours ours_ping
 for round in $(seq 1 "$ROUNDS"); do
     prepared+=("$(run_pgbench prepared)")
     ours+=("$(run_poolwatch false)")
+    same+=("$(run_pgbench_same)")
     simple+=("$(run_pgbench simple)")
     ours_ping+=("$(run_poolwatch true)")
     echo "round $round: pgbench -S prepared ${prepared[-1]} tps, poolwatch ${ours[-1]} ops/s," \
-        "pgbench -S simple ${simple[-1]} tps, poolwatch with pre_ping ${ours_ping[-1]} ops/s"
+        "pgbench on poolwatch's statement ${same[-1]} tps, pgbench -S simple ${simple[-1]} tps," \
+        "poolwatch with pre_ping ${ours_ping[-1]} ops/s"
 done
 
 mean() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.1f", s / NR }'; }
 p=$(mean "${prepared[@]}"); s=$(mean "${simple[@]}"); o=$(mean "${ours[@]}"); op=$(mean "${ours_ping[@]}")
+q=$(mean "${same[@]}")
 echo
 echo "concurrency $CLIENTS, ${DURATION}s per run, $ROUNDS rounds, $rows rows, same server"
 printf '%-48s %10s\n' "pgbench -S -M prepared (tps)" "$p"
 printf '%-48s %10s\n' "pgbench -S -M simple (tps)" "$s"
+printf '%-48s %10s\n' "pgbench, poolwatch's statement, prepared (tps)" "$q"
 printf '%-48s %10s\n' "poolwatch benchmark --operation read (ops/s)" "$o"
 printf '%-48s %10s\n' "  same with pre_ping (ops/s)" "$op"
-awk -v o="$o" -v p="$p" -v s="$s" -v op="$op" 'BEGIN {
+awk -v o="$o" -v p="$p" -v s="$s" -v op="$op" -v q="$q" 'BEGIN {
     printf "ratio poolwatch / pgbench -S prepared: %.2fx\n", o / p
+    printf "ratio poolwatch / pgbench on its statement: %.2fx\n", o / q
     printf "ratio poolwatch / pgbench -S simple:   %.2fx\n", o / s
     printf "ratio with pre_ping / pgbench prepared: %.2fx\n", op / p
 }'
