@@ -13,13 +13,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Target};
 use crate::exporters::prometheus;
-use crate::exposition::{self, CATALOGUE, ExportedSample, Exposer};
+use crate::exposition::{self, ExportedSample, Exposer};
 use crate::health;
 use crate::model::{SourceKind, TargetSample};
 use crate::receiver::Receiver;
 use crate::rules::alerts::RuleEngine;
 use crate::rules::files::RuleSet;
-use crate::series::{Millis, Reads, SeriesStore};
+use crate::series::{Millis, SeriesStore};
 use crate::sources::{self, ErrorKind, SampleError};
 use crate::status::{AgentStatus, Published, Snapshot, TargetStatus};
 use crate::store::Store;
@@ -72,7 +72,6 @@ impl Agent {
                 config.window.as_millis() as Millis,
                 options.rules.reads(),
             ),
-            wanted: wanted_families(&options.rules.reads()),
             engine: RuleEngine::new(options.rules),
             receiver: options.receiver,
             exposer: Exposer::default(),
@@ -223,7 +222,6 @@ struct Aggregator {
     engine: RuleEngine,
     receiver: Option<Arc<Receiver>>,
     /// By catalogue position: whether some rule reads the family, so its history is kept.
-    wanted: Vec<bool>,
     exposer: Exposer,
     /// The model's samples and the alerts' of the last publish, their buffers reused.
     samples: Vec<ExportedSample>,
@@ -345,9 +343,7 @@ impl Aggregator {
                     files = rules.files.len(),
                     "rules reloaded"
                 );
-                let reads = rules.reads();
-                self.wanted = wanted_families(&reads);
-                self.series.set_reads(reads);
+                self.series.set_reads(rules.reads());
                 self.engine.replace(rules);
                 self.agent.rules_loaded = self.engine.rules().rule_count();
                 telemetry::rules_loaded(self.agent.rules_loaded);
@@ -464,9 +460,7 @@ impl Aggregator {
         self.exposer.samples(&snapshot, &mut self.samples);
         if let Some(at) = scraped_at {
             let t = (at * 1000.0) as Millis;
-            let wanted = &self.wanted;
-            self.series
-                .ingest_scrape(t, self.samples.iter().filter(|s| wanted[s.family.id()]));
+            self.series.ingest_scrape(t, &self.samples);
             telemetry::window_kept(self.series.series_count(), self.series.sample_bytes());
             let started = Instant::now();
             let evaluated = if self.hold {
@@ -500,18 +494,6 @@ impl Aggregator {
         self.publish.send_replace(Arc::new(published));
         release_freed_memory();
     }
-}
-
-/// By catalogue position, whether some rule reads the family.
-fn wanted_families(reads: &Reads) -> Vec<bool> {
-    let (names, any) = reads.names();
-    let mut wanted = vec![any; CATALOGUE.len()];
-    for name in names {
-        if let Some(family) = exposition::family_of_series(name) {
-            wanted[family.id()] = true;
-        }
-    }
-    wanted
 }
 
 /// Runs `work` (milliseconds of CPU) on this thread. On a multi-thread runtime this worker

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::exposition::{ExportedSample, LabelSet, pair_hash};
+use crate::exposition::{CATALOGUE, ExportedSample, LabelSet, family_of_series, pair_hash};
 pub use chunk::Extreme;
 use chunk::{Chunk, Head};
 
@@ -275,7 +275,7 @@ impl Reads {
     }
 
     /// The metric names rules read, and whether some selector may read any metric.
-    pub fn names(&self) -> (impl Iterator<Item = &str>, bool) {
+    fn names(&self) -> (impl Iterator<Item = &str>, bool) {
         (self.by_name.keys().map(String::as_str), self.any.is_some())
     }
 
@@ -293,6 +293,9 @@ pub struct SeriesStore {
     /// `None` keeps every series' whole past within the retention (rule unit tests evaluate
     /// at any time in it).
     reads: Option<Reads>,
+    /// By catalogue position, whether a scrape's samples of the family are kept: those some
+    /// rule reads (all of them without `reads`).
+    wanted: Vec<bool>,
     by_name: BTreeMap<String, Family>,
     /// When the previous scrape was, to mark the series it had and this one lacks as stale.
     last_scrape: Option<Millis>,
@@ -305,6 +308,7 @@ impl SeriesStore {
         SeriesStore {
             retention,
             reads: None,
+            wanted: vec![true; CATALOGUE.len()],
             by_name: BTreeMap::new(),
             last_scrape: None,
         }
@@ -314,10 +318,9 @@ impl SeriesStore {
     /// `range`, the samples in that range are packed, and of one they read only at an instant,
     /// only the newest sample is kept.
     pub fn for_reads(retention: Millis, reads: Reads) -> SeriesStore {
-        SeriesStore {
-            reads: Some(reads),
-            ..SeriesStore::new(retention)
-        }
+        let mut store = SeriesStore::new(retention);
+        store.set_reads(reads);
+        store
     }
 
     /// Changes what the rules read (after a rule reload): families keep their series, with
@@ -325,6 +328,11 @@ impl SeriesStore {
     pub fn set_reads(&mut self, reads: Reads) {
         for (name, family) in &mut self.by_name {
             family.history = history(self.retention, Some(&reads), name);
+        }
+        let (names, any) = reads.names();
+        self.wanted = vec![any; CATALOGUE.len()];
+        for family in names.filter_map(family_of_series) {
+            self.wanted[family.id()] = true;
         }
         self.reads = Some(reads);
     }
@@ -350,7 +358,8 @@ impl SeriesStore {
         family.series[at].push(t, value, keep);
     }
 
-    /// Takes one scrape's worth of samples at `t`: series missing from it since the last scrape
+    /// Takes one scrape's worth of samples at `t`, those of families no rule reads left out:
+    /// series missing from it since the last scrape
     /// get a staleness marker, and everything older than the retention is dropped. A series
     /// that exists costs a hash lookup and a pointer comparison; labels are built only for new
     /// ones.
@@ -361,6 +370,9 @@ impl SeriesStore {
     ) {
         let mut name = String::new();
         for sample in samples {
+            if !self.wanted[sample.family.id()] {
+                continue;
+            }
             sample.scalars(|scalar| {
                 name.clear();
                 name.push_str(sample.family.name);
@@ -633,6 +645,9 @@ mod tests {
         let mut reads = Reads::default();
         let mut store = SeriesStore::for_reads(60_000, reads.clone());
         let (a, b) = (sample("a"), sample("b"));
+        // Read by no rule: not kept at all.
+        store.ingest_scrape(0, [&a, &b]);
+        assert_eq!(store.series_count(), 0);
         // Read at an instant only: the newest sample is kept, nothing is packed.
         reads.add(Some(up.into()), 0);
         store.set_reads(reads.clone());
