@@ -12,13 +12,14 @@ use tokio_postgres::SimpleQueryMessage;
 /// value.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rows {
-    columns: Vec<String>,
+    /// Values a row: one a column.
+    width: usize,
     /// Column name → position (the first, should two share a name).
     index: FxHashMap<String, usize>,
     /// Every value's text, one after another.
     text: String,
     /// Row after row, one cell a column: where its value is in `text`, `None` for NULL.
-    cells: Vec<Option<Range<u32>>>,
+    cells: Vec<Option<Range<usize>>>,
 }
 
 impl Rows {
@@ -37,14 +38,14 @@ impl Rows {
         let mut out = Rows::default();
         for message in messages {
             match message {
-                SimpleQueryMessage::RowDescription(columns) if out.columns.is_empty() => {
+                SimpleQueryMessage::RowDescription(columns) if out.width == 0 => {
                     out.set_columns(columns.iter().map(|c| c.name()));
                 }
                 SimpleQueryMessage::Row(row) => {
-                    if out.columns.is_empty() {
+                    if out.width == 0 {
                         out.set_columns(row.columns().iter().map(|c| c.name()));
                     }
-                    out.push_row((0..out.columns.len()).map(|i| row.get(i)));
+                    out.push_row((0..out.width).map(|i| row.get(i)));
                 }
                 _ => {}
             }
@@ -53,30 +54,31 @@ impl Rows {
     }
 
     fn set_columns<'a>(&mut self, names: impl Iterator<Item = &'a str>) {
-        self.columns = names.map(str::to_string).collect();
         self.index.clear();
-        for (i, name) in self.columns.iter().enumerate() {
-            self.index.entry(name.clone()).or_insert(i);
+        self.width = 0;
+        for name in names {
+            self.index.entry(name.to_string()).or_insert(self.width);
+            self.width += 1;
         }
     }
 
     /// Appends a row; values past the columns are dropped and missing ones are NULL.
     fn push_row<'a>(&mut self, values: impl Iterator<Item = Option<&'a str>>) {
         let before = self.cells.len();
-        for value in values.take(self.columns.len()) {
+        for value in values.take(self.width) {
             self.cells.push(value.map(|v| {
-                let start = self.text.len() as u32;
+                let start = self.text.len();
                 self.text.push_str(v);
-                start..self.text.len() as u32
+                start..self.text.len()
             }));
         }
-        self.cells.resize(before + self.columns.len(), None);
+        self.cells.resize(before + self.width, None);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
         // A row of no columns has no cells; there are none of those to iterate.
         self.cells
-            .chunks(self.columns.len().max(1))
+            .chunks(self.width.max(1))
             .map(|cells| Row { rows: self, cells })
     }
 }
@@ -85,7 +87,7 @@ impl Rows {
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
     rows: &'a Rows,
-    cells: &'a [Option<Range<u32>>],
+    cells: &'a [Option<Range<usize>>],
 }
 
 impl<'a> Row<'a> {
@@ -94,7 +96,7 @@ impl<'a> Row<'a> {
         names.iter().find_map(|name| {
             let i = *self.rows.index.get(*name)?;
             let cell = self.cells.get(i)?.clone()?;
-            self.rows.text.get(cell.start as usize..cell.end as usize)
+            self.rows.text.get(cell)
         })
     }
 
