@@ -125,14 +125,12 @@ fn demo_fires_recommends_and_cleans_up_on_ctrl_c() {
         }
         Some((recommended, block.to_string()))
     });
-    for (target, size, model, line) in &recommended {
+    for (target, size, model, _) in &recommended {
         // An undersized pool: a bigger one is recommended. Its 8 users queue for 2
         // connections, so the checkouts seen are capped by the pool and the 80% rule on used +
         // pending outweighs Erlang C on them.
         assert!(*size > 2, "{target}: {block}");
         assert_eq!(model, "utilization", "{target}: {block}");
-        let columns: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(columns[4], "100%", "utilization: {line}");
         assert!(
             block.contains(&format!("FIRING  PoolUtilizationHigh on {target}/")),
             "{block}"
