@@ -14,6 +14,7 @@ pub mod demo;
 pub mod exporters;
 pub mod exposition;
 pub mod health;
+pub mod memory;
 pub mod model;
 pub mod pools;
 pub mod receiver;

@@ -492,7 +492,7 @@ impl Aggregator {
             health,
         };
         self.publish.send_replace(Arc::new(published));
-        release_freed_memory();
+        crate::memory::release_freed();
     }
 }
 
@@ -504,17 +504,5 @@ fn in_place<R>(work: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
         _ => work(),
-    }
-}
-
-/// Rendering and evaluating allocate in bursts on whichever worker runs them; glibc keeps what
-/// they free in per-thread arenas. Handing it back after each publish keeps the agent's RSS at
-/// its working set (measured by the footprint bench).
-#[allow(unsafe_code)]
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live memory.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -30,7 +30,8 @@ use live::cpu_seconds;
 
 const POOLS: usize = 100;
 const SCRAPES: usize = 500;
-/// CPU time is counted in clock ticks (10 ms): 60 cycles keep its rounding under 0.2 ms a cycle.
+/// Cycles a CPU figure averages over: 60 take in the odd slow one (a reconnect, a scheduling
+/// delay) without letting it decide the figure.
 const CYCLES: u32 = 60;
 const INTERVAL: Duration = Duration::from_millis(500);
 

@@ -57,6 +57,7 @@ pub fn run(
             }
         },
     };
+    crate::memory::one_arena();
     crate::telemetry::install();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -1,0 +1,29 @@
+//! The agent's two calls into glibc's allocator, the crate's only unsafe code. Each is measured
+//! by the footprint bench; elsewhere (musl, other systems) both do nothing.
+
+/// One malloc arena for the whole process, set before the runtime starts its threads. glibc
+/// gives each thread that allocates an arena of its own, which keeps its own free memory and
+/// fragments; the agent's threads allocate little and seldom at the same time, so one arena
+/// serves them: 0.7 to 1.4 MiB less RSS at 100 pools. An operator's `MALLOC_ARENA_MAX` wins.
+#[allow(unsafe_code)]
+pub fn one_arena() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt sets one of the allocator's tunables; it touches no allocated memory.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Rendering and evaluating allocate in bursts; glibc keeps what they free in its arenas.
+/// Handing it back after each publish keeps the agent's RSS at its working set.
+#[allow(unsafe_code)]
+pub fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
