@@ -133,7 +133,7 @@ pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthRep
     // service instances are told apart by their service labels.
     let mut pool_labels: BTreeMap<(&str, &str), Vec<&Labels>> = BTreeMap::new();
     for target in &snapshot.targets {
-        for figures in &target.pools {
+        for figures in target.pools.iter() {
             pool_labels
                 .entry((target.name.as_str(), figures.latest.pool.as_str()))
                 .or_default()
@@ -163,7 +163,7 @@ pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthRep
     }
     let mut pools = Vec::new();
     for target in snapshot.targets.iter().filter(|t| t.up) {
-        for figures in &target.pools {
+        for figures in target.pools.iter() {
             let key = (
                 target.name.clone(),
                 figures.latest.pool.clone(),

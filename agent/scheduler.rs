@@ -153,7 +153,7 @@ fn initial_status(target: &Target) -> TargetStatus {
         last_error: None,
         warnings: Vec::new(),
         server: None,
-        pools: Vec::new(),
+        pools: Arc::default(),
         gone: Vec::new(),
     }
 }
@@ -422,15 +422,16 @@ impl Aggregator {
                 status.last_error = None;
                 status.last_success_unix_seconds = Some(unix_now());
                 status.warnings = sample.warnings;
-                status.pools = self.store.figures(&status.name);
+                let mut pools = self.store.figures(&status.name);
                 // A postgres target's pools are its server's own clients, so its headroom caps
                 // them; no other source says which server a pool is on.
                 let server =
                     (config.source.kind() == SourceKind::Postgres).then_some(&sample.server);
-                for pool in &mut status.pools {
+                for pool in &mut pools {
                     let limit = server.and_then(|s| s.postgres_limit_for(&pool.latest));
                     pool.recommend(self.config.target_p99_wait, limit.as_ref());
                 }
+                status.pools = pools.into();
                 status.server = Some(sample.server);
                 status.gone = sample.gone;
             }
@@ -444,7 +445,7 @@ impl Aggregator {
                 self.store.forget(&status.name);
                 *status.errors.entry(error.kind).or_default() += 1;
                 status.last_error = Some(error.to_string());
-                status.pools.clear();
+                status.pools = Arc::default();
                 status.server = None;
             }
         }

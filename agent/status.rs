@@ -3,6 +3,7 @@
 //! value every exporter (Prometheus, JSON API, `check`) reads.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -72,7 +73,9 @@ pub struct TargetStatus {
     pub last_error: Option<String>,
     pub warnings: Vec<String>,
     pub server: Option<ServerSample>,
-    pub pools: Vec<PoolFigures>,
+    /// Shared with every snapshot published since the target's last sample: a publish copies
+    /// the statuses, not their pools.
+    pub pools: Arc<[PoolFigures]>,
     /// Pushed pools that stopped reporting: ended cleanly, or stale.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gone: Vec<GonePool>,

@@ -2,8 +2,11 @@
 //! one sample: average wait and usage time from counter deltas, churn per minute. Time is passed
 //! in, never read here.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashSet;
 
 use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
 
@@ -45,27 +48,32 @@ impl Store {
         sample: &TargetSample,
         configured: PoolLimits,
     ) {
+        let present: FxHashSet<(&str, &Labels)> = sample
+            .pools
+            .iter()
+            .map(|p| (p.pool.as_str(), &p.labels))
+            .collect();
         self.pools.retain(|(t, pool, labels), _| {
-            t != target
-                || sample
-                    .pools
-                    .iter()
-                    .any(|p| &p.pool == pool && &p.labels == labels)
+            t != target || present.contains(&(pool.as_str(), labels))
         });
         for pool in &sample.pools {
             let mut latest = pool.clone();
             latest.limits = latest.limits.or(configured);
             let totals = latest.totals;
             let wal = latest.database.as_ref().and_then(|d| d.wal_size_bytes);
-            let window = self
-                .pools
-                .entry((target.to_string(), pool.pool.clone(), pool.labels.clone()))
-                .and_modify(|w| w.latest = latest.clone())
-                .or_insert_with(|| PoolWindow {
+            let key = (target.to_string(), pool.pool.clone(), pool.labels.clone());
+            let window = match self.pools.entry(key) {
+                Entry::Occupied(entry) => {
+                    let window = entry.into_mut();
+                    window.latest = latest;
+                    window
+                }
+                Entry::Vacant(entry) => entry.insert(PoolWindow {
                     latest,
                     totals: VecDeque::new(),
                     first_seen: now,
-                });
+                }),
+            };
             window.totals.push_back((now, totals, wal));
             while window
                 .totals

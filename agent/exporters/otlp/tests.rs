@@ -208,7 +208,7 @@ fn cumulative_series_start_when_first_seen_and_again_after_a_reset() {
         (t100, t100)
     );
     // PgBouncer restarted: its counter went down, so the series starts again.
-    published.snapshot.targets[0].pools[0]
+    Arc::make_mut(&mut published.snapshot.targets[0].pools)[0]
         .latest
         .totals
         .transactions = Some(3);

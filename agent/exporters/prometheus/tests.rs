@@ -78,7 +78,7 @@ pub(crate) fn snapshot() -> Snapshot {
             client_connections: Some(13),
             ..ServerSample::default()
         }),
-        pools: vec![pool],
+        pools: Arc::new([pool]),
         gone: vec![],
     };
     let down = TargetStatus {
@@ -94,7 +94,7 @@ pub(crate) fn snapshot() -> Snapshot {
         last_error: Some("connect: refused".into()),
         warnings: vec![],
         server: None,
-        pools: vec![],
+        pools: Arc::default(),
         gone: vec![],
     };
     Snapshot {
@@ -161,7 +161,7 @@ fn unknown_figures_are_absent_not_zero() {
     // Five connections busy in long transactions: no transaction completed in the window, so
     // the averages are unknown.
     let mut snap = snapshot();
-    let pool = &mut snap.targets[0].pools[0];
+    let pool = &mut Arc::make_mut(&mut snap.targets[0].pools)[0];
     pool.avg_usage_time_seconds = None;
     pool.avg_wait_time_seconds = None;
     let text = render(&snap);
@@ -269,7 +269,7 @@ fn database_files_and_their_holders_are_exported() {
             }),
             ..ServerSample::default()
         }),
-        pools: vec![pool],
+        pools: Arc::new([pool]),
     };
     let text = render(&Snapshot {
         targets: vec![target],
