@@ -956,6 +956,15 @@ pub static CATALOGUE: &[Family] = &[
         "Heap bytes of the packed samples in the rules' window (labels and indexes not counted).",
     ),
     family(
+        "poolwatch_rules_window_samples",
+        "poolwatch.rules.window.samples",
+        "{sample}",
+        Gauge,
+        NONE,
+        Read::Agent,
+        "Samples packed in the rules' window: with its bytes, the cost of a kept sample.",
+    ),
+    family(
         "poolwatch_rules_window_series",
         "poolwatch.rules.window.series",
         "{series}",

@@ -462,7 +462,11 @@ impl Aggregator {
         if let Some(at) = scraped_at {
             let t = (at * 1000.0) as Millis;
             self.series.ingest_scrape(t, &self.samples);
-            telemetry::window_kept(self.series.series_count(), self.series.sample_bytes());
+            telemetry::window_kept(
+                self.series.series_count(),
+                self.series.packed_samples(),
+                self.series.sample_bytes(),
+            );
             let started = Instant::now();
             let evaluated = if self.hold {
                 self.engine

@@ -181,6 +181,11 @@ impl Series {
     pub fn sample_bytes(&self) -> usize {
         self.chunks().map(Chunk::bytes).sum()
     }
+
+    /// Samples packed, counted from the chunks without decoding them.
+    pub fn packed_samples(&self) -> usize {
+        self.chunks().map(Chunk::count).sum()
+    }
 }
 
 /// The series of one metric name: in label order, found by the content hash of their labels.
@@ -446,6 +451,11 @@ impl SeriesStore {
     pub fn sample_bytes(&self) -> usize {
         self.series(None).map(Series::sample_bytes).sum()
     }
+
+    /// Samples packed in every series (a series' newest sample, kept unpacked, not counted).
+    pub fn packed_samples(&self) -> usize {
+        self.series(None).map(Series::packed_samples).sum()
+    }
 }
 
 #[cfg(test)]
@@ -655,6 +665,7 @@ mod tests {
             store.ingest_scrape(t * 1000, [&a, &b]);
         }
         assert_eq!(store.sample_count(), 0);
+        assert_eq!(store.packed_samples(), 0);
         assert_eq!(store.sample_bytes(), 0);
         let newest = |store: &SeriesStore, t| -> Vec<Option<(Millis, f64)>> {
             store.series(Some(up)).map(|s| s.at_or_before(t)).collect()
@@ -672,6 +683,9 @@ mod tests {
             .collect();
         let last_ten: Vec<Millis> = (49..60).map(|t| t * 1000).collect();
         assert_eq!(kept, [last_ten.clone(), last_ten]);
+        // Packed: the 30 samples since, in one chunk each, which goes whole once it ends
+        // before the range.
+        assert_eq!(store.packed_samples(), 2 * 30);
         // b vanishes: its staleness marker is the newest sample until the retention passes it.
         store.ingest_scrape(60_000, [&a]);
         assert!(newest(&store, 60_000)[1].is_some_and(|(_, v)| is_stale(v)));

@@ -192,8 +192,9 @@ pub fn rules_loaded(count: usize) {
 }
 
 /// The rules' window after a scrape was taken into it.
-pub fn window_kept(series: usize, sample_bytes: usize) {
+pub fn window_kept(series: usize, samples: usize, sample_bytes: usize) {
     metrics::gauge!("poolwatch_rules_window_series").set(series as f64);
+    metrics::gauge!("poolwatch_rules_window_samples").set(samples as f64);
     metrics::gauge!("poolwatch_rules_window_bytes").set(sample_bytes as f64);
 }
 

@@ -1,6 +1,7 @@
 //! The soak: a release build of the agent for an hour (POOLWATCH_SOAK_SECONDS to change it)
-//! against one private PgBouncer of 200 pools plus the shared PostgreSQL, sampled every second
-//! with the shipped rules, under load that moves across the pools (see `soak/load.rs`).
+//! against one private PgBouncer of 200 pools (POOLWATCH_SOAK_POOLS for another count) plus the
+//! shared PostgreSQL, sampled every second with the shipped rules, under load that moves across
+//! the pools (see `soak/load.rs`).
 //!
 //! It prints a progress line every minute, then the start (after a warm-up minute) and the end
 //! of the run side by side: RSS and its growth, CPU per sample cycle, `/metrics` p50 and p99 of
@@ -27,7 +28,8 @@ use common::exposition::Exposition;
 use live::cpu_seconds;
 use load::Load;
 
-const POOLS: usize = 200;
+/// Pools when `POOLWATCH_SOAK_POOLS` does not say.
+const DEFAULT_POOLS: usize = 200;
 const POOL_SIZE: u32 = 2;
 /// PgBouncer's `max_user_connections`: the most server connections the load takes from the
 /// shared PostgreSQL (max_connections 300), whatever the waves ask.
@@ -57,8 +59,9 @@ struct Checkpoint {
     peak_rss: f64,
     series: usize,
     rule_seconds: f64,
-    /// The rules' window: its series and the heap bytes of its packed samples.
+    /// The rules' window: its series, its packed samples and their heap bytes.
     window_series: f64,
+    window_samples: f64,
     window_bytes: f64,
     pending_alerts: usize,
     firing_alerts: usize,
@@ -81,6 +84,13 @@ fn main() {
         }),
         Err(_) => 3600,
     };
+    let pools: usize =
+        match std::env::var("POOLWATCH_SOAK_POOLS") {
+            Ok(text) => text.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+                panic!("POOLWATCH_SOAK_POOLS is a number of pools, not {text:?}")
+            }),
+            Err(_) => DEFAULT_POOLS,
+        };
     if seconds < WARM_UP_SECONDS + 2 * SCRAPE_STRETCH_SECONDS {
         eprintln!(
             "a soak of {seconds} s has no start and end to compare: give it at least {} s",
@@ -93,23 +103,23 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("starting PgBouncer with {POOLS} pools (pool_size {POOL_SIZE}) and opening them");
+    println!("starting PgBouncer with {pools} pools (pool_size {POOL_SIZE}) and opening them");
     let bouncer = PgBouncer::with_pools_and(
         POOL_SIZE,
-        POOLS,
+        pools,
         &[
             ("max_user_connections", SERVER_CONNECTIONS),
             ("server_idle_timeout", SERVER_IDLE_TIMEOUT),
         ],
     );
-    drop(runtime.block_on(live::open_pools(&bouncer, POOLS)));
+    drop(runtime.block_on(live::open_pools(&bouncer, pools)));
     // As deployed: the default rate window (1m) and window (15m), the shipped rules.
     let config = live::config(&bouncer, INTERVAL, INTERVAL).replace("rate_window: 10s\n", "");
-    let agent = live::start(&config, POOLS);
+    let agent = live::start(&config, pools);
     let pid = agent.child.id();
     let bouncer_cpu_before = cpu_seconds(bouncer.pid().as_raw() as u32);
     let own_cpu_before = cpu_seconds(std::process::id());
-    let load = runtime.block_on(Load::start(&bouncer, POOLS));
+    let load = runtime.block_on(Load::start(&bouncer, pools));
     println!(
         "soaking for {seconds} s: agent pid {pid}, sampling every {INTERVAL:?}, progress every minute"
     );
@@ -163,7 +173,7 @@ fn main() {
 
     println!();
     println!(
-        "soak: {seconds} s, one PgBouncer with {POOLS} pools (pool_size {POOL_SIZE}) + the shared \
+        "soak: {seconds} s, one PgBouncer with {pools} pools (pool_size {POOL_SIZE}) + the shared \
          PostgreSQL, sampled every {INTERVAL:?}, shipped rules, window {} min",
         WINDOW_SECONDS / 60
     );
@@ -172,7 +182,7 @@ fn main() {
     let transactions = load.transactions.load(Ordering::Relaxed);
     println!(
         "load: {transactions} transactions by the driver; PgBouncer counted {bouncer_transactions} \
-         ({POOLS} of them the queries that opened the pools)"
+         ({pools} of them the queries that opened the pools)"
     );
     println!(
         "  {} client sessions opened, at most {} clients and {} server connections at once; {} failures{}",
@@ -239,6 +249,9 @@ fn checkpoint(at: u64, pid: u32, exposition: &Exposition) -> Checkpoint {
             .unwrap_or(0.0),
         window_series: exposition
             .get("poolwatch_rules_window_series", &[])
+            .unwrap_or(0.0),
+        window_samples: exposition
+            .get("poolwatch_rules_window_samples", &[])
             .unwrap_or(0.0),
         window_bytes: exposition
             .get("poolwatch_rules_window_bytes", &[])
@@ -327,7 +340,7 @@ struct Side<'a> {
     scrapes: (u64, u64),
 }
 
-const ROWS: [&str; 10] = [
+const ROWS: [&str; 11] = [
     "RSS (MiB)",
     "CPU per sample cycle",
     "  over (s), cycles",
@@ -338,10 +351,11 @@ const ROWS: [&str; 10] = [
     "rule evaluation (mean)",
     "alerts pending / firing",
     "rules window series, MiB",
+    "  packed samples, bytes each",
 ];
 
 /// The figures of one side, in the order of [`ROWS`].
-fn column(side: &Side, checkpoints: &[Checkpoint], scrapes: &[Scrape]) -> [String; 10] {
+fn column(side: &Side, checkpoints: &[Checkpoint], scrapes: &[Scrape]) -> [String; 11] {
     let (from, to) = side.cpu;
     let (p50, p99, count) = latency(scrapes, side.scrapes.0, side.scrapes.1);
     let rule_seconds: Vec<f64> = checkpoints
@@ -364,6 +378,11 @@ fn column(side: &Side, checkpoints: &[Checkpoint], scrapes: &[Scrape]) -> [Strin
             "{:.0}, {:.2}",
             read.window_series,
             read.window_bytes / 1_048_576.0
+        ),
+        format!(
+            "{:.0}, {:.2}",
+            read.window_samples,
+            read.window_bytes / read.window_samples.max(1.0)
         ),
     ]
 }

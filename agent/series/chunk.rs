@@ -180,6 +180,11 @@ impl Chunk {
         self.bytes.capacity()
     }
 
+    /// Samples packed in the chunk.
+    pub fn count(&self) -> usize {
+        usize::from(self.count)
+    }
+
     /// The chunk's smallest or largest value (staleness markers left out), if it has any.
     pub fn extreme(&self, which: Extreme) -> Option<f64> {
         let v = match which {
