@@ -221,7 +221,6 @@ struct Aggregator {
     series: SeriesStore,
     engine: RuleEngine,
     receiver: Option<Arc<Receiver>>,
-    /// By catalogue position: whether some rule reads the family, so its history is kept.
     exposer: Exposer,
     /// The model's samples and the alerts' of the last publish, their buffers reused.
     samples: Vec<ExportedSample>,

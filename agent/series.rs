@@ -364,10 +364,9 @@ impl SeriesStore {
     }
 
     /// Takes one scrape's worth of samples at `t`, those of families no rule reads left out:
-    /// series missing from it since the last scrape
-    /// get a staleness marker, and everything older than the retention is dropped. A series
-    /// that exists costs a hash lookup and a pointer comparison; labels are built only for new
-    /// ones.
+    /// series missing from it since the last scrape get a staleness marker, and everything
+    /// older than the retention is dropped. A series that exists costs a hash lookup and a
+    /// pointer comparison; labels are built only for new ones.
     pub fn ingest_scrape<'a>(
         &mut self,
         t: Millis,

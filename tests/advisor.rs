@@ -247,8 +247,8 @@ fn run_benchmark(
 /// What the model leaves out is every checkout's own bookkeeping, waiting or not: 20–40 µs
 /// here. Where most callers do not queue (Erlang C's wait probability is under one half, which
 /// the test checks), the median wait is that bookkeeping alone, so the queue's wait is the mean
-/// less the median. Uncorrected it made the smallest mean wait (~0.5 ms at 7 connections and 3.5
-/// Erlangs) read 8–25 % high.
+/// less the median. Uncorrected, in an earlier version of this test (5, 6 and 7 connections at 175
+/// arrivals a second), it made the smallest mean wait (~0.5 ms at 7) read 8–25 % high.
 ///
 /// At one utilization for all three sizes, none runs near saturation, where a queue's busy
 /// periods are long and a minute of arrivals gives a loose mean: at 0.7 utilization six runs
