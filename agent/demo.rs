@@ -3,7 +3,7 @@
 //! targets of the agent, the shipped rules with their waits shortened, and the live summary.
 //!
 //! The pools reach the agent as in-process targets ([`SourceConfig::InProcess`]), one per
-//! database file, sampled by [`InstrumentedPool::sample`]. That is the one view that sees what
+//! database file, sampled by [`CountedPool::sample`]. That is the one view that sees what
 //! the demo is about: callers waiting for a connection, their wait and the hold times, which
 //! only the application knows (a file target sees the file and the processes holding it, not
 //! the pool in front of it). A file target on the same files would add a second, differently
@@ -19,10 +19,10 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::bench::workload::{Backend, BenchError, Dataset, Operation};
+use crate::bench::workload::{BenchError, BlockingBackend, Dataset, Operation};
 use crate::config::{SourceConfig, Target};
 use crate::model::{Labels, PoolLimits, SourceKind, TargetSample};
-use crate::pools::{InstrumentedPool, PoolSettings};
+use crate::pools::{CountedPool, InstrumentedPool, PoolSettings};
 use crate::rules::alerts::{Alert, AlertState};
 use crate::rules::files::RuleSet;
 use crate::sources::inprocess::InProcessPools;
@@ -43,7 +43,7 @@ pub fn shortened_rules(cap: Duration) -> RuleSet {
 }
 
 /// One demo pool on one backend, and what its users did.
-pub struct DemoPool<B: Backend> {
+pub struct DemoPool<B: BlockingBackend> {
     pub backend: B,
     pub pool: InstrumentedPool<B::Manager>,
     pub dataset: Dataset,
@@ -53,7 +53,7 @@ pub struct DemoPool<B: Backend> {
     next_test_id: AtomicU64,
 }
 
-impl<B: Backend> std::fmt::Debug for DemoPool<B> {
+impl<B: BlockingBackend> std::fmt::Debug for DemoPool<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DemoPool")
             .field("backend", &self.backend.name())
@@ -62,7 +62,7 @@ impl<B: Backend> std::fmt::Debug for DemoPool<B> {
     }
 }
 
-impl<B: Backend> DemoPool<B> {
+impl<B: BlockingBackend> DemoPool<B> {
     /// Creates the dataset on `backend` and a pool named `name` in front of it (opening
     /// nothing yet).
     pub fn create(
@@ -124,7 +124,7 @@ pub trait Outcomes: Send + Sync {
     fn outcomes(&self) -> (u64, u64);
 }
 
-impl<B: Backend> Outcomes for DemoPool<B> {
+impl<B: BlockingBackend> Outcomes for DemoPool<B> {
     fn pool_name(&self) -> &str {
         self.pool.name()
     }
@@ -138,7 +138,7 @@ impl<B: Backend> Outcomes for DemoPool<B> {
 }
 
 /// A demo pool as the agent's target: the pool's sample, nothing about a server.
-impl<B: Backend> InProcessPools for DemoPool<B> {
+impl<B: BlockingBackend> InProcessPools for DemoPool<B> {
     fn sample(&self) -> TargetSample {
         TargetSample {
             pools: vec![self.pool.sample()],
@@ -148,7 +148,7 @@ impl<B: Backend> InProcessPools for DemoPool<B> {
 }
 
 /// The in-process target of `pool`, named `name`, on a `kind` of database.
-pub fn target<B: Backend>(name: &str, kind: SourceKind, pool: &Arc<DemoPool<B>>) -> Target {
+pub fn target<B: BlockingBackend>(name: &str, kind: SourceKind, pool: &Arc<DemoPool<B>>) -> Target {
     Target {
         name: name.to_string(),
         source: SourceConfig::InProcess {
@@ -162,7 +162,7 @@ pub fn target<B: Backend>(name: &str, kind: SourceKind, pool: &Arc<DemoPool<B>>)
 }
 
 /// Starts `users` threads on `pool` until `stop`; join them to wait for the last request.
-pub fn start_users<B: Backend>(
+pub fn start_users<B: BlockingBackend>(
     pool: &Arc<DemoPool<B>>,
     users: u32,
     hold: Duration,

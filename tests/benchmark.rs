@@ -159,6 +159,57 @@ fn postgres_reports_echo_the_settings_and_add_up() {
     assert_eq!(left, 0);
 }
 
+/// The open loop on PostgreSQL, whose users are tasks on one thread: every arrival the
+/// dispatcher sent is served, none lost in the hand-over to the event loop, and the holds are
+/// slept on its timer.
+#[test]
+fn postgres_open_loop_serves_every_arrival() {
+    let _load = crate::common::exclusive_load();
+    let schema = unique("pw_open");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://mdm@127.0.0.1:{}/mdm_demo", pg_port());
+    let args = [
+        "--backend",
+        "postgres",
+        "--url",
+        &url,
+        "--dataset",
+        &schema,
+        "--pool-size",
+        "2",
+        "--max-overflow",
+        "0",
+        "--pre-ping",
+        "false",
+        "--concurrent-users",
+        "4",
+        "--arrival-rate",
+        "250",
+        "--hold-time-ms",
+        "5",
+        "--duration",
+        "2",
+        "--operation",
+        "read",
+        "--rows",
+        "2000",
+    ];
+    let reports = benchmark(dir.path(), &args, &[("PGPASSWORD", APP_PASSWORD)]);
+    let report = &reports[0];
+    consistent(report);
+    let rate = report.arrival_rate_per_second.expect("an open-loop run");
+    // 500 Poisson arrivals expected: their count is within 20% but for one run in 10^5.
+    assert!((200.0..300.0).contains(&rate), "{rate}");
+    let sent = (rate * report.settings.duration_seconds).round() as u64;
+    assert_eq!(report.operations + report.errors, sent);
+    assert!(report.generator_delay_seconds.is_some());
+    assert!(report.arrival_scv.is_some());
+    // The hold is the statement plus 5 ms of simulated work on average, which tokio's timer
+    // rounds up to its next millisecond.
+    let hold_ms = report.hold_seconds.mean * 1e3;
+    assert!((4.5..8.0).contains(&hold_ms), "{hold_ms} ms");
+}
+
 #[test]
 fn a_missing_password_fails_at_once_with_the_reason() {
     let port = pg_port();

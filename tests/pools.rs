@@ -1,12 +1,21 @@
-//! The instrumented pool on the real PostgreSQL: what it reports in the pool model matches
-//! what the server sees, pending is exact, and overflow connections close on return.
+//! The instrumented pool on the real PostgreSQL (bb8, callers as tasks): what it reports in the
+//! pool model matches what the server sees, pending is exact, and overflow connections close on
+//! return.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use poolwatch::model::Labels;
-use poolwatch::pools::{InstrumentedPool, PoolSettings, postgres};
+use poolwatch::pools::{AsyncInstrumentedPool, CountedPool, PoolSettings, postgres};
 use poolwatch::secret::Connection;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 use crate::common::{APP_PASSWORD, connect, monitor_url, pg_port, wait_for};
 
@@ -47,25 +56,27 @@ fn the_pool_model_matches_the_server() {
         pre_ping: true,
         recycle: Some(Duration::from_secs(3600)),
     };
-    let pool = Arc::new(
-        InstrumentedPool::new(
-            "mdm_demo",
-            Labels::from([("backend".into(), "postgres".into())]),
-            postgres::manager(&endpoint, &app),
-            settings,
-        )
-        .unwrap(),
-    );
-    let mut held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
-    for conn in &mut held {
-        conn.simple_query("SELECT 1").unwrap();
-    }
+    let runtime = runtime();
+    let pool = runtime.block_on(async {
+        let labels = Labels::from([("backend".into(), "postgres".into())]);
+        let manager = postgres::manager(&endpoint, &app);
+        Arc::new(AsyncInstrumentedPool::new("mdm_demo", labels, manager, settings).unwrap())
+    });
+    let held = runtime.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let conn = pool.get().await.unwrap();
+            conn.client.simple_query("SELECT 1").await.unwrap();
+            held.push(conn);
+        }
+        held
+    });
     let waiters: Vec<_> = (0..2)
         .map(|_| {
             let pool = Arc::clone(&pool);
-            std::thread::spawn(move || {
-                let mut conn = pool.get().unwrap();
-                conn.simple_query("SELECT 1").unwrap();
+            runtime.spawn(async move {
+                let conn = pool.get().await.unwrap();
+                conn.client.simple_query("SELECT 1").await.unwrap();
             })
         })
         .collect();
@@ -86,9 +97,11 @@ fn the_pool_model_matches_the_server() {
     // The server sees the pool's three connections under the spec's application_name.
     assert_eq!(sessions(&app), 3);
     drop(held);
-    for w in waiters {
-        w.join().unwrap();
-    }
+    runtime.block_on(async {
+        for w in waiters {
+            w.await.unwrap();
+        }
+    });
     let sample = pool.sample();
     assert_eq!((sample.used, sample.pending), (Some(0), Some(0)));
     // The overflow connection closed on its return: two stay, as pool_size says.
@@ -120,15 +133,13 @@ fn failed_connects_are_counted_as_connection_errors() {
         pre_ping: true,
         recycle: None,
     };
-    let pool = InstrumentedPool::new(
-        "bad",
-        Labels::new(),
-        postgres::manager(&endpoint, "pw-bad"),
-        settings,
-    )
-    .unwrap();
-    let error = pool
-        .get()
+    let runtime = runtime();
+    let pool = runtime.block_on(async {
+        let manager = postgres::manager(&endpoint, "pw-bad");
+        AsyncInstrumentedPool::new("bad", Labels::new(), manager, settings).unwrap()
+    });
+    let error = runtime
+        .block_on(pool.get())
         .err()
         .expect("no connection with a wrong password");
     let message = error.to_string();

@@ -8,8 +8,8 @@ use duckdb::params_from_iter;
 use duckdb::types::Value;
 
 use super::workload::{
-    Backend, BenchError, Dataset, SqlTypes, Statement, Table, file_schema, get_by_id_sql,
-    insert_sql, remove_database_files, row_values, update_stats_sql,
+    Backend, BenchError, BlockingBackend, Dataset, SqlTypes, Statement, Table, file_schema,
+    get_by_id_sql, insert_sql, remove_database_files, row_values, update_stats_sql,
 };
 use crate::pools::Connection;
 use crate::pools::duckdb::DuckdbManager;
@@ -56,18 +56,12 @@ fn batch_insert(
 }
 
 impl Backend for Duckdb {
-    type Manager = DuckdbManager;
-
     fn name(&self) -> &'static str {
         "duckdb"
     }
 
     fn location(&self) -> String {
         self.path.display().to_string()
-    }
-
-    fn manager(&self) -> DuckdbManager {
-        self.manager.clone()
     }
 
     fn create(&self, dataset: &Dataset) -> Result<(), BenchError> {
@@ -99,6 +93,14 @@ impl Backend for Duckdb {
             return Ok(());
         }
         remove_database_files(&self.path, &["", ".wal"])
+    }
+}
+
+impl BlockingBackend for Duckdb {
+    type Manager = DuckdbManager;
+
+    fn manager(&self) -> DuckdbManager {
+        self.manager.clone()
     }
 
     fn execute(

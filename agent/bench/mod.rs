@@ -23,9 +23,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::model::Labels;
-use crate::pools::{InstrumentedPool, Peaks, Stats};
+use crate::pools::postgres::PostgresManager;
+use crate::pools::{AsyncInstrumentedPool, CountedPool, InstrumentedPool, Peaks, Stats};
+use postgres::Postgres;
 use report::{Handoffs, Percentiles, PoolMetrics, Report, Settings, StatementFigures};
-use workload::{Backend, BenchError, Dataset, STATEMENTS, Statement};
+use workload::{Backend, BenchError, BlockingBackend, Dataset, STATEMENTS, Statement};
 
 /// A sample of the pool every this often, for idle, overflow and peaks.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -162,64 +164,46 @@ struct Samples {
     overflow_sum: f64,
 }
 
-/// Everything the users share.
-struct Shared<'a, B: Backend> {
-    backend: &'a B,
-    pool: &'a InstrumentedPool<B::Manager>,
+/// What a run at one pool size is given.
+#[derive(Clone, Copy)]
+pub struct RunArgs<'a> {
+    pub settings: &'a Settings,
+    /// Where the ids of inserted test rows go on from: the caller starts it past the created
+    /// test rows and keeps it across the runs on one dataset.
+    pub next_test_id: &'a AtomicI64,
+    /// Set by Ctrl-C: the run ends early, its report marked interrupted.
+    pub interrupted: &'a AtomicBool,
+    pub progress: &'a ProgressBar,
+    /// Called once the pool is warm, before the measurement starts.
+    pub warm: &'a dyn Fn(),
+}
+
+/// What the users of one run share, whether they are threads or tasks.
+struct Run<'a> {
     settings: &'a Settings,
     dataset: Dataset,
     next_test_id: &'a AtomicI64,
     completed: AtomicU64,
     done: AtomicBool,
     interrupted: &'a AtomicBool,
+    progress: &'a ProgressBar,
 }
 
-impl<B: Backend> Shared<'_, B> {
-    fn stopping(&self) -> bool {
-        self.done.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
+impl<'a> Run<'a> {
+    fn new(args: &RunArgs<'a>) -> Run<'a> {
+        Run {
+            settings: args.settings,
+            dataset: Dataset::new(args.settings.rows, args.settings.batch_size),
+            next_test_id: args.next_test_id,
+            completed: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            interrupted: args.interrupted,
+            progress: args.progress,
+        }
     }
 
-    /// One request: its statement through a pooled connection. `arrived` is when the request
-    /// came into being (its latency starts there).
-    fn request(&self, tally: &mut Tally, rng: &mut SmallRng, arrived: Instant) {
-        let statement = self.dataset.next(self.settings.operation, rng, |count| {
-            self.next_test_id.fetch_add(count as i64, Ordering::Relaxed)
-        });
-        let asked = Instant::now();
-        if self.settings.arrival_rate.is_some() {
-            tally.asks.push(asked);
-        }
-        let mut conn = match self.pool.get() {
-            Ok(conn) => conn,
-            Err(e) => {
-                tally.error(&statement, e.to_string());
-                return;
-            }
-        };
-        let got = Instant::now();
-        tally.wait.record(got - asked);
-        let result = self.backend.execute(&mut conn, &statement);
-        let work = exponential(
-            rng,
-            Duration::from_secs_f64(self.settings.hold_time_ms / 1e3),
-        );
-        if !work.is_zero() {
-            thread::sleep(work);
-        }
-        drop(conn);
-        let end = Instant::now();
-        tally.hold.record(end - got);
-        match result {
-            Ok(()) => {
-                tally.ok += 1;
-                tally.latency.record(end - arrived);
-                tally.statements[Tally::index(&statement)]
-                    .0
-                    .record(end - arrived);
-                self.completed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tally.error(&statement, e.to_string()),
-        }
+    fn stopping(&self) -> bool {
+        self.done.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
     }
 
     fn rng(&self, user: u64) -> SmallRng {
@@ -230,14 +214,93 @@ impl<B: Backend> Shared<'_, B> {
         )
     }
 
+    /// A user's pause before its next request (closed loop).
+    fn think(&self, rng: &mut SmallRng) -> Duration {
+        exponential(
+            rng,
+            Duration::from_secs_f64(self.settings.think_time_ms / 1e3),
+        )
+    }
+
+    /// A request's statement, and the instant it asks the pool for a connection.
+    fn ask(&self, tally: &mut Tally, rng: &mut SmallRng) -> (Statement, Instant) {
+        let statement = self.dataset.next(self.settings.operation, rng, |count| {
+            self.next_test_id.fetch_add(count as i64, Ordering::Relaxed)
+        });
+        let asked = Instant::now();
+        if self.settings.arrival_rate.is_some() {
+            tally.asks.push(asked);
+        }
+        (statement, asked)
+    }
+
+    /// The work the application does holding the connection, after the statement.
+    fn work(&self, rng: &mut SmallRng) -> Duration {
+        exponential(
+            rng,
+            Duration::from_secs_f64(self.settings.hold_time_ms / 1e3),
+        )
+    }
+
+    /// A request that ended at `end` (its connection back in the pool): `arrived` is when it
+    /// came into being (its latency starts there), `got` when it had a connection.
+    fn finish(
+        &self,
+        tally: &mut Tally,
+        statement: &Statement,
+        (arrived, got, end): (Instant, Instant, Instant),
+        result: Result<(), BenchError>,
+    ) {
+        tally.hold.record(end - got);
+        match result {
+            Ok(()) => {
+                tally.ok += 1;
+                tally.latency.record(end - arrived);
+                tally.statements[Tally::index(statement)]
+                    .0
+                    .record(end - arrived);
+                self.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tally.error(statement, e.to_string()),
+        }
+    }
+}
+
+/// A run's users as threads, one each: for drivers that block (SQLite, DuckDB).
+struct Threads<'a, B: BlockingBackend> {
+    run: &'a Run<'a>,
+    backend: &'a B,
+    pool: &'a InstrumentedPool<B::Manager>,
+}
+
+impl<B: BlockingBackend> Threads<'_, B> {
+    /// One request: its statement through a pooled connection.
+    fn request(&self, tally: &mut Tally, rng: &mut SmallRng, arrived: Instant) {
+        let (statement, asked) = self.run.ask(tally, rng);
+        let mut conn = match self.pool.get() {
+            Ok(conn) => conn,
+            Err(e) => return tally.error(&statement, e.to_string()),
+        };
+        let got = Instant::now();
+        tally.wait.record(got - asked);
+        let result = self.backend.execute(&mut conn, &statement);
+        let work = self.run.work(rng);
+        if !work.is_zero() {
+            thread::sleep(work);
+        }
+        drop(conn);
+        let end = Instant::now();
+        self.run
+            .finish(tally, &statement, (arrived, got, end), result);
+    }
+
     /// A user of the closed loop: the next request when the last one is done (after thinking).
     fn closed_user(&self, user: u64) -> Tally {
         precise_sleeps();
         let mut tally = Tally::new();
-        let mut rng = self.rng(user);
-        let think = Duration::from_secs_f64(self.settings.think_time_ms / 1e3);
-        while !self.stopping() {
-            let pause = exponential(&mut rng, think);
+        let mut rng = self.run.rng(user);
+        while !self.run.stopping() {
+            let pause = self.run.think(&mut rng);
             if !pause.is_zero() {
                 thread::sleep(pause);
             }
@@ -250,11 +313,11 @@ impl<B: Backend> Shared<'_, B> {
     fn open_user(&self, user: u64, arrivals: &Mutex<mpsc::Receiver<Instant>>) -> Tally {
         precise_sleeps();
         let mut tally = Tally::new();
-        let mut rng = self.rng(user);
+        let mut rng = self.run.rng(user);
         loop {
             let next = arrivals.lock().unwrap_or_else(|e| e.into_inner()).recv();
             let Ok(arrived) = next else { break };
-            if self.interrupted.load(Ordering::Relaxed) {
+            if self.run.interrupted.load(Ordering::Relaxed) {
                 break;
             }
             tally.delay.record(arrived.elapsed());
@@ -262,16 +325,150 @@ impl<B: Backend> Shared<'_, B> {
         }
         tally
     }
+
+    /// Runs the users until the run stops; the dispatcher's count of arrivals in the open loop.
+    fn drive(&self, deadline: Instant) -> (Tally, Option<u64>) {
+        let (run, settings) = (self.run, self.run.settings);
+        let (tx, rx) = mpsc::channel();
+        let rx = Mutex::new(rx);
+        thread::scope(|scope| {
+            let mut users = Vec::new();
+            let mut dispatcher = None;
+            match settings.arrival_rate {
+                Some(rate) => {
+                    let rx = &rx;
+                    for user in 0..u64::from(settings.concurrent_users) {
+                        users.push(scope.spawn(move || self.open_user(user, rx)));
+                    }
+                    dispatcher = Some(scope.spawn(move || {
+                        let send = |at| tx.send(at).is_ok();
+                        dispatch(rate, settings.seed, deadline, || run.stopping(), send)
+                    }));
+                }
+                None => {
+                    for user in 0..u64::from(settings.concurrent_users) {
+                        users.push(scope.spawn(move || self.closed_user(user)));
+                    }
+                }
+            }
+            let sent = dispatcher.map(|d| d.join().unwrap_or(0));
+            let mut tally = Tally::new();
+            for user in users {
+                if let Ok(t) = user.join() {
+                    tally.merge(t);
+                }
+            }
+            (tally, sent)
+        })
+    }
+}
+
+/// A run's users as tasks on one thread's event loop, as pgbench's clients share its threads:
+/// for PostgreSQL, whose driver is tokio's. A thread per user would cost the load generator a
+/// wake-up of its own per statement, on the cores the server needs. Pauses are slept on tokio's
+/// timer, which rounds them up to the next millisecond.
+struct Tasks<'a> {
+    run: &'a Run<'a>,
+    backend: &'a Postgres,
+    pool: &'a AsyncInstrumentedPool<PostgresManager>,
+}
+
+impl Tasks<'_> {
+    async fn request(&self, tally: &mut Tally, rng: &mut SmallRng, arrived: Instant) {
+        let (statement, asked) = self.run.ask(tally, rng);
+        let mut conn = match self.pool.get().await {
+            Ok(conn) => conn,
+            Err(e) => return tally.error(&statement, e.to_string()),
+        };
+        let got = Instant::now();
+        tally.wait.record(got - asked);
+        let result = self.backend.execute(&mut conn, &statement).await;
+        let work = self.run.work(rng);
+        if !work.is_zero() {
+            tokio::time::sleep(work).await;
+        }
+        drop(conn);
+        let end = Instant::now();
+        self.run
+            .finish(tally, &statement, (arrived, got, end), result);
+    }
+
+    async fn closed_user(&self, user: u64) -> Tally {
+        let mut tally = Tally::new();
+        let mut rng = self.run.rng(user);
+        while !self.run.stopping() {
+            let pause = self.run.think(&mut rng);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            self.request(&mut tally, &mut rng, Instant::now()).await;
+        }
+        tally
+    }
+
+    async fn open_user(
+        &self,
+        user: u64,
+        arrivals: &tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>,
+    ) -> Tally {
+        let mut tally = Tally::new();
+        let mut rng = self.run.rng(user);
+        loop {
+            let next = arrivals.lock().await.recv().await;
+            let Some(arrived) = next else { break };
+            if self.run.interrupted.load(Ordering::Relaxed) {
+                break;
+            }
+            tally.delay.record(arrived.elapsed());
+            self.request(&mut tally, &mut rng, arrived).await;
+        }
+        tally
+    }
+
+    /// Runs the users on `runtime` until the run stops; the open loop's arrivals come from a
+    /// thread of their own, whose sleeps keep the microsecond.
+    fn drive(&self, runtime: &tokio::runtime::Runtime, deadline: Instant) -> (Tally, Option<u64>) {
+        let (run, settings) = (self.run, self.run.settings);
+        let users = 0..u64::from(settings.concurrent_users);
+        let (tallies, sent) = match settings.arrival_rate {
+            Some(rate) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let rx = tokio::sync::Mutex::new(rx);
+                thread::scope(|scope| {
+                    let dispatcher = scope.spawn(move || {
+                        let send = |at| tx.send(at).is_ok();
+                        dispatch(rate, settings.seed, deadline, || run.stopping(), send)
+                    });
+                    let users = users.map(|user| self.open_user(user, &rx));
+                    let tallies = runtime.block_on(futures_util::future::join_all(users));
+                    (tallies, Some(dispatcher.join().unwrap_or(0)))
+                })
+            }
+            None => {
+                let users = users.map(|user| self.closed_user(user));
+                (
+                    runtime.block_on(futures_util::future::join_all(users)),
+                    None,
+                )
+            }
+        };
+        let mut tally = Tally::new();
+        for t in tallies {
+            tally.merge(t);
+        }
+        (tally, sent)
+    }
 }
 
 /// Poisson arrivals at `rate` per second until `deadline`, on an absolute schedule so that a
-/// late wake-up does not lower the rate. Returns how many it sent.
+/// late wake-up does not lower the rate; each is sent as the instant it is due, until `send`
+/// says nobody takes them. Returns how many it sent.
 fn dispatch(
     rate: f64,
     seed: u64,
     deadline: Instant,
     stop: impl Fn() -> bool,
-    arrivals: mpsc::Sender<Instant>,
+    mut send: impl FnMut(Instant) -> bool,
 ) -> u64 {
     precise_sleeps();
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xA5A5_A5A5);
@@ -287,48 +484,93 @@ fn dispatch(
         if next > now {
             thread::sleep(next - now);
         }
-        if arrivals.send(next).is_err() {
+        if !send(next) {
             return sent;
         }
         sent += 1;
     }
 }
 
-/// Runs one pool size: a fresh pool, pre-warmed to pool_size connections as the spec advises
-/// (then `warm` is called), then `duration` of load. The dataset must exist ([`Backend::create`]); rows inserted take
-/// ids from `next_test_id`, which the caller starts past the created test rows and keeps across
-/// the runs on one dataset.
-pub fn run<B: Backend>(
+/// The pool's name and labels in a run at this pool size.
+fn pool_identity(backend: &impl Backend, settings: &Settings) -> (String, Labels) {
+    (
+        format!("benchmark-{}", settings.pool.pool_size),
+        Labels::from([("backend".to_string(), backend.name().to_string())]),
+    )
+}
+
+/// Runs one pool size of a backend whose driver blocks, a thread per user: a fresh pool,
+/// pre-warmed to pool_size connections as the spec advises (then `warm` is called), then
+/// `duration` of load. The dataset must exist ([`Backend::create`]).
+pub fn run_threads<B: BlockingBackend>(
     backend: &B,
-    settings: &Settings,
-    next_test_id: &AtomicI64,
-    interrupted: &AtomicBool,
-    progress: &ProgressBar,
-    warm: impl FnOnce(),
+    run: &RunArgs<'_>,
 ) -> Result<Report, BenchError> {
-    let dataset = Dataset::new(settings.rows, settings.batch_size);
-    let labels = Labels::from([("backend".to_string(), backend.name().to_string())]);
-    let pool = InstrumentedPool::new(
-        &format!("benchmark-{}", settings.pool.pool_size),
-        labels,
-        backend.manager(),
-        settings.pool,
-    )?;
-    prewarm(&pool)?;
+    let RunArgs { settings, warm, .. } = *run;
+    let (name, labels) = pool_identity(backend, settings);
+    let pool = InstrumentedPool::new(&name, labels, backend.manager(), settings.pool)?;
+    // The spec's `prewarm_pool`: pool_size connections checked out at once and returned, so
+    // that the measurement starts from a warm pool rather than timing connection set-up.
+    let held = (0..settings.pool.pool_size)
+        .map(|_| pool.get())
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(held);
     warm();
+    let run = Run::new(run);
+    let users = Threads {
+        run: &run,
+        backend,
+        pool: &pool,
+    };
+    Ok(measure(&pool, &run, |deadline| users.drive(deadline)))
+}
+
+/// [`run_threads`] for PostgreSQL: the same run, its users tasks on one thread ([`Tasks`]).
+pub fn run_tasks(backend: &Postgres, run: &RunArgs<'_>) -> Result<Report, BenchError> {
+    let RunArgs { settings, warm, .. } = *run;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Setup(format!("starting the users' event loop: {e}")))?;
+    let (name, labels) = pool_identity(backend, settings);
+    let manager = backend.manager();
+    let sessions = manager.sessions();
+    let pool = runtime.block_on(async {
+        let pool = AsyncInstrumentedPool::new(&name, labels, manager, settings.pool)?;
+        let mut held = Vec::new();
+        for _ in 0..settings.pool.pool_size {
+            held.push(pool.get().await?);
+        }
+        drop(held);
+        Ok::<_, BenchError>(pool)
+    })?;
+    warm();
+    let run = Run::new(run);
+    let users = Tasks {
+        run: &run,
+        backend,
+        pool: &pool,
+    };
+    let report = measure(&pool, &run, |deadline| users.drive(&runtime, deadline));
+    // Every session told the server it is leaving before the event loop goes.
+    runtime.block_on(async {
+        drop(pool);
+        sessions.ended(Duration::from_secs(5)).await;
+    });
+    Ok(report)
+}
+
+/// The measurement around `drive`, which runs the users until `done` (set by the watch at the
+/// deadline) and returns their tally, and the arrivals dispatched in the open loop.
+fn measure<P: CountedPool + Sync>(
+    pool: &P,
+    run: &Run<'_>,
+    drive: impl FnOnce(Instant) -> (Tally, Option<u64>),
+) -> Report {
+    let settings = run.settings;
     let before = pool.stats();
     // The peaks of the run start here, after the pre-warm.
     pool.take_peaks();
-    let shared = Shared {
-        backend,
-        pool: &pool,
-        settings,
-        dataset,
-        next_test_id,
-        completed: AtomicU64::new(0),
-        done: AtomicBool::new(false),
-        interrupted,
-    };
     let duration = Duration::from_secs_f64(settings.duration_seconds);
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -336,51 +578,27 @@ pub fn run<B: Backend>(
     let started = Instant::now();
     let deadline = started + duration;
     let mut samples = Samples::default();
-    let mut sent = None;
-    let tally = thread::scope(|scope| {
-        let shared = &shared;
-        let mut users = Vec::new();
-        let mut dispatcher = None;
-        match settings.arrival_rate {
-            Some(rate) => {
-                let (tx, rx) = mpsc::channel();
-                let rx = std::sync::Arc::new(Mutex::new(rx));
-                for user in 0..u64::from(settings.concurrent_users) {
-                    let rx = std::sync::Arc::clone(&rx);
-                    users.push(scope.spawn(move || shared.open_user(user, &rx)));
-                }
-                dispatcher = Some(scope.spawn(move || {
-                    dispatch(rate, settings.seed, deadline, || shared.stopping(), tx)
-                }));
-            }
-            None => {
-                for user in 0..u64::from(settings.concurrent_users) {
-                    users.push(scope.spawn(move || shared.closed_user(user)));
-                }
-            }
-        }
-        watch(shared, started, deadline, &mut samples, progress);
-        shared.done.store(true, Ordering::Relaxed);
-        sent = dispatcher.map(|d| d.join().unwrap_or(0));
-        let mut tally = Tally::new();
-        for user in users {
-            if let Ok(t) = user.join() {
-                tally.merge(t);
-            }
-        }
-        tally
+    let (tally, sent) = thread::scope(|scope| {
+        let samples = &mut samples;
+        let watcher = scope.spawn(move || {
+            watch(pool, run, started, deadline, samples);
+            run.done.store(true, Ordering::Relaxed);
+        });
+        let outcome = drive(deadline);
+        let _ = watcher.join();
+        outcome
     });
     let elapsed = started.elapsed().as_secs_f64();
     let after = pool.stats();
     let measured = elapsed
         .min(settings.duration_seconds)
         .max(f64::MIN_POSITIVE);
-    Ok(Report {
+    Report {
         poolwatch_version: env!("CARGO_PKG_VERSION").to_string(),
         settings: settings.clone(),
         started_at_unix_seconds: started_at,
         elapsed_seconds: elapsed,
-        interrupted: interrupted.load(Ordering::Relaxed),
+        interrupted: run.interrupted.load(Ordering::Relaxed),
         operations: tally.ok,
         errors: tally.errors,
         throughput_per_second: tally.ok as f64 / elapsed,
@@ -418,7 +636,7 @@ pub fn run<B: Backend>(
             elapsed,
         ),
         error_messages: tally.messages,
-    })
+    }
 }
 
 /// The squared coefficient of variation of the gaps between instants: 1 for Poisson arrivals,
@@ -437,42 +655,33 @@ fn gap_scv(mut instants: Vec<Instant>) -> Option<f64> {
     (mean > 0.0).then(|| variance / (mean * mean))
 }
 
-/// Checks out pool_size connections at once and returns them: the spec's `prewarm_pool`, so the
-/// measurement starts from a warm pool rather than timing connection set-up.
-fn prewarm<M: r2d2::ManageConnection>(pool: &InstrumentedPool<M>) -> Result<(), BenchError> {
-    let mut held = Vec::new();
-    for _ in 0..pool.settings().pool_size {
-        held.push(pool.get()?);
-    }
-    Ok(())
-}
-
 /// How often a run says how far it is when its progress bar is hidden (stderr is not a
 /// terminal, as in CI logs): often enough to see it move, seldom enough to read.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// The main thread during a run: samples the pool and moves the progress bar until the
 /// deadline or Ctrl-C; with the bar hidden, a plain line every [`PLAIN_PROGRESS_EVERY`].
-fn watch<B: Backend>(
-    shared: &Shared<'_, B>,
+fn watch<P: CountedPool>(
+    pool: &P,
+    run: &Run<'_>,
     started: Instant,
     deadline: Instant,
     samples: &mut Samples,
-    progress: &ProgressBar,
 ) {
-    let pool_size = u64::from(shared.settings.pool.pool_size);
+    let progress = run.progress;
+    let pool_size = u64::from(run.settings.pool.pool_size);
     let mut last_draw = started;
     let mut last_line = started;
-    while Instant::now() < deadline && !shared.interrupted.load(Ordering::Relaxed) {
+    while Instant::now() < deadline && !run.interrupted.load(Ordering::Relaxed) {
         thread::sleep(SAMPLE_EVERY.min(deadline.saturating_duration_since(Instant::now())));
-        let stats = shared.pool.stats();
+        let stats = pool.stats();
         samples.count += 1;
-        samples.idle_sum += shared.pool.idle() as f64;
+        samples.idle_sum += pool.idle() as f64;
         samples.overflow_sum += stats.used.saturating_sub(pool_size) as f64;
         if last_draw.elapsed() >= Duration::from_millis(250) {
             last_draw = Instant::now();
             let seconds = started.elapsed().as_secs_f64();
-            let done = shared.completed.load(Ordering::Relaxed);
+            let done = run.completed.load(Ordering::Relaxed);
             progress.set_position(started.elapsed().as_millis() as u64);
             progress.set_message(format!(
                 "{:.0} ops/s · {} in use · {} waiting",
@@ -487,7 +696,7 @@ fn watch<B: Backend>(
                 "{}: {:.0} s, {} done, {} in use, {} waiting",
                 progress.prefix(),
                 started.elapsed().as_secs_f64(),
-                shared.completed.load(Ordering::Relaxed),
+                run.completed.load(Ordering::Relaxed),
                 stats.used,
                 stats.pending
             );

@@ -1,13 +1,12 @@
 //! The benchmark on PostgreSQL: the dataset's tables live in a schema of their own (created at
-//! the start, dropped at the end), and each pooled connection prepares the spec's statements
-//! once and keeps them with the connection.
+//! the start, dropped at the end), and each pooled session prepares the spec's statements the
+//! first time it runs them and keeps them. Its users are tasks ([`crate::bench::run_tasks`]).
 
-use r2d2_postgres::postgres::types::ToSql;
-use r2d2_postgres::postgres::{Client, Statement as Prepared};
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
 
 use super::workload::{Backend, BenchError, COLUMNS, Dataset, FEATURES, Statement, Table, row};
-use crate::pools::Connection;
-use crate::pools::postgres::{PostgresManager, manager};
+use crate::pools::postgres::{PostgresManager, Session, manager};
 use crate::secret::Connection as Endpoint;
 
 pub struct Postgres {
@@ -16,6 +15,9 @@ pub struct Postgres {
     pub schema: String,
     /// Rows per batch_insert during the run, prepared once per connection.
     pub batch_size: usize,
+    /// The spec's statements by table (train, test): get_by_id, update_stats and batch_insert
+    /// of `batch_size` rows.
+    sql: [[String; 3]; 2],
 }
 
 impl Postgres {
@@ -36,14 +38,24 @@ impl Postgres {
                 "--dataset {schema:?}: use lower-case letters, digits and _ (it names a schema)"
             )));
         }
-        Ok(Postgres {
+        let mut postgres = Postgres {
             endpoint,
             schema: schema.to_string(),
             batch_size,
-        })
+            sql: Default::default(),
+        };
+        postgres.sql = [Table::Train, Table::Test].map(|table| {
+            let name = postgres.table(table);
+            [
+                format!("SELECT * FROM {name} WHERE id = $1"),
+                format!("UPDATE {name} SET stats = $1 WHERE id = $2"),
+                postgres.insert_sql(table, batch_size),
+            ]
+        });
+        Ok(postgres)
     }
 
-    fn error(&self, e: r2d2_postgres::postgres::Error) -> BenchError {
+    fn error(&self, e: tokio_postgres::Error) -> BenchError {
         BenchError::Backend {
             backend: "postgres",
             message: self.endpoint.scrub(&crate::pools::error_chain(&e)),
@@ -70,49 +82,70 @@ impl Postgres {
         sql
     }
 
-    fn connect(&self) -> Result<Client, BenchError> {
-        use r2d2::ManageConnection;
+    /// One session outside the pool, on an event loop of its own, for `work`: creating and
+    /// dropping the dataset.
+    fn direct<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, BenchError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BenchError::Setup(format!("starting an event loop: {e}")))?;
+        let manager = self.manager();
+        let sessions = manager.sessions();
+        runtime.block_on(async {
+            let mut session = bb8::ManageConnection::connect(&manager)
+                .await
+                .map_err(|e| self.error(e))?;
+            let result = work(&mut session.client).await.map_err(|e| self.error(e));
+            drop(session);
+            sessions.ended(std::time::Duration::from_secs(5)).await;
+            result
+        })
+    }
+
+    /// A pooled session's manager.
+    pub fn manager(&self) -> PostgresManager {
         manager(&self.endpoint, "poolwatch-benchmark")
-            .connect()
-            .map_err(|e| self.error(e))
     }
 
-    /// The spec's statements for both tables, prepared on this connection.
-    fn prepare(&self, client: &mut Client) -> Result<Statements, BenchError> {
-        let mut prepare = |sql: String| client.prepare(&sql).map_err(|e| self.error(e));
-        let mut by_table = Vec::new();
-        for table in [Table::Train, Table::Test] {
-            let name = self.table(table);
-            by_table.push([
-                prepare(format!("SELECT * FROM {name} WHERE id = $1"))?,
-                prepare(format!("UPDATE {name} SET stats = $1 WHERE id = $2"))?,
-                prepare(self.insert_sql(table, self.batch_size))?,
-            ]);
-        }
-        let test = by_table.pop().expect("two tables");
-        let train = by_table.pop().expect("two tables");
-        Ok(Statements { train, test })
-    }
-}
-
-/// The spec's prepared statements on one connection, per table: get_by_id, update_stats and
-/// batch_insert of the run's batch size.
-struct Statements {
-    train: [Prepared; 3],
-    test: [Prepared; 3],
-}
-
-impl Statements {
-    fn of(&self, statement: &Statement) -> Prepared {
-        let (table, index) = match statement {
-            Statement::GetById { table, .. } => (table, 0),
-            Statement::UpdateStats { table, .. } => (table, 1),
-            Statement::BatchInsert { table, .. } => (table, 2),
+    /// Runs one statement on a pooled session.
+    pub async fn execute(
+        &self,
+        session: &mut Session,
+        statement: &Statement,
+    ) -> Result<(), BenchError> {
+        let sql = |table: Table, index: usize| &self.sql[table as usize][index];
+        let run = async {
+            match *statement {
+                Statement::GetById { table, id } => {
+                    let prepared = session.prepare_cached(sql(table, 0)).await?;
+                    session.client.query(&prepared, &[&id]).await?;
+                }
+                Statement::UpdateStats { table, id, stats } => {
+                    let prepared = session.prepare_cached(sql(table, 1)).await?;
+                    session.client.execute(&prepared, &[&stats, &id]).await?;
+                }
+                Statement::BatchInsert {
+                    table,
+                    first_id,
+                    count,
+                } => {
+                    let rows = Rows::new(first_id, count);
+                    // The run's batch size is prepared once; a shorter last batch is not.
+                    if count == self.batch_size {
+                        let prepared = session.prepare_cached(sql(table, 2)).await?;
+                        session.client.execute(&prepared, &rows.params()).await?;
+                    } else {
+                        let sql = self.insert_sql(table, count);
+                        session.client.execute(&sql, &rows.params()).await?;
+                    }
+                }
+            }
+            Ok(())
         };
-        match table {
-            Table::Train => self.train[index].clone(),
-            Table::Test => self.test[index].clone(),
-        }
+        run.await.map_err(|e| self.error(e))
     }
 }
 
@@ -156,8 +189,6 @@ impl Rows {
 }
 
 impl Backend for Postgres {
-    type Manager = PostgresManager;
-
     fn name(&self) -> &'static str {
         "postgres"
     }
@@ -166,12 +197,7 @@ impl Backend for Postgres {
         format!("{} schema {}", self.endpoint.endpoint(), self.schema)
     }
 
-    fn manager(&self) -> PostgresManager {
-        manager(&self.endpoint, "poolwatch-benchmark")
-    }
-
     fn create(&self, dataset: &Dataset) -> Result<(), BenchError> {
-        let mut client = self.connect()?;
         let columns: Vec<String> = (0..FEATURES)
             .map(|k| format!("feature_{k} double precision NOT NULL"))
             .collect();
@@ -190,76 +216,33 @@ impl Backend for Postgres {
         ddl.push_str(&format!(
             "CREATE TABLE {schema}._metadata (key text PRIMARY KEY, value text NOT NULL);"
         ));
-        client.batch_execute(&ddl).map_err(|e| self.error(e))?;
-        let mut tx = client.transaction().map_err(|e| self.error(e))?;
-        for (table, first_id, count) in dataset.batches() {
-            let batch = Rows::new(first_id, count);
-            tx.execute(&self.insert_sql(table, count), &batch.params())
-                .map_err(|e| self.error(e))?;
-        }
-        for (key, value) in dataset.metadata() {
-            tx.execute(
-                &format!("INSERT INTO {schema}._metadata (key, value) VALUES ($1, $2)"),
-                &[&key, &value],
-            )
-            .map_err(|e| self.error(e))?;
-        }
-        tx.commit().map_err(|e| self.error(e))?;
-        client
-            .batch_execute(&format!("ANALYZE {0}.train; ANALYZE {0}.test", schema))
-            .map_err(|e| self.error(e))?;
-        Ok(())
+        self.direct(async |client| {
+            client.batch_execute(&ddl).await?;
+            let tx = client.transaction().await?;
+            for (table, first_id, count) in dataset.batches() {
+                let batch = Rows::new(first_id, count);
+                tx.execute(&self.insert_sql(table, count), &batch.params())
+                    .await?;
+            }
+            for (key, value) in dataset.metadata() {
+                tx.execute(
+                    &format!("INSERT INTO {schema}._metadata (key, value) VALUES ($1, $2)"),
+                    &[&key, &value],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            client
+                .batch_execute(&format!("ANALYZE {0}.train; ANALYZE {0}.test", schema))
+                .await
+        })
     }
 
     fn drop_dataset(&self) -> Result<(), BenchError> {
-        let mut client = self.connect()?;
-        client
-            .batch_execute(&format!(
-                "SET client_min_messages = warning; DROP SCHEMA IF EXISTS {} CASCADE",
-                self.schema
-            ))
-            .map_err(|e| self.error(e))
-    }
-
-    fn execute(
-        &self,
-        conn: &mut Connection<PostgresManager>,
-        statement: &Statement,
-    ) -> Result<(), BenchError> {
-        if r2d2::PooledConnection::extensions(conn)
-            .get::<Statements>()
-            .is_none()
-        {
-            let prepared = self.prepare(conn)?;
-            r2d2::PooledConnection::extensions_mut(conn).insert(prepared);
-        }
-        let prepared = r2d2::PooledConnection::extensions(conn)
-            .get::<Statements>()
-            .map(|s| s.of(statement))
-            .ok_or_else(|| BenchError::Setup("statements were not prepared".into()))?;
-        let client: &mut Client = conn;
-        let result = match *statement {
-            Statement::GetById { id, .. } => client.query(&prepared, &[&id]).map(|_| ()),
-            Statement::UpdateStats { id, stats, .. } => {
-                client.execute(&prepared, &[&stats, &id]).map(|_| ())
-            }
-            Statement::BatchInsert {
-                first_id, count, ..
-            } if count == self.batch_size => {
-                let rows = Rows::new(first_id, count);
-                client.execute(&prepared, &rows.params()).map(|_| ())
-            }
-            Statement::BatchInsert {
-                table,
-                first_id,
-                count,
-            } => {
-                let rows = Rows::new(first_id, count);
-                client
-                    .execute(&self.insert_sql(table, count), &rows.params())
-                    .map(|_| ())
-            }
-        };
-        result.map_err(|e| self.error(e))
+        let sql = format!(
+            "SET client_min_messages = warning; DROP SCHEMA IF EXISTS {} CASCADE",
+            self.schema
+        );
+        self.direct(async |client| client.batch_execute(&sql).await)
     }
 }

@@ -7,8 +7,8 @@ use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
 use super::workload::{
-    Backend, BenchError, Dataset, SqlTypes, Statement, Table, file_schema, get_by_id_sql,
-    insert_sql, remove_database_files, row_values, update_stats_sql,
+    Backend, BenchError, BlockingBackend, Dataset, SqlTypes, Statement, Table, file_schema,
+    get_by_id_sql, insert_sql, remove_database_files, row_values, update_stats_sql,
 };
 use crate::pools::Connection;
 use crate::pools::sqlite::SqliteManager;
@@ -44,18 +44,12 @@ fn batch_insert(
 }
 
 impl Backend for Sqlite {
-    type Manager = SqliteManager;
-
     fn name(&self) -> &'static str {
         "sqlite"
     }
 
     fn location(&self) -> String {
         self.path.display().to_string()
-    }
-
-    fn manager(&self) -> SqliteManager {
-        SqliteManager::new(&self.path)
     }
 
     fn create(&self, dataset: &Dataset) -> Result<(), BenchError> {
@@ -86,6 +80,14 @@ impl Backend for Sqlite {
             return Ok(());
         }
         remove_database_files(&self.path, &["", "-wal", "-shm"])
+    }
+}
+
+impl BlockingBackend for Sqlite {
+    type Manager = SqliteManager;
+
+    fn manager(&self) -> SqliteManager {
+        SqliteManager::new(&self.path)
     }
 
     fn execute(

@@ -1,7 +1,8 @@
 //! The benchmark's workload: an MDM-like dataset (tables `train` and `test` with many rows, and
 //! `_metadata`), the spec's prepared statements (`get_by_id`, `batch_insert`, `update_stats`)
-//! and what each `--operation` runs. A backend is one implementation of [`Backend`]; adding one
-//! (DuckDB through its r2d2 manager) is one more file.
+//! and what each `--operation` runs. A backend is one implementation of [`Backend`], and of
+//! [`BlockingBackend`] if its driver blocks; adding one (DuckDB through its r2d2 manager) is one
+//! more file.
 
 use std::fmt;
 use std::path::Path;
@@ -287,16 +288,11 @@ pub enum BenchError {
 
 /// A database the benchmark can drive.
 pub trait Backend: Send + Sync + 'static {
-    type Manager: r2d2::ManageConnection;
-
     /// `sqlite`, `postgres`…
     fn name(&self) -> &'static str;
 
     /// Where the dataset lives, as shown in reports (never with a password).
     fn location(&self) -> String;
-
-    /// A manager for the pool's connections.
-    fn manager(&self) -> Self::Manager;
 
     /// Creates the dataset afresh over one direct connection, loading it with batch_insert in
     /// batches of `dataset.batch_size`. Connection errors surface here at once, not as a pool
@@ -305,6 +301,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Removes what [`Backend::create`] made.
     fn drop_dataset(&self) -> Result<(), BenchError>;
+}
+
+/// A backend whose driver blocks: pooled by r2d2, a thread per user.
+pub trait BlockingBackend: Backend {
+    type Manager: r2d2::ManageConnection;
+
+    /// A manager for the pool's connections.
+    fn manager(&self) -> Self::Manager;
 
     /// Runs one statement on a pooled connection.
     fn execute(

@@ -12,9 +12,10 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::postgres::Postgres;
-use crate::bench::report::Settings;
+use crate::bench::report::{Report, Settings};
 use crate::bench::sqlite::Sqlite;
-use crate::bench::workload::{Backend, Dataset, Operation};
+use crate::bench::workload::{Backend, BenchError, Dataset, Operation};
+use crate::bench::{RunArgs, run_tasks, run_threads};
 use crate::config::PASSWORD_ENV;
 use crate::pools::PoolSettings;
 use crate::secret::Connection;
@@ -159,7 +160,13 @@ pub fn benchmark(args: &BenchmarkArgs) -> anyhow::Result<ExitCode> {
         BackendKind::Sqlite => {
             let (path, keep) = database_file(args, "mdm_benchmark.sqlite")?;
             let backend = Sqlite { path, keep };
-            let result = drive(&backend, args, PoolSettings::sqlite(), &interrupted);
+            let result = drive(
+                &backend,
+                run_threads,
+                args,
+                PoolSettings::sqlite(),
+                &interrupted,
+            );
             remove_temporary_dir(&backend.path, keep);
             result
         }
@@ -167,7 +174,13 @@ pub fn benchmark(args: &BenchmarkArgs) -> anyhow::Result<ExitCode> {
         BackendKind::Duckdb => {
             let (path, keep) = database_file(args, "mdm_benchmark.duckdb")?;
             let backend = crate::bench::duckdb::Duckdb::new(path, keep);
-            let result = drive(&backend, args, PoolSettings::duckdb(), &interrupted);
+            let result = drive(
+                &backend,
+                run_threads,
+                args,
+                PoolSettings::duckdb(),
+                &interrupted,
+            );
             remove_temporary_dir(&backend.path, keep);
             result
         }
@@ -182,7 +195,13 @@ pub fn benchmark(args: &BenchmarkArgs) -> anyhow::Result<ExitCode> {
                 endpoint.set_password(&password);
             }
             let backend = Postgres::new(endpoint, &args.dataset, args.batch_size)?;
-            drive(&backend, args, PoolSettings::postgres(), &interrupted)
+            drive(
+                &backend,
+                run_tasks,
+                args,
+                PoolSettings::postgres(),
+                &interrupted,
+            )
         }
     }
 }
@@ -221,8 +240,13 @@ fn settings_for(args: &BenchmarkArgs, backend: &impl Backend, pool: PoolSettings
     }
 }
 
+/// How a backend runs one pool size: [`crate::bench::run_threads`] or
+/// [`crate::bench::run_tasks`].
+type RunOne<B> = fn(&B, &RunArgs<'_>) -> Result<Report, BenchError>;
+
 fn drive<B: Backend>(
     backend: &B,
+    run: RunOne<B>,
     args: &BenchmarkArgs,
     defaults: PoolSettings,
     interrupted: &AtomicBool,
@@ -293,14 +317,14 @@ fn drive<B: Backend>(
                 );
             });
         };
-        let report = match crate::bench::run(
-            backend,
-            &settings,
-            &next_test_id,
+        let run_args = RunArgs {
+            settings: &settings,
+            next_test_id: &next_test_id,
             interrupted,
-            &progress,
-            announce,
-        ) {
+            progress: &progress,
+            warm: &announce,
+        };
+        let report = match run(backend, &run_args) {
             Ok(report) => report,
             Err(e) => {
                 progress.abandon();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::bench::sqlite::Sqlite;
-use crate::bench::workload::{Backend, Dataset};
+use crate::bench::workload::{BlockingBackend, Dataset};
 use crate::config::web::WebConfig;
 use crate::config::{Config, DEFAULT_LISTEN, SourceConfig};
 use crate::demo::{self, DemoPool, Outcomes, RULE_WAIT_CAP};
@@ -122,7 +122,7 @@ struct Load {
 impl Setup {
     /// Creates `backend`'s dataset and an undersized pool named `pool` on it (the spec's
     /// `settings` otherwise), watched as the in-process target `target`.
-    fn add<B: Backend>(
+    fn add<B: BlockingBackend>(
         &mut self,
         load: &Load,
         backend: B,

@@ -66,7 +66,7 @@ impl r2d2::ManageConnection for DuckdbManager {
 mod tests {
     use super::*;
     use crate::model::Labels;
-    use crate::pools::{InstrumentedPool, PoolSettings};
+    use crate::pools::{CountedPool, InstrumentedPool, PoolSettings};
 
     #[test]
     fn pooled_connections_share_one_instance_of_the_file() {

@@ -1,19 +1,23 @@
 //! Connection pools with the spec's semantics (pool_size, max_overflow, timeout, pre_ping,
-//! recycle), built on r2d2 and instrumented into the one pool model: what `benchmark` and `demo`
-//! drive, and what the agent can watch in-process.
+//! recycle), instrumented into the one pool model: what `benchmark` and `demo` drive, and what
+//! the agent can watch in-process. Drivers that block (SQLite, DuckDB) are pooled by r2d2
+//! ([`InstrumentedPool`]), tokio's (PostgreSQL) by bb8 ([`AsyncInstrumentedPool`]).
 //!
-//! How the spec's settings map onto r2d2 (SQLAlchemy's `QueuePool` is the reference):
-//! - `pool_size + max_overflow` is r2d2's `max_size`: the most connections open at once.
-//! - Connections open lazily (`min_idle = 0`), as QueuePool's do; no idle timeout closes them.
+//! How the spec's settings map onto both (SQLAlchemy's `QueuePool` is the reference):
+//! - `pool_size + max_overflow` is `max_size`: the most connections open at once.
+//! - Connections open lazily (`min_idle` none), as QueuePool's do; no idle timeout closes them.
 //! - A connection returned while `pool_size` connections already sit idle is closed (the
 //!   manager reports it broken on return): overflow connections live only while needed.
-//! - `timeout` is r2d2's `connection_timeout`: how long `get` waits before it fails.
+//! - `timeout` is `connection_timeout`: how long `get` waits before it fails.
 //! - `pre_ping` is `test_on_check_out`: each checkout validates the connection first.
-//! - `recycle` is `max_lifetime`: r2d2 closes idle connections older than it.
+//! - `recycle` is `max_lifetime`: connections older than it are closed (bb8 also closes one
+//!   on its return).
 //!
-//! r2d2's event hooks count checkouts, waits, holds, timeouts and connections opened and
-//! closed; `get` counts the callers inside it, so pending is exact.
+//! r2d2's event hooks, and the guards around bb8's `get` and its connections, count checkouts,
+//! waits, holds, timeouts and connections opened and closed; `get` counts the callers inside
+//! it, so pending is exact.
 
+mod asynchronous;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 pub mod postgres;
@@ -32,6 +36,7 @@ use r2d2::event::{
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Labels, PoolLimits, PoolSample, PoolTotals};
+pub use asynchronous::{AsyncConnection, AsyncInstrumentedPool};
 
 /// The spec's pool settings.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -230,6 +235,74 @@ impl Counters {
             handoff_seconds: get(&self.handoff_nanos) as f64 / 1e9,
         }
     }
+
+    /// A caller starts waiting in `get`; [`Counters::asked`] when it is out.
+    fn asking(&self) {
+        raise(&self.pending, &self.peak_pending);
+    }
+
+    fn asked(&self) {
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A new connection is open.
+    fn opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        raise(&self.open, &self.peak_open);
+    }
+
+    /// A connection is closed.
+    fn closed(&self) {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+        *closing = closing.saturating_sub(1);
+    }
+
+    /// A connection could not be opened.
+    fn connect_failed(&self) {
+        self.connection_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A caller got a connection after `wait`; `handoff` is the time since the connection's
+    /// check-in if it was checked in while this caller waited.
+    fn checked_out(&self, wait: Duration, handoff: Option<Duration>) {
+        if let Some(handoff) = handoff {
+            self.handoffs.fetch_add(1, Ordering::Relaxed);
+            self.handoff_nanos
+                .fetch_add(nanos(handoff), Ordering::Relaxed);
+        }
+        raise(&self.used, &self.peak_used);
+        self.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.wait_nanos.fetch_add(nanos(wait), Ordering::Relaxed);
+    }
+
+    /// A connection comes back after being used for `usage`.
+    fn checked_in(&self, usage: Duration) {
+        self.used.fetch_sub(1, Ordering::Relaxed);
+        self.checkins.fetch_add(1, Ordering::Relaxed);
+        self.usage_nanos.fetch_add(nanos(usage), Ordering::Relaxed);
+    }
+
+    fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a connection being checked in should close instead: the pool would otherwise
+    /// hold more than `pool_size` idle ones (QueuePool's overflow). The check-in has already
+    /// counted it as no longer used.
+    fn closes_on_return(&self, pool_size: u64) -> bool {
+        let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+        let open = self.open.load(Ordering::Relaxed);
+        let used = self.used.load(Ordering::Relaxed);
+        let idle_after_return = open.saturating_sub(*closing).saturating_sub(used);
+        if idle_after_return > pool_size {
+            *closing += 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -241,55 +314,39 @@ struct Events(Arc<Counters>);
 
 impl HandleEvent for Events {
     fn handle_acquire(&self, _: AcquireEvent) {
-        self.0.opened.fetch_add(1, Ordering::Relaxed);
-        raise(&self.0.open, &self.0.peak_open);
+        self.0.opened();
     }
 
     fn handle_release(&self, event: ReleaseEvent) {
         self.0
             .returned(|returned| returned.remove(&event.connection_id()));
-        self.0.closed.fetch_add(1, Ordering::Relaxed);
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-        let mut closing = self.0.closing.lock().unwrap_or_else(|e| e.into_inner());
-        *closing = closing.saturating_sub(1);
+        self.0.closed();
     }
 
     fn handle_checkout(&self, event: CheckoutEvent) {
         let now = Instant::now();
         // A connection checked in after this caller asked was handed to it: the time since its
         // check-in is the hand-off, which the queueing model does not know of.
-        if let Some(returned) = self
+        let handoff = self
             .0
             .returned(|returned| returned.remove(&event.connection_id()))
-            && now
-                .checked_sub(event.duration())
-                .is_some_and(|asked| returned > asked)
-        {
-            self.0.handoffs.fetch_add(1, Ordering::Relaxed);
-            self.0
-                .handoff_nanos
-                .fetch_add(nanos(now - returned), Ordering::Relaxed);
-        }
-        raise(&self.0.used, &self.0.peak_used);
-        self.0.checkouts.fetch_add(1, Ordering::Relaxed);
-        self.0
-            .wait_nanos
-            .fetch_add(nanos(event.duration()), Ordering::Relaxed);
+            .filter(|&returned| {
+                now.checked_sub(event.duration())
+                    .is_some_and(|asked| returned > asked)
+            })
+            .map(|returned| now - returned);
+        self.0.checked_out(event.duration(), handoff);
     }
 
     fn handle_timeout(&self, _: TimeoutEvent) {
-        self.0.timeouts.fetch_add(1, Ordering::Relaxed);
+        self.0.timed_out();
     }
 
     fn handle_checkin(&self, event: CheckinEvent) {
         let now = Instant::now();
         self.0
             .returned(|returned| returned.insert(event.connection_id(), now));
-        self.0.used.fetch_sub(1, Ordering::Relaxed);
-        self.0.checkins.fetch_add(1, Ordering::Relaxed);
-        self.0
-            .usage_nanos
-            .fetch_add(nanos(event.duration()), Ordering::Relaxed);
+        self.0.checked_in(event.duration());
     }
 }
 
@@ -330,9 +387,7 @@ impl<M: ManageConnection> ManageConnection for Managed<M> {
 
     fn connect(&self) -> Result<M::Connection, DriverError> {
         self.inner.connect().map_err(|error| {
-            self.counters
-                .connection_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.connect_failed();
             let error = DriverError(error_chain(&error));
             tracing::debug!(%error, "pool connect failed");
             error
@@ -346,103 +401,64 @@ impl<M: ManageConnection> ManageConnection for Managed<M> {
     }
 
     fn has_broken(&self, conn: &mut M::Connection) -> bool {
-        if self.inner.has_broken(conn) {
-            return true;
-        }
-        // The check-in hook has already counted this connection as no longer used.
-        let mut closing = self
-            .counters
-            .closing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let open = self.counters.open.load(Ordering::Relaxed);
-        let used = self.counters.used.load(Ordering::Relaxed);
-        let idle_after_return = open.saturating_sub(*closing).saturating_sub(used);
-        if idle_after_return > self.pool_size {
-            *closing += 1;
-            true
-        } else {
-            false
-        }
+        self.inner.has_broken(conn) || self.counters.closes_on_return(self.pool_size)
     }
 }
 
-/// A pool with the spec's settings whose every checkout, wait and connection is counted.
-pub struct InstrumentedPool<M: ManageConnection> {
+/// What every instrumented pool keeps beside its connections: its name (the pool's
+/// `db.client.connection.pool.name`), labels, settings and counters.
+pub struct Instruments {
     name: String,
     labels: Labels,
     settings: PoolSettings,
-    pool: r2d2::Pool<Managed<M>>,
     counters: Arc<Counters>,
 }
 
-pub type Connection<M> = r2d2::PooledConnection<Managed<M>>;
-
-impl<M: ManageConnection> InstrumentedPool<M> {
-    /// A pool named `name` (its `db.client.connection.pool.name`); opens nothing yet.
-    pub fn new(
-        name: &str,
-        labels: Labels,
-        manager: M,
-        settings: PoolSettings,
-    ) -> Result<InstrumentedPool<M>, PoolError> {
+impl Instruments {
+    fn new(name: &str, labels: Labels, settings: PoolSettings) -> Result<Instruments, PoolError> {
         if settings.pool_size == 0 {
             return Err(PoolError::Empty);
         }
-        let counters = Arc::new(Counters::default());
-        let pool = r2d2::Pool::builder()
-            .max_size(settings.max_connections())
-            .min_idle(Some(0))
-            .idle_timeout(None)
-            .max_lifetime(settings.recycle)
-            .connection_timeout(settings.timeout)
-            .test_on_check_out(settings.pre_ping)
-            .event_handler(Box::new(Events(Arc::clone(&counters))))
-            .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(Managed {
-                inner: manager,
-                pool_size: u64::from(settings.pool_size),
-                counters: Arc::clone(&counters),
-            });
-        Ok(InstrumentedPool {
+        Ok(Instruments {
             name: name.to_string(),
             labels,
             settings,
-            pool,
-            counters,
+            counters: Arc::new(Counters::default()),
         })
     }
 
-    /// A connection, waiting at most the pool's `timeout`.
-    pub fn get(&self) -> Result<Connection<M>, PoolError> {
-        raise(&self.counters.pending, &self.counters.peak_pending);
-        let result = self.pool.get();
-        self.counters.pending.fetch_sub(1, Ordering::Relaxed);
-        result.map_err(|e| PoolError::Timeout {
+    fn timeout(&self, last_error: Option<String>) -> PoolError {
+        PoolError::Timeout {
             timeout: self.settings.timeout,
-            last_error: e
-                .to_string()
-                .strip_prefix("timed out waiting for connection")
-                .and_then(|rest| rest.strip_prefix(": ").map(str::to_string)),
-        })
+            last_error,
+        }
+    }
+}
+
+/// A pool with the spec's settings whose every checkout, wait and connection is counted:
+/// [`InstrumentedPool`] for drivers that block, [`AsyncInstrumentedPool`] for tokio's.
+pub trait CountedPool {
+    fn instruments(&self) -> &Instruments;
+
+    /// Idle connections in the pool now.
+    fn idle(&self) -> u64;
+
+    fn name(&self) -> &str {
+        &self.instruments().name
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    fn settings(&self) -> PoolSettings {
+        self.instruments().settings
     }
 
-    pub fn settings(&self) -> PoolSettings {
-        self.settings
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.counters.stats()
+    fn stats(&self) -> Stats {
+        self.instruments().counters.stats()
     }
 
     /// The peaks since the last call (or since the pool was made), and a new stretch starting
     /// from the gauges' values now.
-    pub fn take_peaks(&self) -> Peaks {
-        let c = &self.counters;
+    fn take_peaks(&self) -> Peaks {
+        let c = &self.instruments().counters;
         let take = |peak: &AtomicU64, gauge: &AtomicU64| {
             peak.swap(gauge.load(Ordering::Relaxed), Ordering::Relaxed)
         };
@@ -453,21 +469,17 @@ impl<M: ManageConnection> InstrumentedPool<M> {
         }
     }
 
-    /// Idle connections in the pool now.
-    pub fn idle(&self) -> u64 {
-        u64::from(self.pool.state().idle_connections)
-    }
-
     /// The pool in the one pool model, as a source reports it.
-    pub fn sample(&self) -> PoolSample {
+    fn sample(&self) -> PoolSample {
+        let instruments = self.instruments();
         let stats = self.stats();
         PoolSample {
-            pool: self.name.clone(),
-            labels: self.labels.clone(),
+            pool: instruments.name.clone(),
+            labels: instruments.labels.clone(),
             used: Some(stats.used),
             idle: Some(self.idle()),
             pending: Some(stats.pending),
-            limits: self.settings.limits(),
+            limits: instruments.settings.limits(),
             totals: PoolTotals {
                 transactions: Some(stats.checkins),
                 checkouts: Some(stats.checkins),
@@ -482,6 +494,67 @@ impl<M: ManageConnection> InstrumentedPool<M> {
             },
             ..PoolSample::default()
         }
+    }
+}
+
+/// The instrumented pool on r2d2, for drivers that block (SQLite, DuckDB).
+pub struct InstrumentedPool<M: ManageConnection> {
+    instruments: Instruments,
+    pool: r2d2::Pool<Managed<M>>,
+}
+
+pub type Connection<M> = r2d2::PooledConnection<Managed<M>>;
+
+impl<M: ManageConnection> InstrumentedPool<M> {
+    /// A pool named `name` (its `db.client.connection.pool.name`); opens nothing yet.
+    pub fn new(
+        name: &str,
+        labels: Labels,
+        manager: M,
+        settings: PoolSettings,
+    ) -> Result<InstrumentedPool<M>, PoolError> {
+        let instruments = Instruments::new(name, labels, settings)?;
+        let counters = &instruments.counters;
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.max_connections())
+            .min_idle(Some(0))
+            .idle_timeout(None)
+            .max_lifetime(settings.recycle)
+            .connection_timeout(settings.timeout)
+            .test_on_check_out(settings.pre_ping)
+            .event_handler(Box::new(Events(Arc::clone(counters))))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Managed {
+                inner: manager,
+                pool_size: u64::from(settings.pool_size),
+                counters: Arc::clone(counters),
+            });
+        Ok(InstrumentedPool { instruments, pool })
+    }
+
+    /// A connection, waiting at most the pool's `timeout`.
+    pub fn get(&self) -> Result<Connection<M>, PoolError> {
+        let counters = &self.instruments.counters;
+        counters.asking();
+        let result = self.pool.get();
+        counters.asked();
+        result.map_err(|e| {
+            self.instruments.timeout(
+                e.to_string()
+                    .strip_prefix("timed out waiting for connection")
+                    .and_then(|rest| rest.strip_prefix(": ").map(str::to_string)),
+            )
+        })
+    }
+}
+
+impl<M: ManageConnection> CountedPool for InstrumentedPool<M> {
+    fn instruments(&self) -> &Instruments {
+        &self.instruments
+    }
+
+    fn idle(&self) -> u64 {
+        u64::from(self.pool.state().idle_connections)
     }
 }
 
