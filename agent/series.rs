@@ -8,7 +8,7 @@
 pub mod chunk;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap;
 
@@ -40,6 +40,9 @@ pub fn stale_marker() -> f64 {
 pub struct Series {
     /// Shared with the samples rules select from it.
     pub labels: Arc<SeriesLabels>,
+    /// `labels` without the metric name, made the first time a range function reads the
+    /// series and shared with every result since (functions drop the name).
+    nameless: OnceLock<Arc<SeriesLabels>>,
     /// Sealed chunks, oldest first.
     sealed: VecDeque<Chunk>,
     /// The chunk new samples go to.
@@ -58,9 +61,20 @@ pub struct Series {
 }
 
 impl Series {
+    /// The series' labels without the metric name.
+    pub fn labels_without_name(&self) -> Arc<SeriesLabels> {
+        let nameless = self.nameless.get_or_init(|| {
+            let mut labels = (*self.labels).clone();
+            labels.remove(NAME_LABEL);
+            Arc::new(labels)
+        });
+        Arc::clone(nameless)
+    }
+
     fn new(labels: SeriesLabels) -> Series {
         Series {
             labels: Arc::new(labels),
+            nameless: OnceLock::new(),
             sealed: VecDeque::new(),
             head: None,
             last: None,

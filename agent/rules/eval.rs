@@ -20,7 +20,7 @@ use promql_parser::parser::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::gofmt;
-use crate::series::{Extreme, Millis, NAME_LABEL, SeriesLabels, SeriesStore, is_stale};
+use crate::series::{Extreme, Millis, NAME_LABEL, Series, SeriesLabels, SeriesStore, is_stale};
 
 /// How far back an instant selector looks for a sample (Prometheus' default lookback delta).
 pub const LOOKBACK: Millis = 5 * 60 * 1000;
@@ -288,7 +288,7 @@ fn unwrap_parens(mut expr: &Expr) -> &Expr {
     expr
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
@@ -358,38 +358,46 @@ impl Evaluator<'_> {
 
     fn range(&self, ms: &MatrixSelector) -> Vec<(SeriesLabels, Points)> {
         let mut found = Vec::new();
-        self.each_range(ms, |labels, points| {
-            found.push((SeriesLabels::clone(labels), points.to_vec()));
+        self.each_range(ms, |series, points| {
+            found.push((SeriesLabels::clone(&series.labels), points.to_vec()));
         });
         self.in_order(found, |(labels, _)| labels)
     }
 
     /// `min_over_time` / `max_over_time`: whole chunks answer from their own extremes.
-    fn extreme_over_time(&self, ms: &MatrixSelector, which: Extreme) -> Vec<Sample> {
+    fn extreme_over_time(&self, ms: &MatrixSelector, which: Extreme) -> Vec<(&'a Series, f64)> {
         let start = self.t - ms.range.as_millis() as Millis;
-        let found = self
-            .store
+        self.store
             .series(ms.vs.name.as_deref())
             .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
-            .filter_map(|s| {
-                let value = s.extreme_between(start, self.t, which)?;
-                Some(Sample {
-                    labels: s.labels.clone(),
-                    value,
-                })
-            })
-            .collect();
-        self.in_order(found, |s| &s.labels)
+            .filter_map(|s| Some((s, s.extreme_between(start, self.t, which)?)))
+            .collect()
     }
 
-    /// Calls `f` with each selected series' labels and its points in the range, in store
-    /// order, skipping series without any. The points go through one buffer: a range function
-    /// over hundreds of series allocates once.
-    fn each_range(
-        &self,
-        ms: &MatrixSelector,
-        mut f: impl FnMut(&Arc<SeriesLabels>, &[(Millis, f64)]),
-    ) {
+    /// A range function's results, one per series: in the evaluator's order, and named as
+    /// functions name them, by the series' labels without the metric name (which each series
+    /// keeps, rather than every evaluation copying its labels to drop it).
+    fn function_results(&self, found: Vec<(&Series, f64)>) -> Result<Vec<Sample>, EvalError> {
+        let found = self.in_order(found, |(s, _)| &s.labels);
+        let name = |s: &Series| s.labels.get(NAME_LABEL).cloned();
+        let several_names = found.windows(2).any(|w| name(w[0].0) != name(w[1].0));
+        let out: Vec<Sample> = found
+            .into_iter()
+            .map(|(s, value)| Sample {
+                labels: s.labels_without_name(),
+                value,
+            })
+            .collect();
+        if several_names {
+            ensure_unique(&out)?;
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with each selected series and its points in the range, in store order,
+    /// skipping series without any. The points go through one buffer: a range function over
+    /// hundreds of series allocates once.
+    fn each_range(&self, ms: &MatrixSelector, mut f: impl FnMut(&'a Series, &[(Millis, f64)])) {
         let start = self.t - ms.range.as_millis() as Millis;
         let mut points: Points = Vec::new();
         let selected = self
@@ -400,7 +408,7 @@ impl Evaluator<'_> {
             points.clear();
             points.extend(s.between(start, self.t).filter(|(_, v)| !is_stale(*v)));
             if !points.is_empty() {
-                f(&s.labels, &points);
+                f(s, &points);
             }
         }
     }
@@ -432,21 +440,16 @@ impl Evaluator<'_> {
                 "max_over_time" => Some(Extreme::Max),
                 _ => None,
             } {
-                return Ok(Value::Vector(without_names(
-                    self.extreme_over_time(ms, which),
-                )?));
+                let found = self.extreme_over_time(ms, which);
+                return Ok(Value::Vector(self.function_results(found)?));
             }
-            let mut out = Vec::new();
-            self.each_range(ms, |labels, points| {
+            let mut found = Vec::new();
+            self.each_range(ms, |series, points| {
                 if let Some(value) = self.range_function(name, points, range_ms, param) {
-                    out.push(Sample {
-                        labels: labels.clone(),
-                        value,
-                    });
+                    found.push((series, value));
                 }
             });
-            let out = self.in_order(out, |s| &s.labels);
-            return Ok(Value::Vector(without_names(out)?));
+            return Ok(Value::Vector(self.function_results(found)?));
         }
         match name {
             "absent" => {
