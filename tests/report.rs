@@ -146,6 +146,8 @@ fn the_report_renders_with_its_charts_visible() {
     );
     // The charts are drawn: both series' colours cover real areas in both columns of charts
     // (two 560 px charts per row). A legend swatch is 144 px; lines and markers make the rest.
+    // The predicted line is drawn over the measured one and hides it where they agree: a run
+    // whose measurement matched well showed 1,361 px of the measured colour in one column.
     let (measured, predicted) = (rgb(MEASURED_COLOR), rgb(PREDICTED_COLOR));
     let count = |colour: [u8; 3], x0: u32, x1: u32| {
         (0..h)
@@ -157,7 +159,7 @@ fn the_report_renders_with_its_charts_visible() {
         let m = count(measured, x0, x1);
         let p = count(predicted, x0, x1);
         assert!(
-            m > 1500,
+            m > 1000,
             "measured series barely visible in columns {x0}..{x1}: {m} px"
         );
         assert!(
