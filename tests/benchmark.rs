@@ -3,6 +3,7 @@
 //! server, and a clean Ctrl-C.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,6 +20,20 @@ fn unique(prefix: &str) -> String {
         std::process::id(),
         crate::common::free_port()
     )
+}
+
+/// The services' PostgreSQL, without the password (the runs take PGPASSWORD).
+fn postgres_url() -> String {
+    format!("postgres://mdm@127.0.0.1:{}/mdm_demo", pg_port())
+}
+
+/// `benchmark` on the services' PostgreSQL, its dataset in the schema `schema`, with `args`
+/// after the backend's own.
+fn on_postgres(dir: &Path, schema: &str, args: &[&str]) -> Vec<Report> {
+    let url = postgres_url();
+    let mut all = vec!["--backend", "postgres", "--url", &url, "--dataset", schema];
+    all.extend_from_slice(args);
+    benchmark(dir, &all, &[("PGPASSWORD", APP_PASSWORD)])
 }
 
 /// What every report must satisfy, whatever the timing.
@@ -67,17 +82,10 @@ fn consistent(report: &Report) {
 #[test]
 fn postgres_reports_echo_the_settings_and_add_up() {
     let _load = crate::common::exclusive_load();
-    let port = pg_port();
     let schema = unique("pw_bench");
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("postgres://mdm@127.0.0.1:{port}/mdm_demo");
+    let url = postgres_url();
     let args = [
-        "--backend",
-        "postgres",
-        "--url",
-        &url,
-        "--dataset",
-        &schema,
         "--pool-size",
         "2,4",
         "--max-overflow",
@@ -101,7 +109,7 @@ fn postgres_reports_echo_the_settings_and_add_up() {
         "--seed",
         "42",
     ];
-    let reports = benchmark(dir.path(), &args, &[("PGPASSWORD", APP_PASSWORD)]);
+    let reports = on_postgres(dir.path(), &schema, &args);
     assert_eq!(reports.len(), 2);
     for (report, size) in reports.iter().zip([2, 4]) {
         assert_eq!(
@@ -167,14 +175,7 @@ fn postgres_open_loop_serves_every_arrival() {
     let _load = crate::common::exclusive_load();
     let schema = unique("pw_open");
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("postgres://mdm@127.0.0.1:{}/mdm_demo", pg_port());
     let args = [
-        "--backend",
-        "postgres",
-        "--url",
-        &url,
-        "--dataset",
-        &schema,
         "--pool-size",
         "2",
         "--max-overflow",
@@ -194,7 +195,7 @@ fn postgres_open_loop_serves_every_arrival() {
         "--rows",
         "2000",
     ];
-    let reports = benchmark(dir.path(), &args, &[("PGPASSWORD", APP_PASSWORD)]);
+    let reports = on_postgres(dir.path(), &schema, &args);
     let report = &reports[0];
     consistent(report);
     let rate = report.arrival_rate_per_second.expect("an open-loop run");
