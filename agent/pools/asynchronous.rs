@@ -1,7 +1,7 @@
-//! The instrumented pool on bb8, for drivers on tokio (PostgreSQL): callers are tasks, so a
-//! thousand of them wait on one thread as cheaply as pgbench's clients share its threads.
+//! The instrumented pool on bb8, for drivers on tokio (PostgreSQL): its callers are tasks, and
+//! many of them can wait on one thread, as pgbench's clients share its threads.
 //!
-//! The spec's settings map onto bb8 as they do onto r2d2 (see the module above); bb8 has no
+//! The spec's settings map onto bb8 as they do onto r2d2 (see [`super`]); bb8 has no
 //! event hooks, so the accounting sits around `get` and in the connection's guard instead:
 //! - `get` counts the callers inside it (pending), times the wait and counts timeouts;
 //! - the guard it returns times the use and counts the check-in when it is dropped;
