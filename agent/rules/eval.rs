@@ -379,8 +379,9 @@ impl<'a> Evaluator<'a> {
     /// keeps, rather than every evaluation copying its labels to drop it).
     fn function_results(&self, found: Vec<(&Series, f64)>) -> Result<Vec<Sample>, EvalError> {
         let found = self.in_order(found, |(s, _)| &s.labels);
-        let name = |s: &Series| s.labels.get(NAME_LABEL).cloned();
-        let several_names = found.windows(2).any(|w| name(w[0].0) != name(w[1].0));
+        let several_names = found
+            .windows(2)
+            .any(|w| w[0].0.labels.get(NAME_LABEL) != w[1].0.labels.get(NAME_LABEL));
         let out: Vec<Sample> = found
             .into_iter()
             .map(|(s, value)| Sample {
