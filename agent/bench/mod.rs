@@ -175,40 +175,35 @@ pub struct RunArgs<'a> {
     pub interrupted: &'a AtomicBool,
     pub progress: &'a ProgressBar,
     /// Called once the pool is warm, before the measurement starts.
-    pub warm: &'a dyn Fn(),
+    pub warm: &'a (dyn Fn() + Sync),
 }
 
 /// What the users of one run share, whether they are threads or tasks.
 struct Run<'a> {
-    settings: &'a Settings,
+    args: RunArgs<'a>,
     dataset: Dataset,
-    next_test_id: &'a AtomicI64,
     completed: AtomicU64,
     done: AtomicBool,
-    interrupted: &'a AtomicBool,
-    progress: &'a ProgressBar,
 }
 
 impl<'a> Run<'a> {
     fn new(args: &RunArgs<'a>) -> Run<'a> {
         Run {
-            settings: args.settings,
+            args: *args,
             dataset: Dataset::new(args.settings.rows, args.settings.batch_size),
-            next_test_id: args.next_test_id,
             completed: AtomicU64::new(0),
             done: AtomicBool::new(false),
-            interrupted: args.interrupted,
-            progress: args.progress,
         }
     }
 
     fn stopping(&self) -> bool {
-        self.done.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
+        self.done.load(Ordering::Relaxed) || self.args.interrupted.load(Ordering::Relaxed)
     }
 
     fn rng(&self, user: u64) -> SmallRng {
         SmallRng::seed_from_u64(
-            self.settings
+            self.args
+                .settings
                 .seed
                 .wrapping_add(user.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         )
@@ -218,17 +213,21 @@ impl<'a> Run<'a> {
     fn think(&self, rng: &mut SmallRng) -> Duration {
         exponential(
             rng,
-            Duration::from_secs_f64(self.settings.think_time_ms / 1e3),
+            Duration::from_secs_f64(self.args.settings.think_time_ms / 1e3),
         )
     }
 
     /// A request's statement, and the instant it asks the pool for a connection.
     fn ask(&self, tally: &mut Tally, rng: &mut SmallRng) -> (Statement, Instant) {
-        let statement = self.dataset.next(self.settings.operation, rng, |count| {
-            self.next_test_id.fetch_add(count as i64, Ordering::Relaxed)
-        });
+        let statement = self
+            .dataset
+            .next(self.args.settings.operation, rng, |count| {
+                self.args
+                    .next_test_id
+                    .fetch_add(count as i64, Ordering::Relaxed)
+            });
         let asked = Instant::now();
-        if self.settings.arrival_rate.is_some() {
+        if self.args.settings.arrival_rate.is_some() {
             tally.asks.push(asked);
         }
         (statement, asked)
@@ -238,7 +237,7 @@ impl<'a> Run<'a> {
     fn work(&self, rng: &mut SmallRng) -> Duration {
         exponential(
             rng,
-            Duration::from_secs_f64(self.settings.hold_time_ms / 1e3),
+            Duration::from_secs_f64(self.args.settings.hold_time_ms / 1e3),
         )
     }
 
@@ -317,7 +316,7 @@ impl<B: BlockingBackend> Threads<'_, B> {
         loop {
             let next = arrivals.lock().unwrap_or_else(|e| e.into_inner()).recv();
             let Ok(arrived) = next else { break };
-            if self.run.interrupted.load(Ordering::Relaxed) {
+            if self.run.args.interrupted.load(Ordering::Relaxed) {
                 break;
             }
             tally.delay.record(arrived.elapsed());
@@ -328,7 +327,7 @@ impl<B: BlockingBackend> Threads<'_, B> {
 
     /// Runs the users until the run stops; the dispatcher's count of arrivals in the open loop.
     fn drive(&self, deadline: Instant) -> (Tally, Option<u64>) {
-        let (run, settings) = (self.run, self.run.settings);
+        let (run, settings) = (self.run, self.run.args.settings);
         let (tx, rx) = mpsc::channel();
         let rx = Mutex::new(rx);
         thread::scope(|scope| {
@@ -416,7 +415,7 @@ impl Tasks<'_> {
         loop {
             let next = arrivals.lock().await.recv().await;
             let Some(arrived) = next else { break };
-            if self.run.interrupted.load(Ordering::Relaxed) {
+            if self.run.args.interrupted.load(Ordering::Relaxed) {
                 break;
             }
             tally.delay.record(arrived.elapsed());
@@ -428,7 +427,7 @@ impl Tasks<'_> {
     /// Runs the users on `runtime` until the run stops; the open loop's arrivals come from a
     /// thread of their own, whose sleeps keep the microsecond.
     fn drive(&self, runtime: &tokio::runtime::Runtime, deadline: Instant) -> (Tally, Option<u64>) {
-        let (run, settings) = (self.run, self.run.settings);
+        let (run, settings) = (self.run, self.run.args.settings);
         let users = 0..u64::from(settings.concurrent_users);
         let (tallies, sent) = match settings.arrival_rate {
             Some(rate) => {
@@ -567,7 +566,7 @@ fn measure<P: CountedPool + Sync>(
     run: &Run<'_>,
     drive: impl FnOnce(Instant) -> (Tally, Option<u64>),
 ) -> Report {
-    let settings = run.settings;
+    let settings = run.args.settings;
     let before = pool.stats();
     // The peaks of the run start here, after the pre-warm.
     pool.take_peaks();
@@ -598,7 +597,7 @@ fn measure<P: CountedPool + Sync>(
         settings: settings.clone(),
         started_at_unix_seconds: started_at,
         elapsed_seconds: elapsed,
-        interrupted: run.interrupted.load(Ordering::Relaxed),
+        interrupted: run.args.interrupted.load(Ordering::Relaxed),
         operations: tally.ok,
         errors: tally.errors,
         throughput_per_second: tally.ok as f64 / elapsed,
@@ -668,11 +667,11 @@ fn watch<P: CountedPool>(
     deadline: Instant,
     samples: &mut Samples,
 ) {
-    let progress = run.progress;
-    let pool_size = u64::from(run.settings.pool.pool_size);
+    let progress = run.args.progress;
+    let pool_size = u64::from(run.args.settings.pool.pool_size);
     let mut last_draw = started;
     let mut last_line = started;
-    while Instant::now() < deadline && !run.interrupted.load(Ordering::Relaxed) {
+    while Instant::now() < deadline && !run.args.interrupted.load(Ordering::Relaxed) {
         thread::sleep(SAMPLE_EVERY.min(deadline.saturating_duration_since(Instant::now())));
         let stats = pool.stats();
         samples.count += 1;
