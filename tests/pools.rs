@@ -111,6 +111,8 @@ fn the_pool_model_matches_the_server() {
     assert_eq!(sample.totals.assignments, Some(5));
     assert_eq!(sample.totals.transactions, Some(5));
     assert_eq!(sample.totals.connection_errors, Some(0));
+    // Both waiters took a connection checked in while they waited: two hand-offs.
+    assert_eq!(pool.stats().handoffs, 2);
     wait_for(
         Duration::from_secs(10),
         "the server to drop the closed one",
