@@ -25,17 +25,25 @@ fn samples(agent: &Agent) -> u64 {
     targets[0]["samples"].as_u64().unwrap()
 }
 
+/// What the agent showed while the writer ran, the writer's report, and the agent, still
+/// sampling the file (in `home`).
+struct WriterRun {
+    during: Exposition,
+    report: serde_json::Value,
+    agent: Agent,
+    _home: tempfile::TempDir,
+}
+
 /// The writer commits small transactions for 30 s with busy_timeout 0 while the agent samples
-/// every 100 ms; every error the writer sees is reported. Returns what the agent showed while
-/// the writer ran.
-fn writer_is_never_disturbed(journal: &str, expected_mode: &str) -> Exposition {
+/// every 100 ms; every error the writer sees is reported.
+fn writer_is_never_disturbed(journal: &str, expected_mode: &str) -> WriterRun {
     let home = tempfile::tempdir().unwrap();
     mdm::dataset(home.path(), "live", "sqlite", 10, journal);
     let path = home.path().join("datasets/live/live.sqlite");
     let agent = Agent::start(&file_config("100ms", &path));
     let writer = Process::start(&["sqlite-writer", path.to_str().unwrap(), WRITER_SECONDS]);
     let pid = writer.pid.to_string();
-    // A full sample while the writer runs (in WAL mode with the rows read by opening the file).
+    // A full sample while the writer runs (in WAL mode with the rows read from its files).
     let during = agent.wait_metrics(
         Duration::from_secs(10),
         "the agent to see the writer",
@@ -59,12 +67,18 @@ fn writer_is_never_disturbed(journal: &str, expected_mode: &str) -> Exposition {
     assert!(report["transactions"].as_u64().unwrap() > 0, "{report}");
     // The agent really was sampling the file all along (about 300 samples in 30 s).
     assert!(after - before >= 50, "only {} samples", after - before);
-    during
+    WriterRun {
+        during,
+        report,
+        agent,
+        _home: home,
+    }
 }
 
 #[test]
 fn a_wal_writer_never_sees_an_error_from_the_agent() {
-    let m = writer_is_never_disturbed("wal", "wal");
+    let run = writer_is_never_disturbed("wal", "wal");
+    let m = &run.during;
     assert_eq!(
         m.get(
             "poolwatch_database_setting_info",
@@ -72,7 +86,7 @@ fn a_wal_writer_never_sees_an_error_from_the_agent() {
         ),
         Some(1.0)
     );
-    // Rows are read by opening the file read-only: the WAL path ran at every sample.
+    // Rows are read from the files while the writer runs: the WAL path ran at every sample.
     assert!(m.get("poolwatch_database_rows", &[]).unwrap() >= 10.0);
     assert!(m.get("poolwatch_database_wal_size_bytes", &[]).is_some());
     assert_eq!(
@@ -82,11 +96,17 @@ fn a_wal_writer_never_sees_an_error_from_the_agent() {
         ),
         Some(0.0)
     );
+    // Once the writer has closed the file: exactly the dataset's 10 rows and one a commit.
+    let want = 10.0 + run.report["transactions"].as_f64().unwrap();
+    run.agent
+        .wait_metrics(Duration::from_secs(5), "the rows after the writer", |m| {
+            (m.get("poolwatch_database_rows", &[]) == Some(want)).then_some(())
+        });
 }
 
 #[test]
 fn a_rollback_journal_writer_never_sees_an_error_from_the_agent() {
-    let m = writer_is_never_disturbed("delete", "delete");
+    let m = writer_is_never_disturbed("delete", "delete").during;
     assert_eq!(
         m.get(
             "poolwatch_database_setting_info",

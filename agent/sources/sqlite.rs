@@ -6,28 +6,23 @@
 //!   holds up anyone. The header holds the persistent settings: page_size, journal mode (bytes
 //!   18/19: 2 means WAL, 1 a rollback journal), auto_vacuum (bytes 52 and 64).
 //! - Sizes come from `stat` of the file and its `-wal`; holders and locks from `/proc`.
-//! - In rollback-journal mode the file is never opened with SQLite: a reader's SHARED lock
-//!   there makes a writer's COMMIT (which needs EXCLUSIVE) fail at once with `busy_timeout` 0.
-//! - In WAL mode, and only when the row count is not already in MDM's registry and a `-shm`
-//!   exists (some connection has the database open), the file is opened read-only for a few
-//!   index lookups, then closed. In WAL mode readers and the writer do
-//!   not exclude each other: the agent's connection takes only read locks (`readonly_shm=1`
-//!   opens the `-shm` read-only, so it can neither create it, owned by the agent's user, nor
-//!   take a write lock on it), never checkpoints (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`), and holds
-//!   its read snapshot for microseconds, so a checkpoint waits on it for no longer than that. A
-//!   progress handler aborts any statement past the sample's deadline.
+//! - The file is never opened with SQLite. In a rollback journal a reader's SHARED lock makes a
+//!   writer's COMMIT (which needs EXCLUSIVE) fail at once with `busy_timeout` 0; in WAL mode even
+//!   a read-only connection can, for an instant, hold the lock a writer's `BEGIN IMMEDIATE`
+//!   needs (see `pages`).
+//! - In WAL mode, when the row count is not already in MDM's registry, it is read with plain
+//!   reads of the database, its `-wal` and the `-shm`'s wal-index (`pages`), and read again if a
+//!   writer changed them meanwhile. In a rollback journal the rows come from the registry alone.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
+use std::time::Instant;
 
 use super::files::{Engine, FileError, FileRequest, Inspection, companion, open, size_or_zero};
 use super::holders::{FileId, HeldLock, ProcScan};
 use crate::model::DatabaseSample;
+
+mod pages;
 
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
@@ -218,15 +213,14 @@ pub fn inspect(
         shm.map_or(&[], |id| scan.locks_on(id)),
         header.wal,
     );
-    // Without a `-shm` nobody has the database open, and a connection that may not create
-    // it (readonly_shm) cannot read a WAL database: the rows stay absent then.
-    if header.wal && shm.is_some() && sample.rows.is_none() {
-        sample.rows =
-            count_rows(path, &file.tables, deadline).map_err(|message| FileError::Engine {
+    if header.wal && sample.rows.is_none() {
+        sample.rows = pages::count_rows(path, header.page_size, &file.tables, deadline).map_err(
+            |message| FileError::Engine {
                 path: path.clone(),
                 engine: Engine::Sqlite,
                 message,
-            })?;
+            },
+        )?;
     }
     Ok(Inspection {
         sample,
@@ -254,62 +248,6 @@ fn read_header(file: &std::fs::File) -> std::io::Result<Result<[u8; 100], String
         previous = bytes;
     }
     Ok(Ok(previous))
-}
-
-/// Rows of the tables, from their largest rowid: a B-tree descent per table instead of a scan,
-/// exact for tables only ever appended to (as MDM loads them). `None` when a table has no
-/// rowid to read.
-fn count_rows(path: &Path, tables: &[String], deadline: Instant) -> Result<Option<u64>, String> {
-    let connection = open_read_only(path, deadline).map_err(|e| e.to_string())?;
-    let names: Vec<String> = connection
-        .prepare(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
-        )
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| e.to_string())?;
-    let mut total = 0u64;
-    for name in names
-        .iter()
-        .filter(|n| tables.is_empty() || tables.contains(n))
-    {
-        let sql = format!("SELECT max(rowid) FROM \"{}\"", name.replace('"', "\"\""));
-        let Ok(max) = connection.query_row(&sql, [], |r| r.get::<_, Option<i64>>(0)) else {
-            return Ok(None);
-        };
-        total += max.unwrap_or(0).max(0) as u64;
-    }
-    Ok(Some(total))
-}
-
-/// A read-only connection that cannot write the file, its `-shm` or its `-wal`, never
-/// checkpoints, waits at most 100 ms for a lock, and stops any statement past `deadline`.
-fn open_read_only(path: &Path, deadline: Instant) -> rusqlite::Result<Connection> {
-    let uri = format!("file:{}?mode=ro&readonly_shm=1", uri_path(path));
-    let mut connection = Connection::open_with_flags(
-        uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-    connection.busy_timeout(Duration::from_millis(100))?;
-    connection.progress_handler(1000, Some(move || Instant::now() > deadline))?;
-    Ok(connection)
-}
-
-/// A path as a SQLite URI path: `%`, `?` and `#` escaped.
-fn uri_path(path: &Path) -> String {
-    let mut out = String::new();
-    for c in path.display().to_string().chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '?' => out.push_str("%3f"),
-            '#' => out.push_str("%23"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -413,13 +351,5 @@ mod tests {
         ]);
         assert_eq!(states, want);
         assert_eq!(waiters, 0);
-    }
-
-    #[test]
-    fn uri_paths_escape_what_sqlite_reads_as_syntax() {
-        assert_eq!(
-            uri_path(Path::new("/a b/c?d#e%f.db")),
-            "/a b/c%3fd%23e%25f.db"
-        );
     }
 }
