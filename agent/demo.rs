@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn summary_shows_figures_alerts_and_recommendations() {
         let mut published = Published::default();
-        let figures = PoolFigures {
+        let mut figures = PoolFigures {
             utilization: Some(1.0),
             avg_wait_time_seconds: Some(0.0614),
             ..PoolFigures::from_latest(PoolSample {
@@ -311,6 +311,7 @@ mod tests {
                 ..PoolSample::default()
             })
         };
+        figures.recommend(crate::advisor::WaitTarget::default(), None);
         published.health.pools.push(PoolHealth {
             target: "demo-sqlite".into(),
             pool: "mdm_demo_sqlite".into(),

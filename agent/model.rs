@@ -382,19 +382,17 @@ impl PoolFigures {
             .pool_size
             .zip(rows)
             .map(|(size, rows)| pool_size_for_dataset(size, rows));
-        let mut figures = PoolFigures {
+        PoolFigures {
             latest,
             utilization,
             overflow_utilization,
             dataset_recommended_size,
             ..PoolFigures::default()
-        };
-        figures.recommend(advisor::WaitTarget::default(), None);
-        figures
+        }
     }
 
-    /// Sets the recommended pool_size from what is known now (see
-    /// [`advisor::recommend_pool`]); call again once the rates are in.
+    /// Sets the recommended pool_size from what is known (see [`advisor::recommend_pool`]), once
+    /// the rates are in: the reasoning it writes is worth writing once a cycle, not twice.
     pub fn recommend(
         &mut self,
         target: advisor::WaitTarget,
@@ -450,23 +448,18 @@ mod tests {
 
     #[test]
     fn recommended_size_serves_used_plus_pending_at_80_percent() {
-        let sample = |used, pending| PoolSample {
-            used: Some(used),
-            pending,
-            ..PoolSample::default()
+        let sample = |used, pending| {
+            let mut figures = PoolFigures::from_latest(PoolSample {
+                used: Some(used),
+                pending,
+                ..PoolSample::default()
+            });
+            figures.recommend(advisor::WaitTarget::default(), None);
+            figures
         };
-        assert_eq!(
-            PoolFigures::from_latest(sample(5, Some(7))).recommended_pool_size,
-            Some(15)
-        );
-        assert_eq!(
-            PoolFigures::from_latest(sample(8, None)).recommended_pool_size,
-            Some(10)
-        );
-        assert_eq!(
-            PoolFigures::from_latest(sample(0, Some(0))).recommended_pool_size,
-            Some(1)
-        );
+        assert_eq!(sample(5, Some(7)).recommended_pool_size, Some(15));
+        assert_eq!(sample(8, None).recommended_pool_size, Some(10));
+        assert_eq!(sample(0, Some(0)).recommended_pool_size, Some(1));
     }
 
     #[test]
