@@ -205,6 +205,7 @@ impl Series {
 /// The series of one metric name: in label order, found by the content hash of their labels.
 #[derive(Debug)]
 struct Family {
+    name: String,
     /// How much of each series' past is packed; 0 keeps only the newest sample.
     history: Millis,
     /// In label order.
@@ -215,8 +216,9 @@ struct Family {
 }
 
 impl Family {
-    fn new(history: Millis) -> Family {
+    fn new(name: &str, history: Millis) -> Family {
         Family {
+            name: name.to_string(),
             history,
             series: Vec::new(),
             index: FxHashMap::default(),
@@ -315,7 +317,9 @@ pub struct SeriesStore {
     /// By catalogue position, whether a scrape's samples of the family are kept: those some
     /// rule reads (all of them without `reads`).
     wanted: Vec<bool>,
-    by_name: BTreeMap<String, Family>,
+    families: Vec<Family>,
+    /// Name → position in `families`.
+    by_name: BTreeMap<String, usize>,
     /// When the previous scrape was, to mark the series it had and this one lacks as stale.
     last_scrape: Option<Millis>,
 }
@@ -328,6 +332,7 @@ impl SeriesStore {
             retention,
             reads: None,
             wanted: vec![true; CATALOGUE.len()],
+            families: Vec::new(),
             by_name: BTreeMap::new(),
             last_scrape: None,
         }
@@ -345,8 +350,8 @@ impl SeriesStore {
     /// Changes what the rules read (after a rule reload): families keep their series, with
     /// their history trimmed or grown from now on.
     pub fn set_reads(&mut self, reads: Reads) {
-        for (name, family) in &mut self.by_name {
-            family.history = history(self.retention, Some(&reads), name);
+        for family in &mut self.families {
+            family.history = history(self.retention, Some(&reads), &family.name);
         }
         let (names, any) = reads.names();
         self.wanted = vec![any; CATALOGUE.len()];
@@ -356,18 +361,23 @@ impl SeriesStore {
         self.reads = Some(reads);
     }
 
-    fn family(&mut self, name: &str) -> &mut Family {
-        if !self.by_name.contains_key(name) {
-            let history = history(self.retention, self.reads.as_ref(), name);
-            self.by_name.insert(name.to_string(), Family::new(history));
+    /// Where the family `name` is in `families`, made if new.
+    fn family_at(&mut self, name: &str) -> usize {
+        if let Some(&at) = self.by_name.get(name) {
+            return at;
         }
-        self.by_name.get_mut(name).expect("inserted above")
+        let history = history(self.retention, self.reads.as_ref(), name);
+        self.families.push(Family::new(name, history));
+        self.by_name
+            .insert(name.to_string(), self.families.len() - 1);
+        self.families.len() - 1
     }
 
     /// Appends one sample (samples must come in time order per series; older ones are dropped).
     pub fn append(&mut self, labels: SeriesLabels, t: Millis, value: f64) {
         let name = labels.get(NAME_LABEL).cloned().unwrap_or_default();
-        let family = self.family(&name);
+        let at = self.family_at(&name);
+        let family = &mut self.families[at];
         let hash = labels_hash(&labels);
         let at = match family.find(hash, |s| *s.labels == labels) {
             Some(i) => i,
@@ -387,15 +397,34 @@ impl SeriesStore {
         samples: impl IntoIterator<Item = &'a ExportedSample>,
     ) {
         let mut name = String::new();
+        // Samples come family by family: the positions of the current family's names (one a
+        // suffix: `_bucket`, `_sum`, `_count` of a histogram), so a name is looked up once.
+        let mut current: (Option<usize>, Vec<(&str, usize)>) = (None, Vec::new());
         for sample in samples {
-            if !self.wanted[sample.family.id()] {
+            let id = sample.family.id();
+            if !self.wanted[id] {
                 continue;
             }
+            if current.0 != Some(id) {
+                current = (Some(id), Vec::new());
+            }
             sample.scalars(|scalar| {
-                name.clear();
-                name.push_str(sample.family.name);
-                name.push_str(scalar.suffix);
-                let family = self.family(&name);
+                let known = current
+                    .1
+                    .iter()
+                    .find(|(suffix, _)| *suffix == scalar.suffix);
+                let at = match known {
+                    Some(&(_, at)) => at,
+                    None => {
+                        name.clear();
+                        name.push_str(sample.family.name);
+                        name.push_str(scalar.suffix);
+                        let at = self.family_at(&name);
+                        current.1.push((scalar.suffix, at));
+                        at
+                    }
+                };
+                let family = &mut self.families[at];
                 let hash = sample.series_hash(&scalar);
                 let same = |s: &Series| match &s.origin {
                     Some(o) if Arc::ptr_eq(o, &sample.labels) => {
@@ -417,7 +446,7 @@ impl SeriesStore {
             });
         }
         if let Some(previous) = self.last_scrape {
-            for family in self.by_name.values_mut() {
+            for family in &mut self.families {
                 let keep = family.history > 0;
                 for series in &mut family.series {
                     if series.scraped_at == Some(previous) {
@@ -434,26 +463,34 @@ impl SeriesStore {
     /// is older than the retention.
     pub fn prune(&mut self, now: Millis) {
         let gone = now - self.retention;
-        for family in self.by_name.values_mut() {
+        for family in &mut self.families {
             let oldest = now - family.history;
             for series in &mut family.series {
                 series.drop_before(oldest, gone);
             }
             family.retain_non_empty();
         }
-        self.by_name.retain(|_, f| !f.series.is_empty());
+        let before = self.families.len();
+        self.families.retain(|f| !f.series.is_empty());
+        if self.families.len() != before {
+            self.by_name = (self.families.iter().enumerate())
+                .map(|(at, f)| (f.name.clone(), at))
+                .collect();
+        }
     }
 
     /// Series named `name` (all series when `None`), in label order.
     pub fn series<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
         match name {
-            Some(name) => Box::new(self.by_name.get(name).into_iter().flat_map(|f| &f.series)),
-            None => Box::new(self.by_name.values().flat_map(|f| &f.series)),
+            Some(name) => Box::new(
+                (self.by_name.get(name).into_iter()).flat_map(|&at| &self.families[at].series),
+            ),
+            None => Box::new((self.by_name.values()).flat_map(|&at| &self.families[at].series)),
         }
     }
 
     pub fn series_count(&self) -> usize {
-        self.by_name.values().map(|f| f.series.len()).sum()
+        self.families.iter().map(|f| f.series.len()).sum()
     }
 
     pub fn sample_count(&self) -> usize {
