@@ -667,6 +667,12 @@ mod tests {
         connection
     }
 
+    /// The count of `tables`, which must be readable.
+    fn count_of(path: &Path, page_size: u64, tables: &[&str]) -> Option<u64> {
+        let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        count_rows(path, page_size, &tables, soon()).unwrap()
+    }
+
     fn page_size(connection: &Connection) -> u64 {
         connection
             .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
@@ -731,10 +737,7 @@ mod tests {
         // Nothing was checkpointed: the database file holds none of the rows.
         assert!(std::fs::metadata(&path).unwrap().len() <= 4 * size);
 
-        let count = |tables: &[&str]| {
-            let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-            count_rows(&path, size, &tables, soon()).unwrap()
-        };
+        let count = |tables: &[&str]| count_of(&path, size, tables);
         assert_eq!(count(&[]), Some(39_000));
         assert_eq!(count(&["trickle"]), Some(9_000));
         assert_eq!(count(&["untouched"]), Some(0));
@@ -781,10 +784,7 @@ mod tests {
             )
             .unwrap();
         let size = page_size(&connection);
-        let count = |tables: &[&str]| {
-            let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-            count_rows(&path, size, &tables, soon()).unwrap()
-        };
+        let count = |tables: &[&str]| count_of(&path, size, tables);
         // sqlite_sequence (AUTOINCREMENT's) is SQLite's: not counted; a negative rowid is 0.
         assert_eq!(
             count(&["counted", "negative", "numbered"]),
