@@ -74,7 +74,6 @@ impl Store {
                     first_seen: now,
                 }),
             };
-            window.totals.push_back((now, totals, wal));
             while window
                 .totals
                 .front()
@@ -82,6 +81,13 @@ impl Store {
             {
                 window.totals.pop_front();
             }
+            // Grown one sample at a time, the window holds what it needs: doubling left 100
+            // pools' windows of 22 samples with room for 32 (0.2 MB). Its length is steady
+            // once it is full, so this reallocates only while it fills.
+            if window.totals.len() == window.totals.capacity() {
+                window.totals.reserve_exact(1);
+            }
+            window.totals.push_back((now, totals, wal));
         }
     }
 
