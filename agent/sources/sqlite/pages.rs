@@ -31,7 +31,7 @@ use std::time::{Instant, SystemTime};
 
 use rustc_hash::FxHashMap;
 
-use crate::sources::files::companion;
+use crate::sources::files::{companion, size_or_zero};
 use crate::sources::holders::FileId;
 
 /// How many times a count is read when writers keep changing the files under it.
@@ -98,9 +98,10 @@ struct Snapshot {
     version: Version,
 }
 
-/// What must be the same after the reads for the count to stand.
+/// Where the pages are read from, and what must be the same after the reads for the count to
+/// stand.
 enum Version {
-    /// The `-shm` (the same file) and its header.
+    /// The `-shm` (the same file) and its header; the WAL frames of that snapshot.
     Indexed {
         shm: File,
         shm_id: FileId,
@@ -119,7 +120,7 @@ enum Version {
 
 enum Taken {
     Snapshot(Snapshot),
-    /// A WAL with frames and no wal-index.
+    /// A WAL with frames (or one whose size cannot be read) and no wal-index.
     Unknowable,
     /// The wal-index header is being rewritten.
     Moving,
@@ -140,7 +141,7 @@ impl Snapshot {
         let shm = match File::open(companion(path, "-shm")) {
             Ok(shm) => shm,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if wal_has_frames(path)? {
+                if wal_has_frames(path) != Some(false) {
                     return Ok(Taken::Unknowable);
                 }
                 return Ok(Taken::Snapshot(snapshot(Version::Closed {
@@ -202,7 +203,7 @@ impl Snapshot {
                 ..
             } => Ok(shm == Some(*shm_id) && index_header(file)?.as_ref() == Some(header)),
             Version::Closed { len, modified } => Ok(shm.is_none()
-                && !wal_has_frames(&self.path)?
+                && wal_has_frames(&self.path) == Some(false)
                 && metadata.len() == *len
                 && metadata.modified().ok() == *modified),
         }
@@ -379,13 +380,9 @@ impl Snapshot {
     }
 }
 
-/// Whether the WAL beside the database holds any frame.
-fn wal_has_frames(path: &Path) -> io::Result<bool> {
-    match std::fs::metadata(companion(path, "-wal")) {
-        Ok(wal) => Ok(wal.len() > WAL_HEADER),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+/// Whether the WAL beside the database holds any frame; `None` when its size cannot be read.
+fn wal_has_frames(path: &Path) -> Option<bool> {
+    size_or_zero(&companion(path, "-wal")).map(|len| len > WAL_HEADER)
 }
 
 /// The wal-index header, when its two copies agree and its checksum holds; `None` when it is
