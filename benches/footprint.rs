@@ -9,7 +9,8 @@
 //!
 //! Then it prints the figures and the ratios. Run it with `scripts/bench.sh` (which starts the
 //! services), or `cargo bench --bench footprint` when they already run. It prints; it asserts
-//! nothing.
+//! nothing. With `FOOTPRINT_SMAPS=DIR` it also copies each OTLP run's `/proc/PID/smaps` into
+//! DIR, to see which mappings its RSS is made of.
 
 // Bench code: an unwrap that fails is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -197,14 +198,16 @@ fn main() {
         "poolwatch with OTLP export (http/protobuf, every sample cycle), {OTLP_CYCLES} cycles each"
     );
     println!(
-        "{:<24}{:>22}{:>16}{:>20}",
-        "OTLP", "RSS MiB (1/3, end)", "peak RSS MiB", "CPU per cycle"
+        "{:<24}{:>22}{:>18}{:>16}{:>20}",
+        "OTLP", "RSS MiB (1/3, end)", "file / anon MiB", "peak RSS MiB", "CPU per cycle"
     );
     for (what, f) in otlp {
         println!(
-            "{what:<24}{:>13.1} {:>8.1}{:>16.1}{:>17.3} ms",
+            "{what:<24}{:>13.1} {:>8.1}{:>11.1} / {:<4.1}{:>16.1}{:>17.3} ms",
             f.rss_early,
             f.rss,
+            f.rss_file,
+            f.rss_anon,
             f.peak,
             f.cpu_per_cycle * 1000.0
         );
@@ -222,6 +225,10 @@ struct Footprint {
     /// RSS after a third of the run, and at its end: growth would show between the two.
     rss_early: f64,
     rss: f64,
+    /// At the end: mapped from the binary and libraries (code, read-only data), and
+    /// anonymous (heap, stacks).
+    rss_file: f64,
+    rss_anon: f64,
     peak: f64,
 }
 
@@ -268,6 +275,11 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
         bar.finish();
         let cpu_per_cycle = (cpu_seconds(pid) - cpu_before) / f64::from(OTLP_CYCLES);
         let (rss, peak) = common::memory_mib(pid);
+        let (rss_file, rss_anon) = common::rss_split_mib(pid);
+        if let Ok(dir) = std::env::var("FOOTPRINT_SMAPS") {
+            let file = format!("{dir}/otlp-{}.smaps", what.replace([' ', ','], "-"));
+            std::fs::copy(format!("/proc/{pid}/smaps"), file).unwrap();
+        }
         let exports = agent.metrics();
         let count = |name: &str, labels: &[(&str, &str)]| exports.get(name, labels).unwrap_or(0.0);
         eprintln!(
@@ -284,6 +296,8 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
                 cpu_per_cycle,
                 rss_early,
                 rss,
+                rss_file,
+                rss_anon,
                 peak,
             },
         ));

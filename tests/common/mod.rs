@@ -130,16 +130,28 @@ impl Holders {
 
 /// Resident and peak resident memory in MiB, from /proc/PID/status.
 pub fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = proc_status_mib(pid);
+    (status("VmRSS:"), status("VmHWM:"))
+}
+
+/// A process's resident memory by kind, MiB: mapped from files (its code and read-only data)
+/// and anonymous (heap, stacks, data written since start).
+pub fn rss_split_mib(pid: u32) -> (f64, f64) {
+    let status = proc_status_mib(pid);
+    (status("RssFile:"), status("RssAnon:"))
+}
+
+/// Reads a process's `/proc/PID/status` once; the closure gives a field of it in MiB.
+fn proc_status_mib(pid: u32) -> impl Fn(&str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
+    move |name: &str| {
         status
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    }
 }
 
 pub fn free_port() -> u16 {
