@@ -11,7 +11,7 @@ use poolwatch::bench::report::{Report, Settings};
 use poolwatch::bench::workload::{Operation, STATEMENTS};
 use poolwatch::pools::PoolSettings;
 
-use crate::advisor::benchmark;
+use crate::common::benchmark::benchmark;
 use crate::common::{APP_PASSWORD, binary, connect, monitor_url, pg_port, wait_for};
 
 fn unique(prefix: &str) -> String {

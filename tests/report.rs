@@ -6,7 +6,7 @@ use std::process::Command;
 
 use poolwatch::bench::html::{MEASURED_COLOR, PREDICTED_COLOR};
 
-use crate::advisor::benchmark;
+use crate::common::benchmark::benchmark;
 use crate::common::binary;
 
 /// The Debian package's browser; scripts/services.sh installs it.

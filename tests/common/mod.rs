@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod benchmark;
 pub mod exposition;
 pub mod healthy_load;
 pub mod mdm;
