@@ -199,15 +199,15 @@ fn main() {
     );
     println!(
         "{:<24}{:>22}{:>18}{:>16}{:>20}",
-        "OTLP", "RSS MiB (1/3, end)", "file / anon MiB", "peak RSS MiB", "CPU per cycle"
+        "OTLP", "RSS MiB (1/3, median)", "file / anon MiB", "peak RSS MiB", "CPU per cycle"
     );
     for (what, f) in otlp {
         println!(
             "{what:<24}{:>13.1} {:>8.1}{:>11.1} / {:<4.1}{:>16.1}{:>17.3} ms",
             f.rss_early,
-            f.rss,
-            f.rss_file,
-            f.rss_anon,
+            f.rss.total,
+            f.rss.file,
+            f.rss.anon,
             f.peak,
             f.cpu_per_cycle * 1000.0
         );
@@ -222,18 +222,51 @@ fn bench_config(bouncer: &PgBouncer) -> String {
 /// RSS and CPU of one agent run.
 struct Footprint {
     cpu_per_cycle: f64,
-    /// RSS after a third of the run, and at its end: growth would show between the two.
+    /// RSS after a third of the run: growth would show between it and the median after it.
     rss_early: f64,
-    rss: f64,
-    /// At the end: mapped from the binary and libraries (code, read-only data), and
-    /// anonymous (heap, stacks).
-    rss_file: f64,
-    rss_anon: f64,
+    /// The median of the RSS read five times a cycle over the last two thirds of the run: a
+    /// single reading lands before, in or after a cycle's burst of allocation, and moves by up
+    /// to 1 MiB.
+    rss: Rss,
     peak: f64,
+}
+
+/// Resident memory, MiB: in all, mapped from files (the binary's code and read-only data,
+/// the libraries'), and anonymous (heap, stacks).
+struct Rss {
+    total: f64,
+    file: f64,
+    anon: f64,
+}
+
+impl Rss {
+    fn read(pid: u32) -> Rss {
+        let (file, anon) = common::rss_split_mib(pid);
+        Rss {
+            total: common::memory_mib(pid).0,
+            file,
+            anon,
+        }
+    }
+
+    /// The median of each figure on its own.
+    fn median(readings: &[Rss]) -> Rss {
+        let median = |figure: fn(&Rss) -> f64| {
+            let mut values: Vec<f64> = readings.iter().map(figure).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Rss {
+            total: median(|r| r.total),
+            file: median(|r| r.file),
+            anon: median(|r| r.anon),
+        }
+    }
 }
 
 /// How long each OTLP run lasts: long enough for a silent collector to time out 60 exports.
 const OTLP_CYCLES: u32 = 60;
+const READINGS_PER_CYCLE: u32 = 5;
 
 /// A fresh agent on the same targets for each row: OTLP off, exporting every cycle to a live
 /// receiver, and exporting to a collector that accepts connections and never answers (each
@@ -265,8 +298,15 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
         bar.set_message(format!("OTLP {what}"));
         let cpu_before = cpu_seconds(pid);
         let mut rss_early = 0.0;
+        let mut readings = Vec::new();
         for cycle in 1..=OTLP_CYCLES {
-            std::thread::sleep(INTERVAL);
+            // Five readings a cycle, so that they fall at every phase of it.
+            for _ in 0..READINGS_PER_CYCLE {
+                std::thread::sleep(INTERVAL / READINGS_PER_CYCLE);
+                if cycle > OTLP_CYCLES / 3 {
+                    readings.push(Rss::read(pid));
+                }
+            }
             if cycle == OTLP_CYCLES / 3 {
                 rss_early = common::memory_mib(pid).0;
             }
@@ -274,8 +314,7 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
         }
         bar.finish();
         let cpu_per_cycle = (cpu_seconds(pid) - cpu_before) / f64::from(OTLP_CYCLES);
-        let (rss, peak) = common::memory_mib(pid);
-        let (rss_file, rss_anon) = common::rss_split_mib(pid);
+        let peak = common::memory_mib(pid).1;
         if let Ok(dir) = std::env::var("FOOTPRINT_SMAPS") {
             let file = format!("{dir}/otlp-{}.smaps", what.replace([' ', ','], "-"));
             std::fs::copy(format!("/proc/{pid}/smaps"), file).unwrap();
@@ -295,9 +334,7 @@ fn otlp_footprint(bouncer: &PgBouncer) -> Vec<(&'static str, Footprint)> {
             Footprint {
                 cpu_per_cycle,
                 rss_early,
-                rss,
-                rss_file,
-                rss_anon,
+                rss: Rss::median(&readings),
                 peak,
             },
         ));
