@@ -400,6 +400,9 @@ impl SeriesStore {
         // Samples come family by family: the positions of the current family's names (one a
         // suffix: `_bucket`, `_sum`, `_count` of a histogram), so a name is looked up once.
         let mut current: (Option<usize>, Vec<(&str, usize)>) = (None, Vec::new());
+        // Whether a series was added: families grow one series at a time, and the room their
+        // vectors doubled into is given back once the scrape is in.
+        let mut grown = false;
         for sample in samples {
             let id = sample.family.id();
             if !self.wanted[id] {
@@ -436,7 +439,10 @@ impl SeriesStore {
                 };
                 let at = match family.find(hash, same) {
                     Some(i) => i,
-                    None => family.insert(hash, Series::new(sample.full_labels(&scalar))),
+                    None => {
+                        grown = true;
+                        family.insert(hash, Series::new(sample.full_labels(&scalar)))
+                    }
                 };
                 let keep = family.history > 0;
                 let series = &mut family.series[at];
@@ -453,6 +459,12 @@ impl SeriesStore {
                         series.push(t, stale_marker(), keep);
                     }
                 }
+            }
+        }
+        if grown {
+            for family in &mut self.families {
+                family.series.shrink_to_fit();
+                family.index.shrink_to_fit();
             }
         }
         self.last_scrape = Some(t);
