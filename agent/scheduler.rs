@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Target};
 use crate::exporters::prometheus;
-use crate::exposition::{self, ExportedSample, Exposer};
+use crate::exposition::{self, Exposer};
 use crate::health;
 use crate::model::{SourceKind, TargetSample};
 use crate::receiver::Receiver;
@@ -75,8 +75,6 @@ impl Agent {
             engine: RuleEngine::new(options.rules),
             receiver: options.receiver,
             exposer: Exposer::default(),
-            samples: Vec::new(),
-            alert_samples: Vec::new(),
             target_labels: Vec::new(),
             hold: options.hold,
             config: config.clone(),
@@ -222,9 +220,6 @@ struct Aggregator {
     engine: RuleEngine,
     receiver: Option<Arc<Receiver>>,
     exposer: Exposer,
-    /// The model's samples and the alerts' of the last publish, their buffers reused.
-    samples: Vec<ExportedSample>,
-    alert_samples: Vec<ExportedSample>,
     /// Per target, the labels of its own telemetry.
     target_labels: Vec<Vec<metrics::Label>>,
     hold: bool,
@@ -457,10 +452,12 @@ impl Aggregator {
             targets: self.targets.clone(),
             agent: self.agent.clone(),
         };
-        self.exposer.samples(&snapshot, &mut self.samples);
+        // Sized as the last publish's: they go out with it, read by the OTLP exporter.
+        let mut samples = Vec::with_capacity(self.publish.borrow().samples.len());
+        self.exposer.samples(&snapshot, &mut samples);
         if let Some(at) = scraped_at {
             let t = (at * 1000.0) as Millis;
-            self.series.ingest_scrape(t, &self.samples);
+            self.series.ingest_scrape(t, &samples);
             telemetry::window_kept(
                 self.series.series_count(),
                 self.series.packed_samples(),
@@ -484,12 +481,15 @@ impl Aggregator {
         }
         let alerts = self.engine.alerts();
         let health = health::report(&snapshot, &alerts);
-        exposition::alert_samples(alerts.iter().map(|(_, a)| *a), &mut self.alert_samples);
+        let mut alert_samples = Vec::new();
+        exposition::alert_samples(alerts.iter().map(|(_, a)| *a), &mut alert_samples);
         let alerts = alerts.into_iter().map(|(_, a)| a.clone()).collect();
-        let mut metrics = Vec::with_capacity(self.samples.len() * 160);
-        prometheus::encode(&self.samples, &self.alert_samples, &mut metrics);
+        let mut metrics = Vec::with_capacity(samples.len() * 160);
+        prometheus::encode(&samples, &alert_samples, &mut metrics);
         let published = Published {
             metrics: metrics.into(),
+            samples,
+            alert_samples,
             snapshot,
             alerts,
             notifications: self.engine.notifications(self.config.evaluation_interval),

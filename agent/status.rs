@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::exposition::ExportedSample;
 use crate::health::HealthReport;
 use crate::model::{GonePool, Labels, PoolFigures, ServerSample, SourceKind};
 use crate::rules::alerts::{Alert, Notification};
@@ -16,6 +17,11 @@ use crate::sources::ErrorKind;
 #[derive(Debug, Default)]
 pub struct Published {
     pub snapshot: Snapshot,
+    /// The exposition model's samples of `snapshot`, family by family in catalogue order: what
+    /// `metrics` encodes, and what the OTLP exporter pushes.
+    pub samples: Vec<ExportedSample>,
+    /// One `poolwatch_alerts` sample per pending or firing alert.
+    pub alert_samples: Vec<ExportedSample>,
     /// The Prometheus exposition of `snapshot`, shared by every scrape without a copy.
     pub metrics: bytes::Bytes,
     /// Pending and firing alerts.

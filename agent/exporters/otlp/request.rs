@@ -1,7 +1,7 @@
-//! One OTLP export request from a published snapshot: every family the exposition model writes
-//! (not the agent's own telemetry), under its OpenTelemetry name, unit and instrument, with the
-//! labels turned back into attributes. A pure function of the snapshot, the resource and the
-//! time, except for the start times of cumulative series, which it remembers.
+//! One OTLP export request from a published snapshot: every sample the exposition model made of
+//! it (not the agent's own telemetry), under its family's OpenTelemetry name, unit and
+//! instrument, with the labels turned back into attributes. A pure function of the samples, the
+//! resource and the time, except for the start times of cumulative series, which it remembers.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,21 +14,16 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use rustc_hash::FxHashMap;
 
-use crate::exposition::{
-    self, CATALOGUE, ExportedSample, Exposer, Family, Instrument, Read, Scalar, Value,
-};
+use crate::exposition::{self, CATALOGUE, ExportedSample, Family, Instrument, Read, Scalar, Value};
 use crate::status::Published;
 
 /// The instrumentation scope the metrics are reported under.
 const SCOPE: &str = "poolwatch";
 
-/// Builds requests, keeping what must persist between them: the label sets (through the
-/// [`Exposer`]) and when each cumulative series started.
+/// Builds requests, keeping what must persist between them: when each cumulative series
+/// started.
 pub struct Encoder {
     resource: Resource,
-    exposer: Exposer,
-    samples: Vec<ExportedSample>,
-    alerts: Vec<ExportedSample>,
     starts: Starts,
 }
 
@@ -54,9 +49,6 @@ impl Encoder {
                 attributes: resource.iter().map(|(k, v)| attribute(k, v)).collect(),
                 ..Resource::default()
             },
-            exposer: Exposer::default(),
-            samples: Vec::new(),
-            alerts: Vec::new(),
             starts: Starts::default(),
         }
     }
@@ -69,14 +61,12 @@ impl Encoder {
     ) -> ExportMetricsServiceRequest {
         let now = unix_nanos(now);
         self.starts.generation += 1;
-        self.exposer.samples(&published.snapshot, &mut self.samples);
-        exposition::alert_samples(&published.alerts, &mut self.alerts);
         let mut metrics = Vec::new();
         for family in CATALOGUE {
             let samples = match family.read {
                 Read::Agent => continue,
-                Read::Alerts => &self.alerts[..],
-                _ => exposition::of_family(&self.samples, family),
+                Read::Alerts => &published.alert_samples[..],
+                _ => exposition::of_family(&published.samples, family),
             };
             if samples.is_empty() {
                 continue;

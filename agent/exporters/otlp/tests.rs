@@ -11,15 +11,23 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point}
 use super::*;
 use crate::exporters::prometheus;
 use crate::exposition::{CATALOGUE, POOL_LABEL, STATE_LABEL};
-use crate::status::Published;
+use crate::status::{Published, Snapshot};
 
 #[path = "../../../tests/common/exposition.rs"]
 #[allow(dead_code)]
 mod text;
 
 fn published() -> Published {
+    published_of(prometheus::tests::snapshot())
+}
+
+/// What the scheduler publishes of `snapshot`, alerts aside: the snapshot and its samples.
+fn published_of(snapshot: Snapshot) -> Published {
+    let mut samples = Vec::new();
+    crate::exposition::Exposer::default().samples(&snapshot, &mut samples);
     Published {
-        snapshot: prometheus::tests::snapshot(),
+        snapshot,
+        samples,
         ..Published::default()
     }
 }
@@ -190,7 +198,7 @@ fn names_units_instruments_and_attributes_follow_the_semantic_conventions() {
 
 #[test]
 fn cumulative_series_start_when_first_seen_and_again_after_a_reset() {
-    let mut published = published();
+    let mut snapshot = prometheus::tests::snapshot();
     let mut encoder = Encoder::new(&[]);
     let start_of = |request: &ExportMetricsServiceRequest, name: &str| {
         let Some(metric::Data::Sum(sum)) = &metric(request, name).data else {
@@ -201,18 +209,18 @@ fn cumulative_series_start_when_first_seen_and_again_after_a_reset() {
             sum.data_points[0].time_unix_nano,
         )
     };
-    let first = encoder.request(&published, at(100));
+    let first = encoder.request(&published_of(snapshot.clone()), at(100));
     let t100 = 100 * 1_000_000_000;
     assert_eq!(
         start_of(&first, "poolwatch.pool.transactions"),
         (t100, t100)
     );
     // PgBouncer restarted: its counter went down, so the series starts again.
-    Arc::make_mut(&mut published.snapshot.targets[0].pools)[0]
+    Arc::make_mut(&mut snapshot.targets[0].pools)[0]
         .latest
         .totals
         .transactions = Some(3);
-    let second = encoder.request(&published, at(160));
+    let second = encoder.request(&published_of(snapshot), at(160));
     let t160 = 160 * 1_000_000_000;
     assert_eq!(
         start_of(&second, "poolwatch.pool.transactions"),
