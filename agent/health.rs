@@ -161,7 +161,10 @@ pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthRep
             None => by_target.entry(target).or_default().add(rule, alert),
         }
     }
-    let mut pools = Vec::new();
+    let count = (snapshot.targets.iter().filter(|t| t.up))
+        .map(|t| t.pools.len() + t.gone.len())
+        .sum();
+    let mut pools = Vec::with_capacity(count);
     for target in snapshot.targets.iter().filter(|t| t.up) {
         for figures in target.pools.iter() {
             let key = (

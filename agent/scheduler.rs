@@ -452,8 +452,13 @@ impl Aggregator {
             targets: self.targets.clone(),
             agent: self.agent.clone(),
         };
-        // Sized as the last publish's: they go out with it, read by the OTLP exporter.
-        let mut samples = Vec::with_capacity(self.publish.borrow().samples.len());
+        // Sized as the last publish's: these go out with it, and the exposition is kept whole
+        // with its unused room, so it gets an eighth more than the last one's length.
+        let (last_samples, last_metrics) = {
+            let last = self.publish.borrow();
+            (last.samples.len(), last.metrics.len())
+        };
+        let mut samples = Vec::with_capacity(last_samples);
         self.exposer.samples(&snapshot, &mut samples);
         if let Some(at) = scraped_at {
             let t = (at * 1000.0) as Millis;
@@ -484,7 +489,7 @@ impl Aggregator {
         let mut alert_samples = Vec::new();
         exposition::alert_samples(alerts.iter().map(|(_, a)| *a), &mut alert_samples);
         let alerts = alerts.into_iter().map(|(_, a)| a.clone()).collect();
-        let mut metrics = Vec::with_capacity(samples.len() * 160);
+        let mut metrics = Vec::with_capacity(last_metrics + last_metrics / 8);
         prometheus::encode(&samples, &alert_samples, &mut metrics);
         let published = Published {
             metrics: metrics.into(),
