@@ -15,9 +15,88 @@ use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, Targ
 #[derive(Debug)]
 struct PoolWindow {
     latest: PoolSample,
-    totals: VecDeque<(Instant, PoolTotals, Option<u64>)>,
+    totals: VecDeque<Counters>,
     /// The first sample of this unbroken run of samples.
     first_seen: Instant,
+}
+
+/// A pool's counters and WAL size at one sample, packed: an absent figure costs a bit rather
+/// than an `Option`'s tag and padding (104 bytes a sample instead of 184; 100 pools sampled
+/// every 500 ms keep 22 samples each).
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    at: Instant,
+    /// In the order [`Counters::pack`] writes them; floats as their bits.
+    values: [u64; 10],
+    /// Bit `i` set: `values[i]` is known.
+    present: u16,
+    usage_includes_wait: bool,
+}
+
+impl Counters {
+    fn pack(at: Instant, totals: &PoolTotals, wal: Option<u64>) -> Counters {
+        // Destructured whole, so that a counter added to PoolTotals is not silently dropped.
+        let PoolTotals {
+            transactions,
+            checkouts,
+            assignments,
+            wait_seconds,
+            usage_seconds,
+            usage_includes_wait,
+            connections_opened,
+            connections_closed,
+            connection_errors,
+            timeouts,
+        } = *totals;
+        let bits = |v: Option<f64>| v.map(f64::to_bits);
+        let all = [
+            transactions,
+            checkouts,
+            assignments,
+            bits(wait_seconds),
+            bits(usage_seconds),
+            connections_opened,
+            connections_closed,
+            connection_errors,
+            timeouts,
+            wal,
+        ];
+        let mut counters = Counters {
+            at,
+            values: [0; 10],
+            present: 0,
+            usage_includes_wait,
+        };
+        for (i, v) in all.into_iter().enumerate() {
+            if let Some(v) = v {
+                counters.values[i] = v;
+                counters.present |= 1 << i;
+            }
+        }
+        counters
+    }
+
+    fn get(&self, i: usize) -> Option<u64> {
+        (self.present & (1 << i) != 0).then(|| self.values[i])
+    }
+
+    /// The counters and the WAL size, as [`Counters::pack`] took them.
+    fn unpack(&self) -> (PoolTotals, Option<u64>) {
+        let float = |i| self.get(i).map(f64::from_bits);
+        let totals = PoolTotals {
+            transactions: self.get(0),
+            checkouts: self.get(1),
+            assignments: self.get(2),
+            wait_seconds: float(3),
+            usage_seconds: float(4),
+            usage_includes_wait: self.usage_includes_wait,
+            connections_opened: self.get(5),
+            connections_closed: self.get(6),
+            connection_errors: self.get(7),
+            timeouts: self.get(8),
+        };
+        (totals, self.get(9))
+    }
 }
 
 /// Every pool of every target, with counters kept for `window`.
@@ -77,7 +156,7 @@ impl Store {
             while window
                 .totals
                 .front()
-                .is_some_and(|(t, _, _)| now.saturating_duration_since(*t) > self.window)
+                .is_some_and(|c| now.saturating_duration_since(c.at) > self.window)
             {
                 window.totals.pop_front();
             }
@@ -87,7 +166,7 @@ impl Store {
             if window.totals.len() == window.totals.capacity() {
                 window.totals.reserve_exact(1);
             }
-            window.totals.push_back((now, totals, wal));
+            window.totals.push_back(Counters::pack(now, &totals, wal));
         }
     }
 
@@ -111,24 +190,26 @@ impl Store {
     }
 
     fn figures_of(&self, window: &PoolWindow) -> Option<PoolFigures> {
-        let (now, b, wal_now) = window.totals.back()?;
+        let newest = window.totals.back()?;
+        let now = newest.at;
         let mut figures = PoolFigures::from_latest(window.latest.clone());
         figures.observed_seconds = Some(
             now.saturating_duration_since(window.first_seen)
                 .as_secs_f64(),
         );
-        let Some((then, a, wal_then)) = window
+        let Some(oldest) = window
             .totals
             .iter()
-            .find(|(t, _, _)| now.saturating_duration_since(*t) <= self.rate_window)
-            .filter(|(t, _, _)| t < now)
+            .find(|c| now.saturating_duration_since(c.at) <= self.rate_window)
+            .filter(|c| c.at < now)
         else {
             return Some(figures);
         };
-        let seconds = now.saturating_duration_since(*then).as_secs_f64();
+        let ((a, wal_then), (b, wal_now)) = (oldest.unpack(), newest.unpack());
+        let seconds = now.saturating_duration_since(oldest.at).as_secs_f64();
         let minutes = seconds / 60.0;
         figures.wal_growth_bytes_per_second = match (wal_then, wal_now) {
-            (Some(a), Some(b)) if seconds > 0.0 => Some((*b as f64 - *a as f64) / seconds),
+            (Some(a), Some(b)) if seconds > 0.0 => Some((b as f64 - a as f64) / seconds),
             _ => None,
         };
         let per = |num: Option<f64>, den: Option<u64>| match (num, den) {
@@ -205,6 +286,34 @@ mod tests {
                 ..PoolSample::default()
             }],
             ..TargetSample::default()
+        }
+    }
+
+    #[test]
+    fn counters_unpack_to_what_was_packed() {
+        let at = Instant::now();
+        let all = PoolTotals {
+            transactions: Some(1),
+            checkouts: Some(u64::MAX),
+            assignments: Some(0),
+            wait_seconds: Some(0.25),
+            usage_seconds: Some(-0.0),
+            usage_includes_wait: true,
+            connections_opened: Some(5),
+            connections_closed: Some(6),
+            connection_errors: Some(7),
+            timeouts: Some(8),
+        };
+        let none = PoolTotals::default();
+        let some = PoolTotals {
+            wait_seconds: Some(1.5),
+            timeouts: Some(0),
+            ..PoolTotals::default()
+        };
+        for (totals, wal) in [(all, Some(9)), (none, None), (some, Some(0))] {
+            let packed = Counters::pack(at, &totals, wal);
+            assert_eq!(packed.unpack(), (totals, wal));
+            assert_eq!(packed.at, at);
         }
     }
 
