@@ -207,7 +207,7 @@ pub fn summary(published: &Published) -> String {
         "{:<34} {:>4} {:>4} {:>7} {:>6} {:>9} {:>11} model",
         "pool", "used", "idle", "pending", "util", "wait avg", "recommended"
     );
-    let pools = &published.health.pools;
+    let pools = &published.health().pools;
     if pools.is_empty() {
         let _ = writeln!(out, "  (no pool sampled yet)");
     }
@@ -260,7 +260,7 @@ pub fn summary(published: &Published) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{PoolHealth, Status};
+    use crate::health::{HealthReport, PoolHealth, Status};
     use crate::model::{PoolFigures, PoolSample};
 
     #[test]
@@ -312,7 +312,8 @@ mod tests {
             })
         };
         figures.recommend(crate::advisor::WaitTarget::default(), None);
-        published.health.pools.push(PoolHealth {
+        let mut health = HealthReport::default();
+        health.pools.push(PoolHealth {
             target: "demo-sqlite".into(),
             pool: "mdm_demo_sqlite".into(),
             status: Status::Degraded,
@@ -321,6 +322,7 @@ mod tests {
             alerts: vec!["PoolUtilizationHigh".into()],
             figures,
         });
+        let _ = published.health.set(health);
         let mut alert = Alert::default();
         alert.labels = BTreeMap::from([
             ("alertname".to_string(), "PoolUtilizationHigh".to_string()),

@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::model::{Labels, PoolEnd, PoolFigures, PoolSample, SourceKind};
 use crate::rules::alerts::{Alert, AlertState};
-use crate::rules::files::AlertRule;
 use crate::status::Snapshot;
 
 /// The label that names a pool in alerts, as in every pool series.
@@ -69,8 +68,14 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn add(&mut self, rule: &AlertRule, alert: &Alert) {
-        let status = Status::of_severity(rule.severity());
+    /// Counts a firing alert in, by its `severity` label (`warning` without one, as a rule
+    /// without one is read) and named by its `alertname`.
+    fn add(&mut self, alert: &Alert) {
+        let severity = alert
+            .labels
+            .get("severity")
+            .map_or("warning", String::as_str);
+        let status = Status::of_severity(severity);
         self.status = Some(self.status.map_or(status, |s| s.max(status)));
         let warning = alert
             .annotations
@@ -81,7 +86,7 @@ impl Verdict {
         let recommendation = alert.annotations.get("recommendation");
         self.recommendations
             .extend(recommendation.filter(|r| !r.is_empty()).cloned());
-        self.alerts.push(rule.name.clone());
+        self.alerts.extend(alert.labels.get("alertname").cloned());
     }
 
     fn status(&self) -> Status {
@@ -128,7 +133,7 @@ pub struct HealthReport {
 }
 
 /// Judges every pool and target from the firing alerts.
-pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthReport {
+pub fn report(snapshot: &Snapshot, alerts: &[Alert]) -> HealthReport {
     // A pool is its target, its name and its own labels: pushed pools of one name from two
     // service instances are told apart by their service labels.
     let mut pool_labels: BTreeMap<(&str, &str), Vec<&Labels>> = BTreeMap::new();
@@ -142,7 +147,7 @@ pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthRep
     }
     let mut by_pool: BTreeMap<(String, String, Labels), Verdict> = BTreeMap::new();
     let mut by_target: BTreeMap<String, Verdict> = BTreeMap::new();
-    for (rule, alert) in alerts.iter().filter(|(_, a)| a.state == AlertState::Firing) {
+    for alert in alerts.iter().filter(|a| a.state == AlertState::Firing) {
         let target = alert.labels.get("target").cloned().unwrap_or_default();
         match alert.labels.get(POOL_LABEL) {
             Some(pool) => {
@@ -156,9 +161,9 @@ pub fn report(snapshot: &Snapshot, alerts: &[(&AlertRule, &Alert)]) -> HealthRep
                 by_pool
                     .entry((target, pool.clone(), own))
                     .or_default()
-                    .add(rule, alert)
+                    .add(alert)
             }
-            None => by_target.entry(target).or_default().add(rule, alert),
+            None => by_target.entry(target).or_default().add(alert),
         }
     }
     let count = (snapshot.targets.iter().filter(|t| t.up))
@@ -341,7 +346,10 @@ groups:
             targets,
             ..Snapshot::default()
         };
-        report(&snapshot, &engine.alerts())
+        let alerts: Vec<Alert> = (engine.alerts().into_iter())
+            .map(|(_, a)| a.clone())
+            .collect();
+        report(&snapshot, &alerts)
     }
 
     const P: (&str, &str) = (POOL_LABEL, "p");

@@ -1,8 +1,8 @@
 //! Runs every target on its own task, each sample under a deadline, and folds the results into
-//! one published [`Published`] value: the series window is fed, the rules evaluated, health
-//! judged and the exposition rendered. A slow or hung target delays nobody: `/metrics` serves the
-//! last published value. Rule and config reloads arrive here too; a reload that fails leaves
-//! the last good version running.
+//! one published [`Published`] value: the series window is fed, the rules evaluated and the
+//! exposition model's samples made (the text exposition and health are made when first read).
+//! A slow or hung target delays nobody: `/metrics` serves the last published value. Rule and
+//! config reloads arrive here too; a reload that fails leaves the last good version running.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,9 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Target};
-use crate::exporters::prometheus;
 use crate::exposition::{self, Exposer};
-use crate::health;
 use crate::model::{SourceKind, TargetSample};
 use crate::receiver::Receiver;
 use crate::rules::alerts::RuleEngine;
@@ -294,8 +292,8 @@ impl Aggregator {
     }
 
     /// Applies reports and publishes. Targets sampled on the same tick report close together,
-    /// and rendering costs far more than a sample, so after a report it waits up to `coalesce`
-    /// for the other targets and renders once for all of them. Publishing (milliseconds per
+    /// and publishing costs far more than a sample, so after a report it waits up to `coalesce`
+    /// for the other targets and publishes once for all of them. Publishing (milliseconds per
     /// hundred pools) runs where the task is, in place ([`in_place`]): the tasks queued on
     /// this worker, scrapes among them, move to another thread meanwhile.
     async fn run(
@@ -446,17 +444,18 @@ impl Aggregator {
     }
 
     /// Feeds the series window (when `scraped_at` is given), evaluates the rules that are due,
-    /// judges health and renders; then publishes.
+    /// makes the exposition model's samples; then publishes.
     fn publish_now(&mut self, scraped_at: Option<f64>) {
         let mut snapshot = Snapshot {
             targets: self.targets.clone(),
             agent: self.agent.clone(),
         };
-        // Sized as the last publish's: these go out with it, and the exposition is kept whole
-        // with its unused room, so it gets an eighth more than the last one's length.
-        let (last_samples, last_metrics) = {
+        // Sized as the last publish's. Its exposition may never have been rendered: then the
+        // length it expected is passed on.
+        let (last_samples, metrics_hint) = {
             let last = self.publish.borrow();
-            (last.samples.len(), last.metrics.len())
+            let hint = last.metrics.get().map_or(last.metrics_hint, |m| m.len());
+            (last.samples.len(), hint)
         };
         let mut samples = Vec::with_capacity(last_samples);
         self.exposer.samples(&snapshot, &mut samples);
@@ -485,20 +484,17 @@ impl Aggregator {
             }
         }
         let alerts = self.engine.alerts();
-        let health = health::report(&snapshot, &alerts);
         let mut alert_samples = Vec::new();
         exposition::alert_samples(alerts.iter().map(|(_, a)| *a), &mut alert_samples);
         let alerts = alerts.into_iter().map(|(_, a)| a.clone()).collect();
-        let mut metrics = Vec::with_capacity(last_metrics + last_metrics / 8);
-        prometheus::encode(&samples, &alert_samples, &mut metrics);
         let published = Published {
-            metrics: metrics.into(),
+            metrics_hint,
             samples,
             alert_samples,
             snapshot,
             alerts,
             notifications: self.engine.notifications(self.config.evaluation_interval),
-            health,
+            ..Published::default()
         };
         self.publish.send_replace(Arc::new(published));
         crate::memory::release_freed();

@@ -3,7 +3,7 @@
 //! value every exporter (Prometheus, JSON API, `check`) reads.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
@@ -22,14 +22,29 @@ pub struct Published {
     pub samples: Vec<ExportedSample>,
     /// One `poolwatch_alerts` sample per pending or firing alert.
     pub alert_samples: Vec<ExportedSample>,
-    /// The Prometheus exposition of `snapshot`, shared by every scrape without a copy.
-    pub metrics: bytes::Bytes,
+    /// The Prometheus exposition of `samples` and `alert_samples`, rendered by the first scrape
+    /// that asks for it (`exporters::prometheus::exposition`) and shared by every scrape after
+    /// it without a copy. Most publishes are never scraped: the agent samples every second or
+    /// so, Prometheus scrapes every 15 s or more.
+    pub metrics: OnceLock<bytes::Bytes>,
+    /// The length `metrics` is expected to have: the last rendered exposition's.
+    pub metrics_hint: usize,
     /// Pending and firing alerts.
     pub alerts: Vec<Alert>,
     /// Firing alerts and those resolved within the resolved retention: what Alertmanager is
     /// told. Read by the Alertmanager sender only.
     pub notifications: Vec<Notification>,
-    pub health: HealthReport,
+    /// The health of every pool and target, judged from `snapshot` and `alerts` by the first
+    /// reader that asks ([`Published::health`]): the API and `check` read it, most publishes
+    /// are never read.
+    pub health: OnceLock<HealthReport>,
+}
+
+impl Published {
+    pub fn health(&self) -> &HealthReport {
+        self.health
+            .get_or_init(|| crate::health::report(&self.snapshot, &self.alerts))
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

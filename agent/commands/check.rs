@@ -64,7 +64,7 @@ pub fn check(args: &TargetArgs, window: Duration, format: Format) -> anyhow::Res
             |p: &crate::status::Published| p.snapshot.targets.iter().all(|t| t.samples >= 2);
         let limit = window * 2 + config.sample_timeout * 2 + Duration::from_secs(1);
         let _ = tokio::time::timeout(limit, updates.wait_for(|p| enough(p))).await;
-        agent.published().health.clone()
+        agent.published().health().clone()
     });
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

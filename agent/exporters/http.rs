@@ -54,15 +54,16 @@ fn latest(state: &Shared) -> Arc<Published> {
     state.borrow().clone()
 }
 
-/// The pool families rendered at the last publish, then the agent's own telemetry as it is now.
+/// The pool families of the last publish, then the agent's own telemetry as it is now.
 async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     let published = latest(&state);
+    let pools = prometheus::exposition(&published);
     let own = crate::telemetry::render();
     let body = if own.is_empty() {
-        published.metrics.clone()
+        pools.clone()
     } else {
-        let mut all = Vec::with_capacity(published.metrics.len() + own.len());
-        all.extend_from_slice(&published.metrics);
+        let mut all = Vec::with_capacity(pools.len() + own.len());
+        all.extend_from_slice(pools);
         all.extend_from_slice(own.as_bytes());
         all.into()
     };
@@ -118,7 +119,7 @@ async fn pools(State(state): State<Shared>) -> impl IntoResponse {
 }
 
 async fn health(State(state): State<Shared>) -> impl IntoResponse {
-    Json(latest(&state).health.clone())
+    Json(latest(&state).health().clone())
 }
 
 async fn alerts(State(state): State<Shared>) -> impl IntoResponse {

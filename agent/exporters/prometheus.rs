@@ -4,7 +4,7 @@
 //! telemetry, recorded through the `metrics` facade, is appended by [`crate::telemetry`].
 
 use crate::exposition::{CATALOGUE, ExportedSample, Exposer, Family, Read, of_family};
-use crate::status::Snapshot;
+use crate::status::{Published, Snapshot};
 
 /// The content type of the Prometheus text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -26,6 +26,18 @@ pub fn encode(model: &[ExportedSample], alerts: &[ExportedSample], out: &mut Vec
             write_sample(sample, out);
         }
     }
+}
+
+/// The exposition of a publish: rendered by the first caller, then shared. Its buffer gets an
+/// eighth more than the last rendered exposition's length, as it is kept whole with its unused
+/// room.
+pub fn exposition(published: &Published) -> &bytes::Bytes {
+    published.metrics.get_or_init(|| {
+        let hint = published.metrics_hint;
+        let mut out = Vec::with_capacity(hint + hint / 8);
+        encode(&published.samples, &published.alert_samples, &mut out);
+        out.into()
+    })
 }
 
 /// Renders a snapshot on its own (no alerts, no self-telemetry): for `check`, tests and benches.
