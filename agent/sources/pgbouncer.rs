@@ -62,7 +62,7 @@ const SETTINGS: &[&str] = &[
 ];
 
 /// The five answers one sample reads.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Show {
     pub config: Rows,
     pub databases: Rows,
@@ -85,12 +85,21 @@ impl PgBouncer {
     }
 
     async fn show(&mut self) -> Result<Show, SampleError> {
+        let [config, databases, pools, stats, servers] = (self.session)
+            .queries([
+                "SHOW CONFIG",
+                "SHOW DATABASES",
+                "SHOW POOLS",
+                "SHOW STATS",
+                "SHOW SERVERS",
+            ])
+            .await?;
         Ok(Show {
-            config: self.session.query("SHOW CONFIG").await?,
-            databases: self.session.query("SHOW DATABASES").await?,
-            pools: self.session.query("SHOW POOLS").await?,
-            stats: self.session.query("SHOW STATS").await?,
-            servers: self.session.query("SHOW SERVERS").await?,
+            config,
+            databases,
+            pools,
+            stats,
+            servers,
         })
     }
 }

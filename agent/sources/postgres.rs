@@ -79,8 +79,7 @@ impl Postgres {
 impl Source for Postgres {
     fn sample(&mut self) -> SampleFuture<'_> {
         Box::pin(async move {
-            let activity = self.session.query(ACTIVITY).await?;
-            let settings = self.session.query(SETTINGS).await?;
+            let [activity, settings] = self.session.queries([ACTIVITY, SETTINGS]).await?;
             map(&activity, &settings, &self.pools, &mut self.churn)
         })
     }

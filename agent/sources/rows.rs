@@ -5,21 +5,32 @@
 use std::ops::Range;
 
 use rustc_hash::FxHashMap;
-use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow};
 
-/// The rows of one simple-protocol query, as text. The values of all rows share one buffer, and
-/// columns are found by name through one index, so reading a sample costs no allocation per
-/// value.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The rows of one simple-protocol query, as text, with columns found by name through one index.
+/// Rows read from the wire keep the server's message, each value decoded only when it is read:
+/// a source reads a few of the columns a `SHOW` answers with.
+#[derive(Debug, Default)]
 pub struct Rows {
     /// Values a row: one a column.
     width: usize,
     /// Column name → position (the first, should two share a name).
     index: FxHashMap<String, usize>,
-    /// Every value's text, one after another.
-    text: String,
-    /// Row after row, one cell a column: where its value is in `text`, `None` for NULL.
-    cells: Vec<Option<Range<usize>>>,
+    stored: Stored,
+}
+
+#[derive(Debug, Default)]
+enum Stored {
+    /// As the server sent them.
+    Wire(Vec<SimpleQueryRow>),
+    /// Given literally (tests feed the shapes of other versions): every value's text one after
+    /// another, and row after row one cell a column (`None` for NULL).
+    Text {
+        text: String,
+        cells: Vec<Option<Range<usize>>>,
+    },
+    #[default]
+    Empty,
 }
 
 impl Rows {
@@ -27,15 +38,25 @@ impl Rows {
     pub fn new(columns: &[&str], rows: &[&[&str]]) -> Rows {
         let mut out = Rows::default();
         out.set_columns(columns.iter().copied());
+        let (mut text, mut cells) = (String::new(), Vec::new());
         for row in rows {
-            out.push_row(row.iter().map(|v| Some(*v)));
+            let before = cells.len();
+            for value in row.iter().take(out.width) {
+                let start = text.len();
+                text.push_str(value);
+                cells.push(Some(start..text.len()));
+            }
+            // Values past the columns are dropped and missing ones are NULL.
+            cells.resize(before + out.width, None);
         }
+        out.stored = Stored::Text { text, cells };
         out
     }
 
     /// Collects the first result set of a simple query.
     pub fn from_messages(messages: Vec<SimpleQueryMessage>) -> Rows {
         let mut out = Rows::default();
+        let mut rows = Vec::new();
         for message in messages {
             match message {
                 SimpleQueryMessage::RowDescription(columns) if out.width == 0 => {
@@ -45,11 +66,12 @@ impl Rows {
                     if out.width == 0 {
                         out.set_columns(row.columns().iter().map(|c| c.name()));
                     }
-                    out.push_row((0..out.width).map(|i| row.get(i)));
+                    rows.push(row);
                 }
                 _ => {}
             }
         }
+        out.stored = Stored::Wire(rows);
         out
     }
 
@@ -62,24 +84,29 @@ impl Rows {
         }
     }
 
-    /// Appends a row; values past the columns are dropped and missing ones are NULL.
-    fn push_row<'a>(&mut self, values: impl Iterator<Item = Option<&'a str>>) {
-        let before = self.cells.len();
-        for value in values.take(self.width) {
-            self.cells.push(value.map(|v| {
-                let start = self.text.len();
-                self.text.push_str(v);
-                start..self.text.len()
-            }));
+    fn len(&self) -> usize {
+        match &self.stored {
+            Stored::Wire(rows) => rows.len(),
+            Stored::Text { cells, .. } => cells.len() / self.width.max(1),
+            Stored::Empty => 0,
         }
-        self.cells.resize(before + self.width, None);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
-        // A row of no columns has no cells; there are none of those to iterate.
-        self.cells
-            .chunks(self.width.max(1))
-            .map(|cells| Row { rows: self, cells })
+        (0..self.len()).map(|at| Row { rows: self, at })
+    }
+
+    /// The value in column `i` of row `at`; `None` if NULL, or not text.
+    fn value(&self, at: usize, i: usize) -> Option<&str> {
+        match &self.stored {
+            // A value that is not UTF-8 is as good as absent.
+            Stored::Wire(rows) => rows.get(at)?.try_get(i).ok().flatten(),
+            Stored::Text { text, cells } => {
+                let cell = cells.get(at * self.width + i)?.clone()?;
+                text.get(cell)
+            }
+            Stored::Empty => None,
+        }
     }
 }
 
@@ -87,7 +114,7 @@ impl Rows {
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
     rows: &'a Rows,
-    cells: &'a [Option<Range<usize>>],
+    at: usize,
 }
 
 impl<'a> Row<'a> {
@@ -95,8 +122,7 @@ impl<'a> Row<'a> {
     pub fn text(&self, names: &[&str]) -> Option<&'a str> {
         names.iter().find_map(|name| {
             let i = *self.rows.index.get(*name)?;
-            let cell = self.cells.get(i)?.clone()?;
-            self.rows.text.get(cell)
+            self.rows.value(self.at, i)
         })
     }
 
@@ -177,6 +203,14 @@ mod tests {
         column(&["absent_everywhere"], Unit::Count),
     ];
 
+    /// Makes the `cell`th value (row after row) NULL.
+    fn null(rows: &mut Rows, cell: usize) {
+        let Stored::Text { cells, .. } = &mut rows.stored else {
+            unreachable!("literal rows are text");
+        };
+        cells[cell] = None;
+    }
+
     #[test]
     fn aliases_units_unknown_and_missing_columns() {
         let rows = Rows::new(
@@ -200,7 +234,7 @@ mod tests {
             &["name", "total_wait_time"],
             &[&["a", "1000000"], &["b", "2000000"], &["c", "3000000"]],
         );
-        rows.cells[3] = None;
+        null(&mut rows, 3);
         let read: Vec<(Option<&str>, Option<f64>)> = rows
             .iter()
             .map(|r| (r.text(&["name"]), r.read(TABLE).get("total_wait_time")))
@@ -226,7 +260,7 @@ mod tests {
                 .get("total_wait_time"),
             None
         );
-        rows.cells[0] = None;
+        null(&mut rows, 0);
         assert_eq!(rows.iter().next().unwrap().text(&["total_wait_time"]), None);
     }
 }

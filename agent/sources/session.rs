@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
@@ -39,8 +40,13 @@ impl Session {
         }
     }
 
-    /// Runs one simple-protocol query (the only protocol PgBouncer's console speaks).
-    pub async fn query(&mut self, sql: &str) -> Result<Rows, SampleError> {
+    /// Runs simple-protocol queries (the only protocol PgBouncer's console speaks), pipelined:
+    /// all are sent at once and answered in order, in one round trip instead of one each. The
+    /// first that fails fails them all.
+    pub async fn queries<const N: usize>(
+        &mut self,
+        sql: [&str; N],
+    ) -> Result<[Rows; N], SampleError> {
         if self.open.as_ref().is_some_and(|(c, _)| c.is_closed()) {
             self.reset();
         }
@@ -50,8 +56,14 @@ impl Session {
         let Some((client, _)) = &self.open else {
             unreachable!("connected just above");
         };
-        match client.simple_query(sql).await {
-            Ok(messages) => Ok(Rows::from_messages(messages)),
+        // Polled together, the queries are queued on the connection in order before the first
+        // answer is awaited: that is tokio-postgres' pipelining.
+        match try_join_all(sql.map(|q| client.simple_query(q))).await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter().map(Rows::from_messages);
+                // try_join_all answers one for each of the N queries.
+                Ok(std::array::from_fn(|_| answers.next().unwrap_or_default()))
+            }
             Err(e) => {
                 let error = self.classify(&e);
                 if client.is_closed() {
