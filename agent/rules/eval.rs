@@ -20,7 +20,9 @@ use promql_parser::parser::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::gofmt;
-use crate::series::{Extreme, Millis, NAME_LABEL, Series, SeriesLabels, SeriesStore, is_stale};
+use crate::series::{
+    CounterRange, Extreme, Millis, NAME_LABEL, Series, SeriesLabels, SeriesStore, is_stale,
+};
 
 /// How far back an instant selector looks for a sample (Prometheus' default lookback delta).
 pub const LOOKBACK: Millis = 5 * 60 * 1000;
@@ -395,6 +397,21 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
+    /// `f` of what each selected series has in the range for `rate`, `increase` and `delta`
+    /// (see [`Series::counter_between`]), with the range's start and end.
+    fn counter_ranges(
+        &self,
+        ms: &MatrixSelector,
+        f: impl Fn(&CounterRange, Millis, Millis) -> Option<f64>,
+    ) -> Vec<(&'a Series, f64)> {
+        let start = self.t - ms.range.as_millis() as Millis;
+        self.store
+            .series(ms.vs.name.as_deref())
+            .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
+            .filter_map(|s| Some((s, f(&s.counter_between(start, self.t)?, start, self.t)?)))
+            .collect()
+    }
+
     /// Calls `f` with each selected series and its points in the range, in store order,
     /// skipping series without any. The points go through one buffer: a range function over
     /// hundreds of series allocates once.
@@ -430,7 +447,6 @@ impl<'a> Evaluator<'a> {
                     "`{name}` needs a range selector"
                 )));
             };
-            let range_ms = ms.range.as_millis() as Millis;
             // Prometheus evaluates the other arguments first.
             let param = match name {
                 "predict_linear" => Some(self.scalar(arg(1)?)?),
@@ -444,9 +460,20 @@ impl<'a> Evaluator<'a> {
                 let found = self.extreme_over_time(ms, which);
                 return Ok(Value::Vector(self.function_results(found)?));
             }
+            if let Some((counter, rate)) = match name {
+                "rate" => Some((true, true)),
+                "increase" => Some((true, false)),
+                "delta" => Some((false, false)),
+                _ => None,
+            } {
+                let found = self.counter_ranges(ms, |range, start, end| {
+                    extrapolated_rate(range, start, end, counter, rate)
+                });
+                return Ok(Value::Vector(self.function_results(found)?));
+            }
             let mut found = Vec::new();
             self.each_range(ms, |series, points| {
-                if let Some(value) = self.range_function(name, points, range_ms, param) {
+                if let Some(value) = self.range_function(name, points, param) {
                     found.push((series, value));
                 }
             });
@@ -495,14 +522,9 @@ impl<'a> Evaluator<'a> {
         &self,
         name: &str,
         points: &[(Millis, f64)],
-        range_ms: Millis,
         param: Option<f64>,
     ) -> Option<f64> {
-        let (start, end) = (self.t - range_ms, self.t);
         match name {
-            "rate" => extrapolated_rate(points, start, end, true, true),
-            "increase" => extrapolated_rate(points, start, end, true, false),
-            "delta" => extrapolated_rate(points, start, end, false, false),
             // Centred on the first sample, as Prometheus does against rounding.
             "deriv" => (points.len() >= 2).then(|| linear_regression(points, points[0].0).0),
             "predict_linear" => (points.len() >= 2).then(|| {
@@ -853,21 +875,27 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
+        let labels = match matching {
+            // The labels `on` keeps are the signature: built from it, not cut from a copy.
+            Some(LabelModifier::Include(_)) => Arc::new(
+                (sig.iter())
+                    .filter(|(k, _)| !(drop_name && *k == NAME_LABEL))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            _ => {
+                let mut labels = s.labels.clone();
+                if drop_name && labels.contains_key(NAME_LABEL) {
+                    Arc::make_mut(&mut labels).remove(NAME_LABEL);
+                }
+                if let Some(LabelModifier::Exclude(ignoring)) = matching {
+                    Arc::make_mut(&mut labels).retain(|k, _| !ignoring.labels.contains(k));
+                }
+                labels
+            }
+        };
         if !matched.insert(sig) {
             return Err(EvalError::ManyToOne);
-        }
-        let mut labels = s.labels.clone();
-        if drop_name && labels.contains_key(NAME_LABEL) {
-            Arc::make_mut(&mut labels).remove(NAME_LABEL);
-        }
-        match matching {
-            Some(LabelModifier::Include(on)) => {
-                Arc::make_mut(&mut labels).retain(|k, _| on.labels.contains(k))
-            }
-            Some(LabelModifier::Exclude(ignoring)) => {
-                Arc::make_mut(&mut labels).retain(|k, _| !ignoring.labels.contains(k))
-            }
-            None => {}
         }
         out.push(Sample { labels, value });
     }
@@ -884,31 +912,26 @@ fn vector_vector(
 /// Prometheus' extrapolatedRate (2.42): the increase between the first and last sample in the
 /// range, corrected for counter resets and extrapolated towards the range's edges.
 fn extrapolated_rate(
-    points: &[(Millis, f64)],
+    range: &CounterRange,
     start: Millis,
     end: Millis,
     counter: bool,
     rate: bool,
 ) -> Option<f64> {
-    if points.len() < 2 {
+    if range.count < 2 {
         return None;
     }
-    let (first_t, first_v) = points[0];
-    let (last_t, last_v) = points[points.len() - 1];
+    let ((first_t, first_v), (last_t, last_v)) = (range.first, range.last);
     let mut result = last_v - first_v;
     if counter {
-        let mut previous = first_v;
-        for &(_, v) in &points[1..] {
-            if v < previous {
-                result += previous;
-            }
-            previous = v;
+        for previous in &range.falls {
+            result += previous;
         }
     }
     let mut to_start = (first_t - start) as f64 / 1000.0;
     let to_end = (end - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
-    let average_step = sampled / (points.len() - 1) as f64;
+    let average_step = sampled / (range.count - 1) as f64;
     if counter && result > 0.0 && first_v >= 0.0 {
         // A counter cannot have been below zero: do not extrapolate past where it was zero.
         let to_zero = sampled * (first_v / result);

@@ -122,6 +122,10 @@ pub struct Chunk {
     /// A range that covers the whole chunk reads them instead of decoding it.
     min: f64,
     max: f64,
+    /// Whether every value is a number (no NaN, no staleness marker) and none is below the one
+    /// before it (an equal one has the same bits). Then `min` is the first value and `max` the
+    /// last, and a counter has no reset inside the chunk: see [`Chunk::rising_ends`].
+    rising: bool,
 }
 
 impl Default for Chunk {
@@ -133,6 +137,7 @@ impl Default for Chunk {
             last_t: 0,
             min: stale_marker(),
             max: stale_marker(),
+            rising: true,
         }
     }
 }
@@ -192,6 +197,13 @@ impl Chunk {
             Extreme::Max => self.max,
         };
         (!is_stale(v)).then_some(v)
+    }
+
+    /// The first and the last sample of a chunk whose values never fall: all that `rate`,
+    /// `increase` and `delta` read of it, as they read only a range's ends and its falls.
+    pub fn rising_ends(&self) -> Option<((Millis, f64), (Millis, f64))> {
+        (self.rising && self.count > 0)
+            .then_some(((self.first_t, self.min), (self.last_t, self.max)))
     }
 
     /// The samples, oldest first.
@@ -273,6 +285,9 @@ impl Head {
                 self.last_delta = delta;
             }
         }
+        let rises =
+            self.chunk.count == 0 || value > f64::from_bits(self.last_v) || v == self.last_v;
+        self.chunk.rising &= rises && !value.is_nan();
         self.chunk.last_t = t;
         self.last_v = v;
         self.chunk.count += 1;
