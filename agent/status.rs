@@ -1,6 +1,7 @@
 //! What the agent knows right now, per target: its self-telemetry and its pools' figures, and
-//! what is published from it once per change (the exposition, alerts, health): the one plain
-//! value every exporter (Prometheus, JSON API, `check`) reads.
+//! what is published from it once per change (the exposition model's samples, alerts; the text
+//! exposition and health when first read): the one plain value every exporter (Prometheus,
+//! OTLP, JSON API, `check`) reads.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
