@@ -78,7 +78,10 @@ where
     }
 
     fn has_broken(&self, conn: &mut Tracked<M::Connection>) -> bool {
-        self.inner.has_broken(&mut conn.conn) || self.counters.closes_on_return(self.pool_size)
+        // bb8 drops a connection it is told is broken, whatever state it was in: one that
+        // failed its check-out test comes here too, so only this gives a connection up.
+        let broken = self.inner.has_broken(&mut conn.conn);
+        self.counters.closes_on_return(broken, self.pool_size)
     }
 }
 

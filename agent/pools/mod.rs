@@ -174,7 +174,9 @@ pub struct Counters {
     peak_used: AtomicU64,
     peak_pending: AtomicU64,
     peak_open: AtomicU64,
-    /// Connections `has_broken` chose to close but r2d2 has not yet released.
+    /// Connections the pool has given up (counted out of `open` when it chose to close them)
+    /// but not yet released. r2d2 lets a replacement open before it releases the one it
+    /// dropped, so counting the close only at the release would see more than `max_size` open.
     closing: Mutex<u64>,
 }
 
@@ -251,12 +253,27 @@ impl Counters {
         raise(&self.open, &self.peak_open);
     }
 
-    /// A connection is closed.
+    /// A connection is closed: one the pool gave up earlier ([`Counters::give_up`]), or one it
+    /// dropped without saying (expired, or the pool itself dropped).
     fn closed(&self) {
         self.closed.fetch_add(1, Ordering::Relaxed);
+        let mut closing = self.lock_closing();
+        if *closing > 0 {
+            *closing -= 1;
+        } else {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn lock_closing(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.closing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pool will close a connection (it is broken, or failed its check-out test): it no
+    /// longer counts as open, though its release comes later.
+    fn give_up(&self, closing: &mut u64) {
+        *closing += 1;
         self.open.fetch_sub(1, Ordering::Relaxed);
-        let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
-        *closing = closing.saturating_sub(1);
     }
 
     /// A connection could not be opened.
@@ -288,20 +305,25 @@ impl Counters {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether a connection being checked in should close instead: the pool would otherwise
-    /// hold more than `pool_size` idle ones (QueuePool's overflow). The check-in has already
-    /// counted it as no longer used.
-    fn closes_on_return(&self, pool_size: u64) -> bool {
-        let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+    /// Whether a connection being checked in closes instead of going back: it is `broken`, or
+    /// the pool would otherwise hold more than `pool_size` idle ones (QueuePool's overflow).
+    /// The check-in has already counted it as no longer used. Both pools drop a connection for
+    /// which this is true, so it is given up at once.
+    fn closes_on_return(&self, broken: bool, pool_size: u64) -> bool {
+        let mut closing = self.lock_closing();
         let open = self.open.load(Ordering::Relaxed);
         let used = self.used.load(Ordering::Relaxed);
-        let idle_after_return = open.saturating_sub(*closing).saturating_sub(used);
-        if idle_after_return > pool_size {
-            *closing += 1;
-            true
-        } else {
-            false
+        let closes = broken || open.saturating_sub(used) > pool_size;
+        if closes {
+            self.give_up(&mut closing);
         }
+        closes
+    }
+
+    /// A connection failed its check-out test; r2d2 drops it.
+    fn failed_test(&self) {
+        let mut closing = self.lock_closing();
+        self.give_up(&mut closing);
     }
 }
 
@@ -395,13 +417,15 @@ impl<M: ManageConnection> ManageConnection for Managed<M> {
     }
 
     fn is_valid(&self, conn: &mut M::Connection) -> Result<(), DriverError> {
-        self.inner
-            .is_valid(conn)
-            .map_err(|e| DriverError(error_chain(&e)))
+        self.inner.is_valid(conn).map_err(|e| {
+            self.counters.failed_test();
+            DriverError(error_chain(&e))
+        })
     }
 
     fn has_broken(&self, conn: &mut M::Connection) -> bool {
-        self.inner.has_broken(conn) || self.counters.closes_on_return(self.pool_size)
+        let broken = self.inner.has_broken(conn);
+        self.counters.closes_on_return(broken, self.pool_size)
     }
 }
 

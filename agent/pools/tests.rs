@@ -154,9 +154,47 @@ fn many_callers_never_exceed_the_pool() {
     }
     let stats = pool.stats();
     assert!(peak.load(Ordering::Relaxed) <= 4);
+    // The peak kept as the gauge changed, not just where the callers looked.
+    assert!(pool.take_peaks().open <= 4);
     assert_eq!((stats.checkouts, stats.checkins), (800, 800));
     assert_eq!((stats.used, stats.pending), (0, 0));
     assert!(stats.open <= 3 && pool.idle() <= 3, "{stats:?}");
+}
+
+/// r2d2 drops a connection it is told is broken by taking it out of its count, letting a
+/// replacement open, and only then releasing it: the replacement's acquire can come before the
+/// release. The connection counts as closed from the moment it is given up.
+#[test]
+fn a_replacement_opened_before_the_release_never_counts_beyond_the_pool() {
+    let counters = Counters::default();
+    // pool_size 1, max_overflow 1: both connections open and in use.
+    for _ in 0..2 {
+        counters.opened();
+        counters.checked_out(Duration::ZERO, None);
+    }
+    // One comes back broken, the other comes back into an empty pool and stays.
+    counters.checked_in(Duration::ZERO);
+    assert!(counters.closes_on_return(true, 1));
+    counters.checked_in(Duration::ZERO);
+    assert!(!counters.closes_on_return(false, 1));
+    // A caller's replacement opens before the broken one's release.
+    counters.opened();
+    assert_eq!(counters.stats().open, 2);
+    counters.closed();
+    assert_eq!(counters.stats().open, 2);
+    assert_eq!(counters.peak_open.load(Ordering::Relaxed), 2);
+    // A connection dropped without being given up (expired) counts out at its release.
+    counters.closed();
+    let stats = counters.stats();
+    assert_eq!(
+        (
+            stats.open,
+            stats.connections_opened,
+            stats.connections_closed
+        ),
+        (1, 3, 2)
+    );
+    assert_eq!(*counters.lock_closing(), 0);
 }
 
 #[test]
