@@ -333,8 +333,9 @@ pub struct GonePool {
 /// A pool's figures over the window: the latest sample plus what needs more than one sample.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PoolFigures {
+    /// Shared with the store, which keeps it until the pool's next sample.
     #[serde(flatten)]
-    pub latest: PoolSample,
+    pub latest: Arc<PoolSample>,
     /// used / pool_size.
     pub utilization: Option<f64>,
     /// Connections beyond pool_size / max_overflow.
@@ -368,7 +369,8 @@ pub use crate::advisor::UTILIZATION_TARGET;
 
 impl PoolFigures {
     /// Derives the ratios that need only the latest sample; the store adds the rates.
-    pub fn from_latest(latest: PoolSample) -> PoolFigures {
+    pub fn from_latest(latest: impl Into<Arc<PoolSample>>) -> PoolFigures {
+        let latest = latest.into();
         let used = latest.used.map(|v| v as f64);
         let pool_size = latest.limits.pool_size.filter(|&s| s > 0).map(|s| s as f64);
         let utilization = used.zip(pool_size).map(|(u, s)| u / s);

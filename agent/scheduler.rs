@@ -397,7 +397,7 @@ impl Aggregator {
             telemetry::sample_finished(labels, report.duration, error);
         }
         match report.outcome {
-            Ok(sample) => {
+            Ok(mut sample) => {
                 if !status.up {
                     tracing::info!(target_name = %status.name, endpoint = %status.endpoint, "target is up");
                 }
@@ -408,8 +408,9 @@ impl Aggregator {
                 {
                     tracing::warn!(target_name = %status.name, "{warning}");
                 }
+                let pools = std::mem::take(&mut sample.pools);
                 self.store
-                    .record(&status.name, report.at, &sample, config.limits);
+                    .record(&status.name, report.at, pools, config.limits);
                 status.up = true;
                 status.last_error = None;
                 status.last_success_unix_seconds = Some(unix_now());

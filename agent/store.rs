@@ -2,19 +2,17 @@
 //! one sample: average wait and usage time from counter deltas, churn per minute. Time is passed
 //! in, never read here.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashSet;
-
-use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals, TargetSample};
+use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals};
 
 /// One pool: its latest sample, and its counters over the window (all rates need), with the
 /// size of its database's WAL for the WAL's growth.
 #[derive(Debug)]
 struct PoolWindow {
-    latest: PoolSample,
+    latest: Arc<PoolSample>,
     totals: VecDeque<Counters>,
     /// The first sample of this unbroken run of samples.
     first_seen: Instant,
@@ -104,9 +102,10 @@ impl Counters {
 pub struct Store {
     window: Duration,
     rate_window: Duration,
-    /// By target, pool name and the pool's own labels: pushed pools of one name from two
-    /// service instances are two pools.
-    pools: BTreeMap<(String, String, Labels), PoolWindow>,
+    /// By target, its pools in the order of their name and labels: pushed pools of one name
+    /// from two service instances are two pools. A sample finds its pool's window by a binary
+    /// search that borrows its name and labels, so a pool seen before costs no key of its own.
+    pools: BTreeMap<String, Vec<PoolWindow>>,
 }
 
 impl Store {
@@ -118,40 +117,38 @@ impl Store {
         }
     }
 
-    /// Records a target's sample. Limits the source did not see come from `configured`; pools
-    /// the target no longer has are dropped.
+    /// Records a target's pools, one sample each. Limits the source did not see come from
+    /// `configured`; pools the target no longer has are dropped.
     pub fn record(
         &mut self,
         target: &str,
         now: Instant,
-        sample: &TargetSample,
+        pools: Vec<PoolSample>,
         configured: PoolLimits,
     ) {
-        let present: FxHashSet<(&str, &Labels)> = sample
-            .pools
-            .iter()
-            .map(|p| (p.pool.as_str(), &p.labels))
-            .collect();
-        self.pools.retain(|(t, pool, labels), _| {
-            t != target || present.contains(&(pool.as_str(), labels))
-        });
-        for pool in &sample.pools {
-            let mut latest = pool.clone();
+        let mut windows = self.pools.remove(target).unwrap_or_default();
+        let mut seen = vec![false; windows.len()];
+        let mut fresh = Vec::new();
+        for mut latest in pools {
             latest.limits = latest.limits.or(configured);
             let totals = latest.totals;
             let wal = latest.database.as_ref().and_then(|d| d.wal_size_bytes);
-            let key = (target.to_string(), pool.pool.clone(), pool.labels.clone());
-            let window = match self.pools.entry(key) {
-                Entry::Occupied(entry) => {
-                    let window = entry.into_mut();
-                    window.latest = latest;
+            let window = match windows.binary_search_by(|w| key(&w.latest).cmp(&key(&latest))) {
+                Ok(i) => {
+                    seen[i] = true;
+                    let window = &mut windows[i];
+                    window.latest = Arc::new(latest);
                     window
                 }
-                Entry::Vacant(entry) => entry.insert(PoolWindow {
-                    latest,
-                    totals: VecDeque::new(),
-                    first_seen: now,
-                }),
+                Err(_) => {
+                    fresh.push(PoolWindow {
+                        latest: Arc::new(latest),
+                        totals: VecDeque::new(),
+                        first_seen: now,
+                    });
+                    let last = fresh.len() - 1;
+                    &mut fresh[last]
+                }
             };
             while window
                 .totals
@@ -168,31 +165,46 @@ impl Store {
             }
             window.totals.push_back(Counters::pack(now, &totals, wal));
         }
+        let mut seen = seen.into_iter();
+        windows.retain(|_| seen.next().unwrap_or(false));
+        if !fresh.is_empty() {
+            windows.append(&mut fresh);
+            windows.sort_by(|a, b| key(&a.latest).cmp(&key(&b.latest)));
+            // A source that names a new pool twice: its last sample is the pool's.
+            windows.dedup_by(|later, earlier| {
+                let same = key(&later.latest) == key(&earlier.latest);
+                if same {
+                    std::mem::swap(later, earlier);
+                }
+                same
+            });
+        }
+        if !windows.is_empty() {
+            self.pools.insert(target.to_string(), windows);
+        }
     }
 
     /// Forgets a target's pools: after a failed sample, what comes next starts a new history.
     pub fn forget(&mut self, target: &str) {
-        self.pools.retain(|(t, _, _), _| t != target);
+        self.pools.remove(target);
     }
 
     /// The figures of a target's pools, by pool name.
     pub fn figures(&self, target: &str) -> Vec<PoolFigures> {
-        self.pools
-            .range((target.to_string(), String::new(), Labels::new())..)
-            .take_while(|((t, _, _), _)| t == target)
-            .filter_map(|(_, window)| self.figures_of(window))
-            .collect()
+        self.pools.get(target).map_or_else(Vec::new, |windows| {
+            windows.iter().filter_map(|w| self.figures_of(w)).collect()
+        })
     }
 
     /// How many samples the store holds in all (for self-telemetry and benchmarks).
     pub fn sample_count(&self) -> usize {
-        self.pools.values().map(|w| w.totals.len()).sum()
+        self.pools.values().flatten().map(|w| w.totals.len()).sum()
     }
 
     fn figures_of(&self, window: &PoolWindow) -> Option<PoolFigures> {
         let newest = window.totals.back()?;
         let now = newest.at;
-        let mut figures = PoolFigures::from_latest(window.latest.clone());
+        let mut figures = PoolFigures::from_latest(Arc::clone(&window.latest));
         figures.observed_seconds = Some(
             now.saturating_duration_since(window.first_seen)
                 .as_secs_f64(),
@@ -253,6 +265,11 @@ impl Store {
 
 /// Increase of a counter; a decrease means the counter restarted (PgBouncer restarted), so the
 /// new value is the increase, as Prometheus' `increase` treats resets.
+/// What tells a target's pools apart, and orders them.
+fn key(pool: &PoolSample) -> (&str, &Labels) {
+    (&pool.pool, &pool.labels)
+}
+
 fn delta(before: Option<u64>, after: Option<u64>) -> Option<u64> {
     let (a, b) = (before?, after?);
     Some(if b >= a { b - a } else { b })
@@ -268,25 +285,22 @@ mod tests {
     use super::*;
     use crate::model::PoolTotals;
 
-    fn sample(wait: f64, assignments: u64, opened: u64, closed: u64) -> TargetSample {
-        TargetSample {
-            pools: vec![PoolSample {
-                pool: "p".into(),
-                used: Some(4),
-                totals: PoolTotals {
-                    wait_seconds: Some(wait),
-                    assignments: Some(assignments),
-                    transactions: Some(assignments),
-                    checkouts: Some(assignments),
-                    usage_seconds: Some(wait * 2.0),
-                    connections_opened: Some(opened),
-                    connections_closed: Some(closed),
-                    ..PoolTotals::default()
-                },
-                ..PoolSample::default()
-            }],
-            ..TargetSample::default()
-        }
+    fn sample(wait: f64, assignments: u64, opened: u64, closed: u64) -> Vec<PoolSample> {
+        vec![PoolSample {
+            pool: "p".into(),
+            used: Some(4),
+            totals: PoolTotals {
+                wait_seconds: Some(wait),
+                assignments: Some(assignments),
+                transactions: Some(assignments),
+                checkouts: Some(assignments),
+                usage_seconds: Some(wait * 2.0),
+                connections_opened: Some(opened),
+                connections_closed: Some(closed),
+                ..PoolTotals::default()
+            },
+            ..PoolSample::default()
+        }]
     }
 
     #[test]
@@ -327,7 +341,7 @@ mod tests {
         s.record(
             "t",
             Instant::now(),
-            &sample(1.0, 10, 0, 0),
+            sample(1.0, 10, 0, 0),
             PoolLimits::default(),
         );
         let f = &s.figures("t")[0];
@@ -338,17 +352,17 @@ mod tests {
     fn rates_come_from_deltas_within_the_rate_window() {
         let mut s = store();
         let t0 = Instant::now();
-        s.record("t", t0, &sample(0.0, 0, 0, 0), PoolLimits::default());
+        s.record("t", t0, sample(0.0, 0, 0, 0), PoolLimits::default());
         s.record(
             "t",
             t0 + Duration::from_secs(30),
-            &sample(1.0, 10, 3, 0),
+            sample(1.0, 10, 3, 0),
             PoolLimits::default(),
         );
         s.record(
             "t",
             t0 + Duration::from_secs(90),
-            &sample(7.0, 20, 10, 10),
+            sample(7.0, 20, 10, 10),
             PoolLimits::default(),
         );
         let f = &s.figures("t")[0];
@@ -366,16 +380,16 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let mut bouncer = sample(0.0, 0, 0, 0);
-        bouncer.pools[0].totals.usage_includes_wait = true;
-        s.record("t", t0, &bouncer, PoolLimits::default());
+        bouncer[0].totals.usage_includes_wait = true;
+        s.record("t", t0, bouncer.clone(), PoolLimits::default());
         // 10 transactions of 1.3 s each, 0.8 s of it waiting for a server: held 0.5 s.
-        bouncer.pools[0].totals.transactions = Some(10);
-        bouncer.pools[0].totals.usage_seconds = Some(13.0);
-        bouncer.pools[0].totals.wait_seconds = Some(8.0);
+        bouncer[0].totals.transactions = Some(10);
+        bouncer[0].totals.usage_seconds = Some(13.0);
+        bouncer[0].totals.wait_seconds = Some(8.0);
         s.record(
             "t",
             t0 + Duration::from_secs(10),
-            &bouncer,
+            bouncer.clone(),
             PoolLimits::default(),
         );
         assert_eq!(s.figures("t")[0].avg_usage_time_seconds, Some(0.5));
@@ -386,13 +400,13 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let mut begun = sample(0.0, 0, 0, 0);
-        begun.pools[0].totals.usage_seconds = Some(4.0);
-        s.record("t", t0, &begun, PoolLimits::default());
-        begun.pools[0].totals.transactions = Some(5);
+        begun[0].totals.usage_seconds = Some(4.0);
+        s.record("t", t0, begun.clone(), PoolLimits::default());
+        begun[0].totals.transactions = Some(5);
         s.record(
             "t",
             t0 + Duration::from_secs(10),
-            &begun,
+            begun.clone(),
             PoolLimits::default(),
         );
         assert_eq!(s.figures("t")[0].avg_usage_time_seconds, None);
@@ -402,14 +416,88 @@ mod tests {
     fn a_counter_reset_is_not_a_negative_rate() {
         let mut s = store();
         let t0 = Instant::now();
-        s.record("t", t0, &sample(100.0, 1000, 0, 0), PoolLimits::default());
+        s.record("t", t0, sample(100.0, 1000, 0, 0), PoolLimits::default());
         s.record(
             "t",
             t0 + Duration::from_secs(10),
-            &sample(2.0, 4, 0, 0),
+            sample(2.0, 4, 0, 0),
             PoolLimits::default(),
         );
         assert_eq!(s.figures("t")[0].avg_wait_time_seconds, Some(0.5));
+    }
+
+    /// Pools reported in any order keep their own history; one name with two sets of labels
+    /// is two pools; the figures come in the order of name and labels.
+    #[test]
+    fn each_pool_keeps_its_history_whatever_order_they_come_in() {
+        let mut s = store();
+        let t0 = Instant::now();
+        let pool = |name: &str, instance: &str, waited: f64| PoolSample {
+            pool: name.into(),
+            labels: Labels::from([("instance".to_string(), instance.to_string())]),
+            totals: PoolTotals {
+                wait_seconds: Some(waited),
+                assignments: Some(waited as u64),
+                ..PoolTotals::default()
+            },
+            ..PoolSample::default()
+        };
+        s.record(
+            "t",
+            t0,
+            vec![
+                pool("b", "1", 0.0),
+                pool("a", "2", 0.0),
+                pool("a", "1", 0.0),
+            ],
+            PoolLimits::default(),
+        );
+        s.record(
+            "t",
+            t0 + Duration::from_secs(10),
+            vec![
+                pool("a", "1", 1.0),
+                pool("b", "1", 3.0),
+                pool("a", "2", 2.0),
+            ],
+            PoolLimits::default(),
+        );
+        // c is new, a/2 is gone.
+        s.record(
+            "t",
+            t0 + Duration::from_secs(20),
+            vec![
+                pool("c", "1", 0.0),
+                pool("b", "1", 9.0),
+                pool("a", "1", 4.0),
+            ],
+            PoolLimits::default(),
+        );
+        let figures: Vec<_> = s
+            .figures("t")
+            .iter()
+            .map(|f| {
+                (
+                    f.latest.pool.clone(),
+                    f.latest.labels["instance"].clone(),
+                    f.observed_seconds,
+                    f.avg_wait_time_seconds,
+                )
+            })
+            .collect();
+        let row = |p: &str, i: &str, seen: f64, wait: Option<f64>| {
+            (p.to_string(), i.to_string(), Some(seen), wait)
+        };
+        assert_eq!(
+            figures,
+            [
+                row("a", "1", 20.0, Some(1.0)),
+                row("b", "1", 20.0, Some(1.0)),
+                row("c", "1", 0.0, None),
+            ]
+        );
+        assert_eq!(s.sample_count(), 3 + 3 + 1);
+        assert!(s.figures("other").is_empty());
     }
 
     #[test]
@@ -419,9 +507,9 @@ mod tests {
             pool_size: Some(8),
             ..PoolLimits::default()
         };
-        s.record("t", Instant::now(), &sample(0.0, 0, 0, 0), limits);
+        s.record("t", Instant::now(), sample(0.0, 0, 0, 0), limits);
         assert_eq!(s.figures("t")[0].utilization, Some(0.5));
-        s.record("t", Instant::now(), &TargetSample::default(), limits);
+        s.record("t", Instant::now(), Vec::new(), limits);
         assert!(s.figures("t").is_empty());
     }
 
@@ -430,37 +518,36 @@ mod tests {
         let mut s = store();
         let t0 = Instant::now();
         let at = |secs| t0 + Duration::from_secs(secs);
-        s.record("t", at(0), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        s.record("t", at(0), sample(0.0, 0, 0, 0), PoolLimits::default());
         assert_eq!(s.figures("t")[0].observed_seconds, Some(0.0));
-        s.record("t", at(30), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        s.record("t", at(30), sample(0.0, 0, 0, 0), PoolLimits::default());
         assert_eq!(s.figures("t")[0].observed_seconds, Some(30.0));
         s.forget("t");
         assert!(s.figures("t").is_empty());
-        s.record("t", at(40), &sample(0.0, 0, 0, 0), PoolLimits::default());
+        s.record("t", at(40), sample(0.0, 0, 0, 0), PoolLimits::default());
         assert_eq!(s.figures("t")[0].observed_seconds, Some(0.0));
     }
 
     #[test]
     fn wal_growth_is_bytes_per_second_across_the_rate_window() {
-        let with_wal = |bytes: Option<u64>| TargetSample {
-            pools: vec![PoolSample {
+        let with_wal = |bytes: Option<u64>| {
+            vec![PoolSample {
                 pool: "p".into(),
                 database: Some(Box::new(crate::model::DatabaseSample {
                     wal_size_bytes: bytes,
                     ..Default::default()
                 })),
                 ..PoolSample::default()
-            }],
-            ..TargetSample::default()
+            }]
         };
         let mut s = store();
         let t0 = Instant::now();
-        s.record("t", t0, &with_wal(Some(4096)), PoolLimits::default());
+        s.record("t", t0, with_wal(Some(4096)), PoolLimits::default());
         assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, None);
         s.record(
             "t",
             t0 + Duration::from_secs(4),
-            &with_wal(Some(45056)),
+            with_wal(Some(45056)),
             PoolLimits::default(),
         );
         assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, Some(10240.0));
@@ -468,14 +555,14 @@ mod tests {
         s.record(
             "t",
             t0 + Duration::from_secs(8),
-            &with_wal(Some(0)),
+            with_wal(Some(0)),
             PoolLimits::default(),
         );
         assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, Some(-512.0));
         s.record(
             "t",
             t0 + Duration::from_secs(12),
-            &with_wal(None),
+            with_wal(None),
             PoolLimits::default(),
         );
         assert_eq!(s.figures("t")[0].wal_growth_bytes_per_second, None);
@@ -489,7 +576,7 @@ mod tests {
             s.record(
                 "t",
                 t0 + Duration::from_secs(i * 10),
-                &sample(0.0, 0, 0, 0),
+                sample(0.0, 0, 0, 0),
                 PoolLimits::default(),
             );
         }

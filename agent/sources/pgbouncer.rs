@@ -8,7 +8,6 @@
 //! where a transaction is a checkout of this pool's); pool_size and
 //! reserve_pool (the spec's max_overflow) from DATABASES, else CONFIG; churn from SERVERS.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -136,7 +135,7 @@ pub fn map(show: &Show, churn: &mut ChurnTracker) -> Result<TargetSample, Sample
     for database in show.pools.iter().filter_map(|row| row.text(&["database"])) {
         *pools_per_database.entry(database).or_default() += 1;
     }
-    churn.observe(server_ids(&show.servers));
+    server_churn(&show.servers, churn);
 
     let mut pools = Vec::new();
     let mut client_connections = 0;
@@ -250,11 +249,12 @@ fn by_name<'a>(rows: &'a Rows, key: &[&str], table: &[Column]) -> FxHashMap<&'a 
         .collect()
 }
 
-/// Server connections by pool. 1.24 numbers them (`id`); before, the address of the connection
-/// struct (`ptr`) is unique while it lives, and with its connect time and backend pid it stays
-/// unique across reuse.
-fn server_ids(servers: &Rows) -> HashMap<String, HashSet<String>> {
-    let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+/// Counts the server connections that came and went, by pool. 1.24 numbers them (`id`); before,
+/// the address of the connection struct (`ptr`) is unique while it lives, and with its connect
+/// time and backend pid it stays unique across reuse.
+fn server_churn(servers: &Rows, churn: &mut ChurnTracker) {
+    let (mut pool, mut composite) = (String::new(), String::new());
+    churn.begin();
     for row in servers.iter() {
         let (Some(database), Some(user)) = (row.text(&["database"]), row.text(&["user"])) else {
             continue;
@@ -262,20 +262,26 @@ fn server_ids(servers: &Rows) -> HashMap<String, HashSet<String>> {
         if database == ADMIN_DATABASE {
             continue;
         }
+        pool.clear();
+        pool.extend([database, "/", user]);
         let id = match row.text(&["id"]) {
-            Some(id) => id.to_string(),
-            None => format!(
-                "{}|{}|{}",
-                row.text(&["ptr"]).unwrap_or_default(),
-                row.text(&["connect_time"]).unwrap_or_default(),
-                row.text(&["remote_pid"]).unwrap_or_default()
-            ),
+            Some(id) => id,
+            None => {
+                composite.clear();
+                let part = |name| row.text(&[name]).unwrap_or_default();
+                composite.extend([
+                    part("ptr"),
+                    "|",
+                    part("connect_time"),
+                    "|",
+                    part("remote_pid"),
+                ]);
+                &composite
+            }
         };
-        out.entry(format!("{database}/{user}"))
-            .or_default()
-            .insert(id);
+        churn.saw(&pool, id);
     }
-    out
+    churn.end();
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! live inside the application and are absent here, never 0. How long a connection has sat idle
 //! in its transaction is `now() - state_change`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 use super::churn::ChurnTracker;
 use super::rows::Rows;
@@ -91,7 +93,7 @@ impl Source for Postgres {
 }
 
 #[derive(Default)]
-struct Tally {
+struct Tally<'a> {
     used: u64,
     idle: u64,
     idle_in_transaction: u64,
@@ -99,9 +101,8 @@ struct Tally {
     hidden: u64,
     oldest_age: Option<f64>,
     oldest_idle_in_transaction: f64,
-    database: Option<String>,
+    database: Option<&'a str>,
     single_database: bool,
-    pids: HashSet<String>,
 }
 
 /// A number of seconds; text that is not a finite number is absent.
@@ -111,34 +112,32 @@ fn seconds(text: Option<&str>) -> Option<f64> {
 }
 
 /// Maps `pg_stat_activity` rows and server settings to pools (pure but for the churn baseline).
-pub fn map(
-    activity: &Rows,
+pub fn map<'a>(
+    activity: &'a Rows,
     settings: &Rows,
-    pools: &Pools,
+    pools: &'a Pools,
     churn: &mut ChurnTracker,
 ) -> Result<TargetSample, SampleError> {
-    let mut tallies: HashMap<String, Tally> = HashMap::new();
+    let mut tallies: FxHashMap<&'a str, Tally<'a>> = FxHashMap::default();
     for database in pools.databases.iter().flatten() {
         tallies.insert(
-            database.clone(),
+            database,
             Tally {
                 single_database: true,
-                database: Some(database.clone()),
+                database: Some(database),
                 ..Tally::default()
             },
         );
     }
     let mut connections = 0;
+    churn.begin();
     for row in activity.iter() {
         connections += 1;
         if row.text(&["is_self"]) == Some("t") {
             continue;
         }
-        let key = row
-            .text(&[pools.key.column()])
-            .unwrap_or_default()
-            .to_string();
-        if pools.databases.as_ref().is_some_and(|d| !d.contains(&key)) {
+        let key = row.text(&[pools.key.column()]).unwrap_or_default();
+        if pools.databases.as_ref().is_some_and(|d| !d.contains(key)) {
             continue;
         }
         let tally = tallies.entry(key).or_insert_with(|| Tally {
@@ -166,22 +165,17 @@ pub fn map(
         if let Some(age) = seconds(row.text(&["age_seconds"])) {
             tally.oldest_age = Some(tally.oldest_age.map_or(age, |o: f64| o.max(age)));
         }
-        let database = row.text(&["datname"]).map(str::to_string);
+        let database = row.text(&["datname"]);
         if tally.database.is_none() {
             tally.database = database;
         } else if tally.database != database {
             tally.single_database = false;
         }
         if let Some(pid) = row.text(&["pid"]) {
-            tally.pids.insert(pid.to_string());
+            churn.saw(key, pid);
         }
     }
-    churn.observe(
-        tallies
-            .iter()
-            .map(|(pool, t)| (pool.clone(), t.pids.clone()))
-            .collect(),
-    );
+    churn.end();
     let Some(row) = settings.iter().next() else {
         return Err(SampleError {
             kind: ErrorKind::Protocol,
@@ -193,7 +187,7 @@ pub fn map(
     let mut pools: Vec<PoolSample> = tallies
         .into_iter()
         .map(|(pool, t)| {
-            let (opened, closed) = churn.totals(&pool);
+            let (opened, closed) = churn.totals(pool);
             let visible = t.hidden == 0;
             if !visible {
                 warnings.push(format!(
@@ -204,7 +198,6 @@ pub fn map(
             }
             let dataset = t
                 .database
-                .as_deref()
                 .filter(|_| t.single_database)
                 .and_then(dataset_of_database)
                 .map(|d| Labels::from([("dataset".to_string(), d.to_string())]));
@@ -222,7 +215,7 @@ pub fn map(
                     connections_closed: Some(closed),
                     ..PoolTotals::default()
                 },
-                pool,
+                pool: pool.to_string(),
                 ..PoolSample::default()
             }
         })

@@ -216,8 +216,7 @@ fn cumulative_series_start_when_first_seen_and_again_after_a_reset() {
         (t100, t100)
     );
     // PgBouncer restarted: its counter went down, so the series starts again.
-    Arc::make_mut(&mut snapshot.targets[0].pools)[0]
-        .latest
+    Arc::make_mut(&mut Arc::make_mut(&mut snapshot.targets[0].pools)[0].latest)
         .totals
         .transactions = Some(3);
     let second = encoder.request(&published_of(snapshot), at(160));

@@ -27,7 +27,7 @@ pub(crate) fn snapshot() -> Snapshot {
         observed_seconds: Some(600.0),
         dataset_recommended_size: None,
         wal_growth_bytes_per_second: None,
-        latest: PoolSample {
+        latest: Arc::new(PoolSample {
             pool: "mdm_images/mdm".into(),
             labels: Labels::from([("dataset".into(), "images".into())]),
             used: Some(5),
@@ -57,7 +57,7 @@ pub(crate) fn snapshot() -> Snapshot {
                 ..PoolTotals::default()
             },
             ..PoolSample::default()
-        },
+        }),
     };
     // 5 used + 7 waiting: the 80% rule's 15 outweighs Erlang C on 10 checkouts/s × 0.5 s.
     pool.recommend(crate::advisor::WaitTarget::default(), None);

@@ -1,5 +1,7 @@
 //! The same pool state as four PgBouncer versions print it: every version maps to one answer.
 
+use std::collections::HashMap;
+
 use super::*;
 
 /// The column lists of each version, from PgBouncer's admin.c and changelog.
