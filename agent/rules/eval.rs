@@ -13,11 +13,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matchers};
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{
     AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, VectorMatchCardinality,
     VectorSelector,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 
 use super::gofmt;
 use crate::series::{
@@ -342,20 +344,37 @@ impl<'a> Evaluator<'a> {
     }
 
     fn instant(&self, vs: &VectorSelector) -> Vec<Sample> {
-        let oldest = self.t - LOOKBACK;
         let found = self
-            .store
-            .series(vs.name.as_deref())
-            .filter(|s| matches(&vs.matchers, vs.name.as_deref(), &s.labels))
-            .filter_map(|s| {
-                let (ts, v) = s.at_or_before(self.t)?;
-                (ts >= oldest && !is_stale(v)).then(|| Sample {
-                    labels: s.labels.clone(),
-                    value: v,
-                })
+            .selected(vs)
+            .map(|(s, value)| Sample {
+                labels: s.labels.clone(),
+                value,
             })
             .collect();
         self.in_order(found, |s| &s.labels)
+    }
+
+    /// The series `vs` selects, with their value at the evaluation time.
+    fn selected(&self, vs: &'a VectorSelector) -> impl Iterator<Item = (&'a Series, f64)> + 'a {
+        let (t, oldest) = (self.t, self.t - LOOKBACK);
+        self.store
+            .series(vs.name.as_deref())
+            .filter(|s| matches(&vs.matchers, vs.name.as_deref(), &s.labels))
+            .filter_map(move |s| {
+                let (ts, v) = s.at_or_before(t)?;
+                (ts >= oldest && !is_stale(v)).then_some((s, v))
+            })
+    }
+
+    /// `expr` as an instant vector whose samples lose their metric name, as an operand of
+    /// arithmetic or of a `bool` comparison. A selector's series give the labels without it
+    /// that they keep (see [`Series::labels_without_name`]): no evaluation copies them.
+    fn vector_without_names(&self, expr: &Expr) -> Result<Vec<Sample>, EvalError> {
+        let Expr::VectorSelector(vs) = unwrap_parens(expr) else {
+            return without_names(self.vector(expr)?);
+        };
+        let found = self.in_order(self.selected(vs).collect(), |(s, _)| &s.labels);
+        self.function_results(found)
     }
 
     fn range(&self, ms: &MatrixSelector) -> Vec<(SeriesLabels, Points)> {
@@ -548,10 +567,10 @@ impl<'a> Evaluator<'a> {
         let samples = self.vector(&a.expr)?;
         // Groups are found by their labels borrowed from the samples; only a new group's are
         // copied.
-        let mut index: FxHashMap<Vec<(&str, &str)>, usize> = FxHashMap::default();
+        let mut index: FxHashMap<Signature, usize> = FxHashMap::default();
         let mut groups: Vec<Group> = Vec::new();
         for s in &samples {
-            let key: Vec<(&str, &str)> = s
+            let key: Signature = s
                 .labels
                 .iter()
                 .filter(|(k, _)| match &a.modifier {
@@ -606,7 +625,17 @@ impl<'a> Evaluator<'a> {
         let op = b.op.to_string();
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let comparison = is_comparison(&op);
-        let (lhs, rhs) = (self.eval(&b.lhs)?, self.eval(&b.rhs)?);
+        let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+        // Arithmetic and `bool` between a selector and a scalar drop the selected series'
+        // names: the selector is read without them at once.
+        let drops_names = is_arithmetic(&op) || return_bool;
+        let operand = |expr: &Expr, other: &Expr| match unwrap_parens(expr) {
+            Expr::VectorSelector(_) if drops_names && other.value_type() == ValueType::Scalar => {
+                self.vector_without_names(expr).map(Value::Vector)
+            }
+            _ => self.eval(expr),
+        };
+        let (lhs, rhs) = (operand(&b.lhs, &b.rhs)?, operand(&b.rhs, &b.lhs)?);
         match (lhs, rhs) {
             (Value::Scalar(l), Value::Scalar(r)) => {
                 let (value, keep) = elem_binop(&op, l, r);
@@ -622,13 +651,10 @@ impl<'a> Evaluator<'a> {
             (Value::Scalar(s), Value::Vector(v)) => {
                 vector_scalar(&op, v, s, true, return_bool).map(Value::Vector)
             }
-            (Value::Vector(l), Value::Vector(r)) => {
-                let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
-                match op.as_str() {
-                    "and" | "or" | "unless" => Ok(Value::Vector(set_op(&op, l, r, matching))),
-                    _ => vector_vector(&op, l, r, matching, return_bool).map(Value::Vector),
-                }
-            }
+            (Value::Vector(l), Value::Vector(r)) => match op.as_str() {
+                "and" | "or" | "unless" => Ok(Value::Vector(set_op(&op, l, r, matching))),
+                _ => vector_vector(&op, l, r, matching, return_bool).map(Value::Vector),
+            },
             _ => Err(EvalError::Invalid(format!(
                 "operator `{op}` cannot take a range vector"
             ))),
@@ -785,8 +811,9 @@ fn vector_scalar(
     }
 }
 
-/// The labels two series are matched on, borrowed from the series.
-type Signature<'l> = Vec<(&'l str, &'l str)>;
+/// The labels two series are matched on, or a group is made of, borrowed from the series: a
+/// few pairs, inline.
+type Signature<'l> = SmallVec<[(&'l str, &'l str); 6]>;
 
 fn signature<'l>(labels: &'l SeriesLabels, matching: Option<&LabelModifier>) -> Signature<'l> {
     labels

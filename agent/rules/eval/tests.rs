@@ -256,6 +256,7 @@ fn one_label_set_twice_once_the_name_is_gone_is_an_error() {
         format!("clamp_max({both}, 1)"),
         format!("rate({both}[5m])"),
         format!("{both} * 2"),
+        format!("2 * ({both})"),
         format!("{both} > bool 0"),
         format!("{both} + on(__name__, pool) {both}"),
     ] {
@@ -269,6 +270,31 @@ fn one_label_set_twice_once_the_name_is_gone_is_an_error() {
     assert_eq!(query(&s, &format!("{both} > 0"), MIN).len(), 2);
     let s = store(&[(opened, &[1.0]), (other, &[5.0])]);
     assert_eq!(query(&s, &format!("-{both}"), 0).len(), 2);
+}
+
+/// A selector times a scalar is named as any arithmetic result, without the metric name, by
+/// the labels its series keeps for that: two evaluations share them, no evaluation copies them.
+#[test]
+fn arithmetic_with_a_scalar_shares_the_series_labels_without_the_name() {
+    let s = store(&[(UP_A, &[1.0, 2.0])]);
+    for text in [
+        "1.5 * up",
+        "(up) * 1.5",
+        "up * (3 / 2)",
+        "1.5 * up > bool 0",
+    ] {
+        let expr = parse(text).unwrap();
+        let [first, again] = [0, 1].map(|_| eval_vector(&expr, &s, MIN).unwrap());
+        assert_eq!(first.len(), 1, "{text}");
+        assert_eq!(
+            *first[0].labels,
+            labels(&[("pool", "a"), ("target", "t")]),
+            "{text}"
+        );
+        assert!(Arc::ptr_eq(&first[0].labels, &again[0].labels), "{text}");
+    }
+    assert_eq!(one(&s, "1.5 * up", MIN), 3.0);
+    assert_eq!(one(&s, "up - 0.5", MIN), 1.5);
 }
 
 #[test]
