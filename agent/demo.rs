@@ -311,7 +311,7 @@ mod tests {
                 ..PoolSample::default()
             })
         };
-        figures.recommend(crate::advisor::WaitTarget::default(), None);
+        figures.recommend(crate::advisor::WaitTarget::default(), None, None);
         let mut health = HealthReport::default();
         health.pools.push(PoolHealth {
             target: "demo-sqlite".into(),

@@ -177,6 +177,14 @@ pub struct PoolSample {
     pub database: Option<Box<DatabaseSample>>,
 }
 
+impl PoolSample {
+    /// What tells one target's pools apart, and orders them: the name, then the labels (pushed
+    /// pools of one name from two service instances are two pools).
+    pub fn key(&self) -> (&str, &Labels) {
+        (&self.pool, &self.labels)
+    }
+}
+
 /// A database file as the agent saw it: what the file holds and which processes hold the file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DatabaseSample {
@@ -363,6 +371,18 @@ pub struct PoolFigures {
     /// How fast the database's WAL grew over the rate window, in bytes per second (negative
     /// when a checkpoint truncated it).
     pub wal_growth_bytes_per_second: Option<f64>,
+    /// What `recommendation` was made from: the next sample's figures reuse it while these
+    /// stay the same (an idle pool's, typically), rather than write its reasoning again.
+    #[serde(skip)]
+    pub recommended_from: Option<RecommendationInputs>,
+}
+
+/// The inputs of a pool's recommendation: what was observed, the wait target, the limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecommendationInputs {
+    observed: advisor::Observed,
+    target: advisor::WaitTarget,
+    limit: Option<advisor::BackendLimit>,
 }
 
 pub use crate::advisor::UTILIZATION_TARGET;
@@ -394,20 +414,33 @@ impl PoolFigures {
     }
 
     /// Sets the recommended pool_size from what is known (see [`advisor::recommend_pool`]), once
-    /// the rates are in: the reasoning it writes is worth writing once a cycle, not twice.
+    /// the rates are in: the reasoning it writes is worth writing once a cycle, not twice. The
+    /// pool's figures of the last sample (`last`) give theirs when it was made from the same
+    /// inputs.
     pub fn recommend(
         &mut self,
         target: advisor::WaitTarget,
         limit: Option<&advisor::BackendLimit>,
+        last: Option<&PoolFigures>,
     ) {
-        let observed = advisor::Observed {
-            used: self.latest.used,
-            pending: self.latest.pending,
-            checkout_rate: self.checkouts_per_second,
-            mean_hold_seconds: self.avg_usage_time_seconds,
+        let inputs = RecommendationInputs {
+            observed: advisor::Observed {
+                used: self.latest.used,
+                pending: self.latest.pending,
+                checkout_rate: self.checkouts_per_second,
+                mean_hold_seconds: self.avg_usage_time_seconds,
+            },
+            target,
+            limit: limit.cloned(),
         };
-        self.recommendation = advisor::recommend_pool(&observed, target, limit);
+        self.recommendation = match last {
+            Some(last) if last.recommended_from.as_ref() == Some(&inputs) => {
+                last.recommendation.clone()
+            }
+            _ => advisor::recommend_pool(&inputs.observed, target, limit),
+        };
         self.recommended_pool_size = self.recommendation.as_ref().map(|r| r.pool_size);
+        self.recommended_from = Some(inputs);
     }
 }
 
@@ -456,12 +489,53 @@ mod tests {
                 pending,
                 ..PoolSample::default()
             });
-            figures.recommend(advisor::WaitTarget::default(), None);
+            figures.recommend(advisor::WaitTarget::default(), None, None);
             figures
         };
         assert_eq!(sample(5, Some(7)).recommended_pool_size, Some(15));
         assert_eq!(sample(8, None).recommended_pool_size, Some(10));
         assert_eq!(sample(0, Some(0)).recommended_pool_size, Some(1));
+    }
+
+    /// The last sample's recommendation is reused only when everything it was made from is
+    /// the same: what was observed, the wait target and the limit.
+    #[test]
+    fn a_recommendation_is_reused_while_its_inputs_stay_the_same() {
+        let figures = |used, checkout_rate: Option<f64>| {
+            let mut f = PoolFigures::from_latest(PoolSample {
+                used: Some(used),
+                ..PoolSample::default()
+            });
+            f.checkouts_per_second = checkout_rate;
+            f.avg_usage_time_seconds = checkout_rate.map(|_| 0.2);
+            f
+        };
+        let target = advisor::WaitTarget::default();
+        let mut last = figures(4, Some(10.0));
+        last.recommend(target, None, None);
+        let made = last.recommendation.clone().unwrap();
+        assert_eq!(made.model, advisor::Model::ErlangC);
+        // Marked, to tell a reused recommendation from one made again.
+        last.recommendation.as_mut().unwrap().reasoning = "reused".into();
+        let reasoning = |used, rate, target, limit: Option<&advisor::BackendLimit>| {
+            let mut f = figures(used, rate);
+            f.recommend(target, limit, Some(&last));
+            f.recommendation.unwrap().reasoning
+        };
+        assert_eq!(reasoning(4, Some(10.0), target, None), "reused");
+        assert_ne!(reasoning(5, Some(10.0), target, None), "reused");
+        assert_ne!(reasoning(4, Some(10.5), target, None), "reused");
+        assert_ne!(reasoning(4, None, target, None), "reused");
+        let stricter = advisor::WaitTarget {
+            p99_wait_seconds: 0.01,
+        };
+        assert_ne!(reasoning(4, Some(10.0), stricter, None), "reused");
+        let limit = advisor::BackendLimit::Postgres {
+            max_connections: 100,
+            reserved_connections: 3,
+            other_connections: 0,
+        };
+        assert_ne!(reasoning(4, Some(10.0), target, Some(&limit)), "reused");
     }
 
     #[test]

@@ -420,9 +420,15 @@ impl Aggregator {
                 // them; no other source says which server a pool is on.
                 let server =
                     (config.source.kind() == SourceKind::Postgres).then_some(&sample.server);
+                // The figures of the last sample, in the same order: each pool's, if it had
+                // any, for the recommendation to reuse.
+                let mut last = status.pools.iter().peekable();
                 for pool in &mut pools {
                     let limit = server.and_then(|s| s.postgres_limit_for(&pool.latest));
-                    pool.recommend(self.config.target_p99_wait, limit.as_ref());
+                    let key = pool.latest.key();
+                    while last.next_if(|l| l.latest.key() < key).is_some() {}
+                    let earlier = last.next_if(|l| l.latest.key() == key);
+                    pool.recommend(self.config.target_p99_wait, limit.as_ref(), earlier);
                 }
                 status.pools = pools.into();
                 status.server = Some(sample.server);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::{Labels, PoolFigures, PoolLimits, PoolSample, PoolTotals};
+use crate::model::{PoolFigures, PoolLimits, PoolSample, PoolTotals};
 
 /// One pool: its latest sample, and its counters over the window (all rates need), with the
 /// size of its database's WAL for the WAL's growth.
@@ -133,7 +133,7 @@ impl Store {
             latest.limits = latest.limits.or(configured);
             let totals = latest.totals;
             let wal = latest.database.as_ref().and_then(|d| d.wal_size_bytes);
-            let window = match windows.binary_search_by(|w| key(&w.latest).cmp(&key(&latest))) {
+            let window = match windows.binary_search_by(|w| w.latest.key().cmp(&latest.key())) {
                 Ok(i) => {
                     seen[i] = true;
                     let window = &mut windows[i];
@@ -169,10 +169,10 @@ impl Store {
         windows.retain(|_| seen.next().unwrap_or(false));
         if !fresh.is_empty() {
             windows.append(&mut fresh);
-            windows.sort_by(|a, b| key(&a.latest).cmp(&key(&b.latest)));
+            windows.sort_by(|a, b| a.latest.key().cmp(&b.latest.key()));
             // A source that names a new pool twice: its last sample is the pool's.
             windows.dedup_by(|later, earlier| {
-                let same = key(&later.latest) == key(&earlier.latest);
+                let same = later.latest.key() == earlier.latest.key();
                 if same {
                     std::mem::swap(later, earlier);
                 }
@@ -265,11 +265,6 @@ impl Store {
 
 /// Increase of a counter; a decrease means the counter restarted (PgBouncer restarted), so the
 /// new value is the increase, as Prometheus' `increase` treats resets.
-/// What tells a target's pools apart, and orders them.
-fn key(pool: &PoolSample) -> (&str, &Labels) {
-    (&pool.pool, &pool.labels)
-}
-
 fn delta(before: Option<u64>, after: Option<u64>) -> Option<u64> {
     let (a, b) = (before?, after?);
     Some(if b >= a { b - a } else { b })
@@ -283,7 +278,7 @@ fn delta_f64(before: Option<f64>, after: Option<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PoolTotals;
+    use crate::model::{Labels, PoolTotals};
 
     fn sample(wait: f64, assignments: u64, opened: u64, closed: u64) -> Vec<PoolSample> {
         vec![PoolSample {

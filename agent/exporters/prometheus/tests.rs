@@ -27,6 +27,7 @@ pub(crate) fn snapshot() -> Snapshot {
         observed_seconds: Some(600.0),
         dataset_recommended_size: None,
         wal_growth_bytes_per_second: None,
+        recommended_from: None,
         latest: Arc::new(PoolSample {
             pool: "mdm_images/mdm".into(),
             labels: Labels::from([("dataset".into(), "images".into())]),
@@ -60,7 +61,7 @@ pub(crate) fn snapshot() -> Snapshot {
         }),
     };
     // 5 used + 7 waiting: the 80% rule's 15 outweighs Erlang C on 10 checkouts/s × 0.5 s.
-    pool.recommend(crate::advisor::WaitTarget::default(), None);
+    pool.recommend(crate::advisor::WaitTarget::default(), None, None);
     let up = TargetStatus {
         name: "bouncer".into(),
         source: SourceKind::Pgbouncer,
