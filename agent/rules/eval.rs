@@ -354,25 +354,31 @@ impl<'a> Evaluator<'a> {
         self.in_order(found, |s| &s.labels)
     }
 
-    /// The series `vs` selects, with their value at the evaluation time.
-    fn selected(&self, vs: &'a VectorSelector) -> impl Iterator<Item = (&'a Series, f64)> + 'a {
-        let (t, oldest) = (self.t, self.t - LOOKBACK);
-        self.store
-            .series(vs.name.as_deref())
+    /// The series `vs` names and matches, in store order.
+    fn series_of<'v>(&self, vs: &'v VectorSelector) -> impl Iterator<Item = &'a Series> + 'v
+    where
+        'a: 'v,
+    {
+        (self.store.series(vs.name.as_deref()))
             .filter(|s| matches(&vs.matchers, vs.name.as_deref(), &s.labels))
-            .filter_map(move |s| {
-                let (ts, v) = s.at_or_before(t)?;
-                (ts >= oldest && !is_stale(v)).then_some((s, v))
-            })
     }
 
-    /// `expr` as an instant vector whose samples lose their metric name, as an operand of
-    /// arithmetic or of a `bool` comparison. A selector's series give the labels without it
+    /// The series `vs` selects, with their value at the evaluation time.
+    fn selected<'v>(&self, vs: &'v VectorSelector) -> impl Iterator<Item = (&'a Series, f64)> + 'v
+    where
+        'a: 'v,
+    {
+        let (t, oldest) = (self.t, self.t - LOOKBACK);
+        self.series_of(vs).filter_map(move |s| {
+            let (ts, v) = s.at_or_before(t)?;
+            (ts >= oldest && !is_stale(v)).then_some((s, v))
+        })
+    }
+
+    /// What `vs` selects, its samples without their metric name, as an operand of arithmetic
+    /// or of a `bool` comparison. A selector's series give the labels without it
     /// that they keep (see [`Series::labels_without_name`]): no evaluation copies them.
-    fn vector_without_names(&self, expr: &Expr) -> Result<Vec<Sample>, EvalError> {
-        let Expr::VectorSelector(vs) = unwrap_parens(expr) else {
-            return without_names(self.vector(expr)?);
-        };
+    fn selected_without_names(&self, vs: &VectorSelector) -> Result<Vec<Sample>, EvalError> {
         let found = self.in_order(self.selected(vs).collect(), |(s, _)| &s.labels);
         self.function_results(found)
     }
@@ -388,9 +394,7 @@ impl<'a> Evaluator<'a> {
     /// `min_over_time` / `max_over_time`: whole chunks answer from their own extremes.
     fn extreme_over_time(&self, ms: &MatrixSelector, which: Extreme) -> Vec<(&'a Series, f64)> {
         let start = self.t - ms.range.as_millis() as Millis;
-        self.store
-            .series(ms.vs.name.as_deref())
-            .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
+        self.series_of(&ms.vs)
             .filter_map(|s| Some((s, s.extreme_between(start, self.t, which)?)))
             .collect()
     }
@@ -424,9 +428,7 @@ impl<'a> Evaluator<'a> {
         f: impl Fn(&CounterRange, Millis, Millis) -> Option<f64>,
     ) -> Vec<(&'a Series, f64)> {
         let start = self.t - ms.range.as_millis() as Millis;
-        self.store
-            .series(ms.vs.name.as_deref())
-            .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels))
+        self.series_of(&ms.vs)
             .filter_map(|s| Some((s, f(&s.counter_between(start, self.t)?, start, self.t)?)))
             .collect()
     }
@@ -437,11 +439,7 @@ impl<'a> Evaluator<'a> {
     fn each_range(&self, ms: &MatrixSelector, mut f: impl FnMut(&'a Series, &[(Millis, f64)])) {
         let start = self.t - ms.range.as_millis() as Millis;
         let mut points: Points = Vec::new();
-        let selected = self
-            .store
-            .series(ms.vs.name.as_deref())
-            .filter(|s| matches(&ms.vs.matchers, ms.vs.name.as_deref(), &s.labels));
-        for s in selected {
+        for s in self.series_of(&ms.vs) {
             points.clear();
             points.extend(s.between(start, self.t).filter(|(_, v)| !is_stale(*v)));
             if !points.is_empty() {
@@ -630,8 +628,8 @@ impl<'a> Evaluator<'a> {
         // names: the selector is read without them at once.
         let drops_names = is_arithmetic(&op) || return_bool;
         let operand = |expr: &Expr, other: &Expr| match unwrap_parens(expr) {
-            Expr::VectorSelector(_) if drops_names && other.value_type() == ValueType::Scalar => {
-                self.vector_without_names(expr).map(Value::Vector)
+            Expr::VectorSelector(vs) if drops_names && other.value_type() == ValueType::Scalar => {
+                self.selected_without_names(vs).map(Value::Vector)
             }
             _ => self.eval(expr),
         };
