@@ -437,37 +437,17 @@ mod tests {
             },
             ..PoolSample::default()
         };
-        s.record(
-            "t",
-            t0,
-            vec![
-                pool("b", "1", 0.0),
-                pool("a", "2", 0.0),
-                pool("a", "1", 0.0),
-            ],
-            PoolLimits::default(),
-        );
-        s.record(
-            "t",
-            t0 + Duration::from_secs(10),
-            vec![
-                pool("a", "1", 1.0),
-                pool("b", "1", 3.0),
-                pool("a", "2", 2.0),
-            ],
-            PoolLimits::default(),
-        );
-        // c is new, a/2 is gone.
-        s.record(
-            "t",
-            t0 + Duration::from_secs(20),
-            vec![
-                pool("c", "1", 0.0),
-                pool("b", "1", 9.0),
-                pool("a", "1", 4.0),
-            ],
-            PoolLimits::default(),
-        );
+        // Every 10 s; in the last, c is new and a/2 is gone.
+        let samples = [
+            [("b", "1", 0.0), ("a", "2", 0.0), ("a", "1", 0.0)],
+            [("a", "1", 1.0), ("b", "1", 3.0), ("a", "2", 2.0)],
+            [("c", "1", 0.0), ("b", "1", 9.0), ("a", "1", 4.0)],
+        ];
+        for (i, pools) in samples.into_iter().enumerate() {
+            let at = t0 + Duration::from_secs(10 * i as u64);
+            let pools = pools.map(|(name, instance, waited)| pool(name, instance, waited));
+            s.record("t", at, pools.into(), PoolLimits::default());
+        }
         let figures: Vec<_> = s
             .figures("t")
             .iter()
