@@ -14,7 +14,8 @@ pub struct ChurnTracker {
     pools: FxHashMap<String, PoolConnections>,
     /// The sample being read, counted from 1; what each connection is marked with.
     sample: u64,
-    /// Whether the sample being read is a baseline: the first, or the first after a reset.
+    /// Whether the sample being read is compared with the last one: false for a baseline
+    /// (the first sample, or the first after a reset), whose connections open and close nothing.
     counted: bool,
 }
 
