@@ -1,6 +1,7 @@
 //! The rules' cost at scale: evaluating the shipped rules over 1,000 pools with a full window
-//! (15 minutes of samples every 10 s), and the memory a full window takes there and at 100 pools
-//! sampled every second (the soak's case). Prints; asserts nothing.
+//! (15 minutes of samples every 10 s), taking one scrape into the window at 100 pools, and the
+//! memory a full window takes there and at 100 pools sampled every second (the soak's case).
+//! Prints; asserts nothing.
 
 // Bench code: an unwrap that fails is the failure report. The unsafe is a counting allocator, here
 // and nowhere in the agent.
@@ -107,7 +108,28 @@ fn evaluate(c: &mut Criterion, pools: usize, step: Millis, scrapes: i64) {
     c.bench_function(&name, |b| b.iter(|| engine.evaluate_all(&store, t, true)));
 }
 
+/// Times what each sample cycle does before the rules run: the snapshot's samples made and taken
+/// into a window that is already full, at 100 pools sampled every second.
+fn ingest(c: &mut Criterion) {
+    const POOLS: usize = 100;
+    const STEP: Millis = 1000;
+    let scrapes = 900;
+    let mut store = full_window(POOLS, STEP, scrapes);
+    let mut exposer = Exposer::default();
+    let snapshot = fixtures::snapshot(POOLS, scrapes);
+    let mut samples = Vec::new();
+    let mut i = scrapes;
+    c.bench_function("series/ingest/100-pools-every-1s-full-window", |b| {
+        b.iter(|| {
+            exposer.samples(&snapshot, &mut samples);
+            store.ingest_scrape(scrape_time(i, STEP), &samples);
+            i += 1;
+        })
+    });
+}
+
 fn rules(c: &mut Criterion) {
+    ingest(c);
     evaluate(c, POOLS, STEP, SCRAPES);
     // The steady state: 100 pools sampled every second, every rule evaluated each cycle.
     evaluate(c, 100, 1000, 900);
