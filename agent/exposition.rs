@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use Instrument::{Counter, Gauge, Histogram, UpDownCounter};
 use rustc_hash::FxHashMap;
@@ -1189,9 +1189,16 @@ impl ExportedSample {
 
     /// The content hash of one plain series' full label set, its name included.
     pub fn series_hash(&self, scalar: &Scalar<'_>) -> u64 {
+        /// Each family's name pair hashed once: every sample of the family adds it.
+        static NAME_HASHES: LazyLock<Vec<u64>> = LazyLock::new(|| {
+            CATALOGUE
+                .iter()
+                .map(|f| pair_hash(crate::series::NAME_LABEL, f.name))
+                .collect()
+        });
         let mut h = self.labels.content_hash();
         h = h.wrapping_add(if scalar.suffix.is_empty() {
-            pair_hash(crate::series::NAME_LABEL, self.family.name)
+            NAME_HASHES[self.family.id()]
         } else {
             pair_hash(
                 crate::series::NAME_LABEL,

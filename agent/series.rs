@@ -96,9 +96,30 @@ pub struct Series {
     from: Millis,
     /// The last scrape that carried this series.
     scraped_at: Option<Millis>,
-    /// The exported label set this series was last fed from: a pointer comparison then tells
-    /// that a sample belongs here without comparing labels.
-    origin: Option<Arc<LabelSet>>,
+    /// The exported sample this series was last fed from.
+    origin: Option<Origin>,
+}
+
+/// The exported label set a series was fed from, and the label its family added to it (a pool's
+/// connections by state): a pointer comparison and that label then tell that a sample belongs to
+/// the series without looking its labels up.
+#[derive(Clone, Debug)]
+struct Origin {
+    labels: Arc<LabelSet>,
+    extra: Option<(&'static str, &'static str)>,
+}
+
+impl Origin {
+    fn of(sample: &ExportedSample) -> Origin {
+        Origin {
+            labels: sample.labels.clone(),
+            extra: sample.extra,
+        }
+    }
+
+    fn fed(&self, sample: &ExportedSample) -> bool {
+        Arc::ptr_eq(&self.labels, &sample.labels) && self.extra == sample.extra
+    }
 }
 
 impl Series {
@@ -501,11 +522,9 @@ impl SeriesStore {
                 let family = &mut self.families[at];
                 let hash = sample.series_hash(&scalar);
                 let same = |s: &Series| match &s.origin {
-                    Some(o) if Arc::ptr_eq(o, &sample.labels) => {
-                        let has = |k: &str, v: &str| s.labels.get(k).is_some_and(|x| x == v);
-                        sample.extra.is_none_or(|(k, v)| has(k, v))
-                            && scalar.le.is_none_or(|le| has("le", le))
-                    }
+                    Some(o) if o.fed(sample) => scalar
+                        .le
+                        .is_none_or(|le| s.labels.get("le").is_some_and(|x| x == le)),
                     _ => *s.labels == sample.full_labels(&scalar),
                 };
                 let at = match family.find(hash, same) {
@@ -517,7 +536,9 @@ impl SeriesStore {
                 };
                 let keep = family.history > 0;
                 let series = &mut family.series[at];
-                series.origin = Some(sample.labels.clone());
+                if !series.origin.as_ref().is_some_and(|o| o.fed(sample)) {
+                    series.origin = Some(Origin::of(sample));
+                }
                 series.push(t, scalar.value, keep);
                 series.scraped_at = Some(t);
             });
