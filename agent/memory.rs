@@ -17,14 +17,22 @@ pub fn one_arena() {
     }
 }
 
+/// Free heap above which [`release_freed`] hands memory back. A cycle at 100 pools leaves 0.6 to
+/// 0.8 MiB free, much of which the next cycle allocates again: handing all of it back each time
+/// kept RSS about 0.5 MiB lower but cost about 70 page faults a cycle, 8 % of its CPU time.
+const KEEP_FREE: usize = 1 << 20;
+
 /// Rendering, evaluating and building an OTLP request allocate in bursts; glibc keeps what they
-/// free in its arenas. Handing it back after each publish and each push keeps the agent's RSS at
-/// its working set.
+/// free in its arenas. After each publish and each push, free heap beyond what the next cycle
+/// reuses ([`KEEP_FREE`]) goes back to the kernel, which keeps the agent's RSS at its working set.
 #[allow(unsafe_code)]
 pub fn release_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live memory.
+    // SAFETY: mallinfo2 reads the allocator's own counters, and malloc_trim only returns free
+    // heap pages to the kernel; neither touches live memory.
     unsafe {
-        libc::malloc_trim(0);
+        if libc::mallinfo2().fordblks > KEEP_FREE {
+            libc::malloc_trim(0);
+        }
     }
 }
