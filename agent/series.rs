@@ -690,6 +690,58 @@ mod tests {
     }
 
     #[test]
+    fn samples_split_by_state_from_one_label_set_keep_their_own_series() {
+        fn by_state(labels: &Arc<LabelSet>, values: [f64; 3]) -> Vec<ExportedSample> {
+            ["used", "idle", "pending"]
+                .into_iter()
+                .zip(values)
+                .map(|(state, v)| ExportedSample {
+                    family: family_named("db_client_connection_count").unwrap(),
+                    labels: labels.clone(),
+                    extra: Some(("state", state)),
+                    value: Value::Scalar(v),
+                })
+                .collect()
+        }
+        let mut store = SeriesStore::new(60_000);
+        let pool = || Arc::new(LabelSet::new(BTreeMap::from([("pool".into(), "p".into())])));
+        let shared = pool();
+        store.ingest_scrape(0, &by_state(&shared, [1.0, 2.0, 3.0]));
+        store.ingest_scrape(1000, &by_state(&shared, [4.0, 5.0, 6.0]));
+        // A rebuilt label set, fed in another order: each state still finds its series.
+        let mut rebuilt = by_state(&pool(), [7.0, 8.0, 9.0]);
+        rebuilt.reverse();
+        store.ingest_scrape(2000, &rebuilt);
+        // The shortcut tells the states of one label set apart: a sample whose hash collides with
+        // another series is filed by it.
+        let used = store
+            .series(Some("db_client_connection_count"))
+            .find(|s| s.labels["state"] == "used")
+            .unwrap();
+        let origin = used.origin.as_ref().unwrap();
+        assert!(origin.fed(&rebuilt[2]));
+        assert!(!origin.fed(&rebuilt[1]));
+        assert!(!origin.fed(&by_state(&shared, [0.0; 3])[0]));
+        let values: Vec<(String, Vec<f64>)> = store
+            .series(Some("db_client_connection_count"))
+            .map(|s| {
+                (
+                    s.labels["state"].clone(),
+                    s.samples().map(|(_, v)| v).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("idle".to_string(), vec![2.0, 5.0, 8.0]),
+                ("pending".to_string(), vec![3.0, 6.0, 9.0]),
+                ("used".to_string(), vec![1.0, 4.0, 7.0]),
+            ]
+        );
+    }
+
+    #[test]
     fn a_histogram_is_stored_as_prometheus_stores_it() {
         let mut store = SeriesStore::new(60_000);
         let histogram = ExportedSample {
