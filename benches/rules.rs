@@ -111,18 +111,16 @@ fn evaluate(c: &mut Criterion, pools: usize, step: Millis, scrapes: i64) {
 /// Times what each sample cycle does before the rules run: the snapshot's samples made and taken
 /// into a window that is already full, at 100 pools sampled every second.
 fn ingest(c: &mut Criterion) {
-    const POOLS: usize = 100;
-    const STEP: Millis = 1000;
-    let scrapes = 900;
-    let mut store = full_window(POOLS, STEP, scrapes);
+    let (pools, step, scrapes) = (100, 1000, 900);
+    let mut store = full_window(pools, step, scrapes);
     let mut exposer = Exposer::default();
-    let snapshot = fixtures::snapshot(POOLS, scrapes);
+    let snapshot = fixtures::snapshot(pools, scrapes);
     let mut samples = Vec::new();
     let mut i = scrapes;
     c.bench_function("series/ingest/100-pools-every-1s-full-window", |b| {
         b.iter(|| {
             exposer.samples(&snapshot, &mut samples);
-            store.ingest_scrape(scrape_time(i, STEP), &samples);
+            store.ingest_scrape(scrape_time(i, step), &samples);
             i += 1;
         })
     });
